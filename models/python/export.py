@@ -1,0 +1,172 @@
+"""Exports a trained checkpoint to ONNX and writes the model manifest.
+
+    python models/python/export.py --checkpoint runs/tiny/checkpoint.pt --out models/sprout-tiny
+
+Writes `denoiser.onnx` (one graph: logits plus the new tokens' keys/values, given a KV cache and
+an attention mask), `manifest.json` (the seam the TypeScript runtime reads: special ids, shapes,
+inputs/outputs, sha256 of every file, provenance) and `golden.json` (a fixed input and the logits
+PyTorch gives for it, so the TypeScript side can check that it runs the same model).
+The export is checked against PyTorch with onnxruntime before anything is written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import onnxruntime
+import torch
+from tokenizers import Tokenizer
+
+from model import Denoiser, ModelConfig, block_mask, causal_mask
+from tokenizer import SPECIAL_TOKENS
+
+INPUTS = ["input_ids", "positions", "past_key", "past_value", "attention_mask"]
+OUTPUTS = ["logits", "new_key", "new_value"]
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def example_inputs(model: Denoiser, batch: int, past: int, time: int, causal: bool, seed: int = 0):
+    c = model.config
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(len(SPECIAL_TOKENS), c.vocab_size, (batch, time), generator=g)
+    positions = torch.arange(past, past + time).expand(batch, time).contiguous()
+    shape = (c.n_layers, batch, c.n_heads, past, c.head_dim)
+    past_key, past_value = torch.randn(shape, generator=g), torch.randn(shape, generator=g)
+    mask = (causal_mask if causal else block_mask)(batch, past, time).contiguous()
+    return ids, positions, past_key, past_value, mask
+
+
+def export(model: Denoiser, path: Path) -> None:
+    axes = {
+        "input_ids": {0: "batch", 1: "time"},
+        "positions": {0: "batch", 1: "time"},
+        "past_key": {1: "batch", 3: "past"},
+        "past_value": {1: "batch", 3: "past"},
+        "attention_mask": {0: "batch", 1: "time", 2: "past_plus_time"},
+        "logits": {0: "batch", 1: "time"},
+        "new_key": {1: "batch", 3: "time"},
+        "new_value": {1: "batch", 3: "time"},
+    }
+    torch.onnx.export(
+        model,
+        example_inputs(model, batch=2, past=5, time=3, causal=False),
+        str(path),
+        input_names=INPUTS,
+        output_names=OUTPUTS,
+        dynamic_axes=axes,
+        opset_version=17,
+        dynamo=False,
+        # Folding would store the tied embedding twice (once transposed for the output head).
+        do_constant_folding=False,
+    )
+
+
+def check(model: Denoiser, path: Path) -> float:
+    """Largest |onnx − torch| over shapes the runtime uses, the empty-cache prefill included."""
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    worst = 0.0
+    for batch, past, time, causal in [(1, 0, 7, True), (1, 12, 4, False), (3, 9, 16, False), (2, 30, 1, True)]:
+        inputs = example_inputs(model, batch, past, time, causal, seed=past + time)
+        with torch.no_grad():
+            expected = model(*inputs)
+        got = session.run(OUTPUTS, {name: t.numpy() for name, t in zip(INPUTS, inputs)})
+        for e, g in zip(expected, got):
+            worst = max(worst, float(np.abs(e.numpy() - g).max()))
+    return worst
+
+
+def golden(model: Denoiser, tokenizer: Tokenizer) -> dict:
+    """Prefill a prompt, then one denoising step of a 4-token masked block, in PyTorch."""
+    prompt = [tokenizer.token_to_id("<|bos|>")] + tokenizer.encode("def add(a, b):\n", add_special_tokens=False).ids
+    mask_id = tokenizer.token_to_id("<|mask|>")
+    with torch.no_grad():
+        pk, pv = model.empty_cache(1)
+        ids = torch.tensor([prompt])
+        _, k, v = model(ids, torch.arange(len(prompt))[None], pk, pv, causal_mask(1, 0, len(prompt)))
+        block = torch.full((1, 4), mask_id)
+        positions = torch.arange(len(prompt), len(prompt) + 4)[None]
+        logits, _, _ = model(block, positions, k, v, block_mask(1, len(prompt), 4))
+    return {
+        "prompt_ids": prompt,
+        "block_ids": block[0].tolist(),
+        "argmax": logits[0].argmax(-1).tolist(),
+        "logits_head": [row[:8].tolist() for row in logits[0]],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--checkpoint", type=Path, required=True)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--name", default="sprout-tiny")
+    args = parser.parse_args()
+
+    state = torch.load(args.checkpoint, map_location="cpu", weights_only=False)
+    config = ModelConfig(**state["config"])
+    model = Denoiser(config)
+    model.load_state_dict(state["model"])
+    model.eval()
+    tokenizer_path = args.out / "tokenizer.json"
+    tokenizer = Tokenizer.from_file(str(tokenizer_path))
+    assert tokenizer.get_vocab_size() == config.vocab_size, "tokenizer and model disagree on the vocabulary"
+
+    onnx_path = args.out / "denoiser.onnx"
+    export(model, onnx_path)
+    worst = check(model, onnx_path)
+    assert worst < 1e-3, f"ONNX output differs from PyTorch by {worst}"
+    print(f"exported {onnx_path}; max |onnx - torch| = {worst:.2e}")
+    (args.out / "golden.json").write_text(json.dumps(golden(model, tokenizer)) + "\n")
+
+    log_path = args.checkpoint.parent / "log.jsonl"
+    records = [json.loads(line) for line in log_path.read_text().splitlines()] if log_path.exists() else []
+    evals = [r for r in records if "val_loss" in r]
+    files = ["tokenizer.json", "denoiser.onnx", "golden.json"]
+    manifest = {
+        "schema_version": 1,
+        "name": args.name,
+        "kind": "block-diffusion denoiser (causal context, bidirectional block)",
+        "architecture": {**config.to_dict(), "head_dim": config.head_dim,
+                         "parameters": sum(p.numel() for p in model.parameters())},
+        "special_tokens": {token.strip("<|>"): tokenizer.token_to_id(token) for token in SPECIAL_TOKENS},
+        "context_length": config.max_positions,
+        "block_sizes": [int(b) for b in state["args"]["block_sizes"]],
+        "graph": {
+            "file": "denoiser.onnx",
+            "opset": 17,
+            "inputs": {
+                "input_ids": {"type": "int64", "shape": ["batch", "time"]},
+                "positions": {"type": "int64", "shape": ["batch", "time"]},
+                "past_key": {"type": "float32", "shape": ["layers", "batch", "heads", "past", "head_dim"]},
+                "past_value": {"type": "float32", "shape": ["layers", "batch", "heads", "past", "head_dim"]},
+                "attention_mask": {"type": "bool", "shape": ["batch", "time", "past+time"],
+                                   "meaning": "true where token may attend; past first, then the new tokens"},
+            },
+            "outputs": {
+                "logits": {"type": "float32", "shape": ["batch", "time", "vocab"]},
+                "new_key": {"type": "float32", "shape": ["layers", "batch", "heads", "time", "head_dim"]},
+                "new_value": {"type": "float32", "shape": ["layers", "batch", "heads", "time", "head_dim"]},
+            },
+            "max_abs_diff_vs_torch": worst,
+        },
+        "training": {
+            "recipe": "stage 1 only: absorbing-state masked diffusion, ELBO weighting, block sizes sampled per step",
+            "steps": state["step"],
+            "data": "Python standard library source (PSF-2.0), see models/python/corpus.py",
+            "final_train_loss": records[-1]["loss"] if records else None,
+            "final_val_loss": evals[-1]["val_loss"] if evals else None,
+        },
+        "files": {name: {"sha256": sha256(args.out / name), "bytes": (args.out / name).stat().st_size} for name in files},
+    }
+    (args.out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    print(f"wrote {args.out / 'manifest.json'}")
+
+
+if __name__ == "__main__":
+    main()

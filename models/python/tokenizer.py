@@ -1,0 +1,57 @@
+"""Trains Sprout's byte-level BPE tokenizer with Hugging Face `tokenizers`.
+
+One `tokenizer.json` serves both sides: Python training reads it with `tokenizers`, the
+TypeScript runtime with `@huggingface/tokenizers`. Special tokens take the first ids so that
+their ids never move when the vocabulary is retrained at another size.
+
+    python models/python/tokenizer.py --out models/sprout-tiny/tokenizer.json
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+import corpus
+
+# Order fixes the ids: pad=0, bos=1, eos=2, mask=3, then infilling markers reserved for later.
+SPECIAL_TOKENS = [
+    "<|pad|>",
+    "<|bos|>",
+    "<|eos|>",
+    "<|mask|>",
+    "<|fim_prefix|>",
+    "<|fim_suffix|>",
+    "<|fim_middle|>",
+]
+
+
+def train(vocab_size: int) -> Tokenizer:
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=SPECIAL_TOKENS,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tokenizer.train_from_iterator((text for _, text in corpus.iter_files("train")), trainer)
+    return tokenizer
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--vocab-size", type=int, default=8192)
+    args = parser.parse_args()
+    tokenizer = train(args.vocab_size)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    tokenizer.save(str(args.out))
+    print(f"wrote {args.out} ({tokenizer.get_vocab_size()} tokens)")
+
+
+if __name__ == "__main__":
+    main()
