@@ -1,0 +1,38 @@
+/**
+ * The one contract between the edge and anything that generates text (think of the AI SDK's
+ * `doStream`): a request in, an async stream of typed events out, an AbortSignal honoured.
+ * Implementations: `DenoiserNodeBackend` (a Sprout denoiser node over HTTP); more to come
+ * (OpenAI-compatible upstreams, a routing pool).
+ */
+import type { NodeEvent, NodeGenerateRequest } from "./protocol.ts";
+
+export type GenerateRequest = NodeGenerateRequest;
+export type GenerateEvent = NodeEvent;
+
+export interface StreamOptions {
+  signal?: AbortSignal;
+}
+
+export interface Backend {
+  readonly id: string;
+  /** Starts generating; rejects with a `BackendError` when nothing could be started. */
+  doStream(request: GenerateRequest, options?: StreamOptions): Promise<AsyncIterable<GenerateEvent>>;
+}
+
+export type BackendErrorCode =
+  | "backend_unavailable" // could not reach it, or it is not ready
+  | "backend_auth" // it refused our credentials: a configuration error
+  | "invalid_request" // it refused the request itself
+  | "bad_response"; // it answered something that breaks the protocol
+
+/** An error with the HTTP status the edge should answer with. */
+export class BackendError extends Error {
+  override name = "BackendError";
+  constructor(
+    readonly code: BackendErrorCode,
+    message: string,
+    readonly status: 400 | 502 | 503,
+  ) {
+    super(message);
+  }
+}

@@ -1,0 +1,94 @@
+/**
+ * A Sprout denoiser node reached over HTTP (protocol: ./protocol.ts). Runs in workerd and Node:
+ * only `fetch`, web streams and eventsource-parser.
+ */
+import { EventSourceParserStream } from "eventsource-parser/stream";
+import {
+  type Backend,
+  BackendError,
+  type GenerateEvent,
+  type GenerateRequest,
+  type StreamOptions,
+} from "./backend.ts";
+import { NodeErrorBody, NodeEvent } from "./protocol.ts";
+
+export interface DenoiserNodeOptions {
+  /** Base URL of the node, e.g. `http://127.0.0.1:8788`. */
+  url: string;
+  /** The shared secret the node expects from the edge. */
+  secret: string;
+  /** Injected for tests; defaults to the global fetch. */
+  fetch?: typeof fetch;
+}
+
+export class DenoiserNodeBackend implements Backend {
+  readonly id: string;
+  private readonly fetchImpl: typeof fetch;
+
+  constructor(private readonly options: DenoiserNodeOptions) {
+    this.id = `denoiser:${new URL(options.url).host}`;
+    this.fetchImpl = options.fetch ?? ((input, init) => fetch(input, init));
+  }
+
+  async doStream(
+    request: GenerateRequest,
+    options: StreamOptions = {},
+  ): Promise<AsyncIterable<GenerateEvent>> {
+    let response: Response;
+    try {
+      response = await this.fetchImpl(new URL("/v1/generate", this.options.url), {
+        method: "POST",
+        headers: {
+          "content-type": "application/json",
+          accept: "text/event-stream",
+          authorization: `Bearer ${this.options.secret}`,
+        },
+        body: JSON.stringify(request),
+        signal: options.signal,
+      });
+    } catch (error) {
+      if (options.signal?.aborted) throw error;
+      throw new BackendError("backend_unavailable", `denoiser node ${this.id} is unreachable`, 503);
+    }
+    if (!response.ok || !response.body) throw await errorFromResponse(response, this.id);
+    return parseEvents(response.body, this.id);
+  }
+}
+
+async function errorFromResponse(response: Response, id: string): Promise<BackendError> {
+  const parsed = NodeErrorBody.safeParse(await response.json().catch(() => null));
+  const detail = parsed.success ? parsed.data.error.message : `HTTP ${response.status}`;
+  if (response.status === 400 || response.status === 422)
+    return new BackendError("invalid_request", detail, 400);
+  if (response.status === 401 || response.status === 403) {
+    return new BackendError("backend_auth", `denoiser node ${id} refused the edge's credentials`, 502);
+  }
+  return new BackendError("backend_unavailable", `denoiser node ${id} answered: ${detail}`, 503);
+}
+
+async function* parseEvents(body: ReadableStream<BufferSource>, id: string): AsyncGenerator<GenerateEvent> {
+  const messages = body.pipeThrough(new TextDecoderStream()).pipeThrough(new EventSourceParserStream());
+  const reader = messages.getReader();
+  try {
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      let json: unknown;
+      try {
+        json = JSON.parse(value.data);
+      } catch {
+        throw new BackendError("bad_response", `denoiser node ${id} sent an event that is not JSON`, 502);
+      }
+      const event = NodeEvent.safeParse(json);
+      if (!event.success || event.data.type !== value.event) {
+        throw new BackendError("bad_response", `denoiser node ${id} sent an event outside protocol v1`, 502);
+      }
+      yield event.data;
+      if (event.data.type === "done" || event.data.type === "error") return;
+    }
+    throw new BackendError("bad_response", `denoiser node ${id} closed the stream before it was done`, 502);
+  } finally {
+    // Cancelling the body tells the node we are gone (it stops decoding).
+    await reader.cancel().catch(() => {});
+  }
+}

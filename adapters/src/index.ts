@@ -1,0 +1,10 @@
+export {
+  type Backend,
+  BackendError,
+  type BackendErrorCode,
+  type GenerateEvent,
+  type GenerateRequest,
+  type StreamOptions,
+} from "./backend.ts";
+export { DenoiserNodeBackend, type DenoiserNodeOptions } from "./denoiser-node.ts";
+export * from "./protocol.ts";

@@ -1,0 +1,82 @@
+/**
+ * The denoiser node's HTTP face: protocol v1 (adapters/src/protocol.ts) over a loaded model.
+ * It trusts only the edge (shared secret); end users and their keys are the edge's business.
+ */
+import { zValidator } from "@hono/zod-validator";
+import { Hono } from "hono";
+import { streamSSE } from "hono/streaming";
+import { type NodeEvent, NodeGenerateRequest, PROTOCOL_VERSION } from "../../../adapters/src/protocol.ts";
+import { type DecodeEvent, DecodeInputError, type Model } from "../../../models/src/index.ts";
+import { edgeSecret } from "./auth.ts";
+
+export interface DenoiserAppOptions {
+  model: Model;
+  secret: string;
+  log?: (message: string) => void;
+}
+
+const errorBody = (code: string, message: string) => ({ error: { code, message } });
+
+export function createDenoiserApp({ model, secret, log = console.error }: DenoiserAppOptions) {
+  const app = new Hono();
+
+  app.get("/healthz", (c) => c.json({ ok: true, model: model.manifest.name, protocol: PROTOCOL_VERSION }));
+
+  app.post(
+    "/v1/generate",
+    edgeSecret({ secret }),
+    zValidator("json", NodeGenerateRequest, (result, c) => {
+      if (!result.success) {
+        const issue = result.error.issues[0];
+        const where = issue?.path.join(".") || "body";
+        return c.json(errorBody("invalid_request", `${where}: ${issue?.message ?? "invalid"}`), 400);
+      }
+    }),
+    async (c) => {
+      const request = c.req.valid("json");
+      const cancel = new AbortController();
+      c.req.raw.signal.addEventListener("abort", () => cancel.abort(), { once: true });
+      const events = model.generate({
+        prompt: request.prompt,
+        maxTokens: request.max_tokens,
+        blockSize: request.block_size,
+        threshold: request.threshold,
+        emitSteps: request.emit_steps,
+        signal: cancel.signal,
+      });
+      // Pull the first event before answering, so a request the model refuses gets a 400.
+      let first: IteratorResult<DecodeEvent>;
+      try {
+        first = await events.next();
+      } catch (error) {
+        if (error instanceof DecodeInputError)
+          return c.json(errorBody("invalid_request", error.message), 400);
+        throw error;
+      }
+      return streamSSE(c, async (stream) => {
+        stream.onAbort(() => cancel.abort());
+        const send = (event: NodeEvent) =>
+          stream.writeSSE({ event: event.type, data: JSON.stringify(event) });
+        try {
+          for (let next = first; !next.done; next = await events.next()) {
+            await send(toNodeEvent(next.value));
+          }
+        } catch (error) {
+          log(`generate failed: ${error instanceof Error ? error.message : String(error)}`);
+          await send({ type: "error", code: "internal", message: "decoding failed on the node" });
+        }
+      });
+    },
+  );
+
+  app.notFound((c) => c.json(errorBody("not_found", `no route ${c.req.method} ${c.req.path}`), 404));
+  app.onError((error, c) => {
+    log(`unhandled: ${error.message}`);
+    return c.json(errorBody("internal", "the node failed to handle this request"), 500);
+  });
+  return app;
+}
+
+function toNodeEvent(event: DecodeEvent): NodeEvent {
+  return event.type === "start" ? { ...event, v: PROTOCOL_VERSION } : event;
+}

@@ -1,0 +1,11 @@
+/** Bindings of the edge worker (wrangler.toml explains each). */
+export interface Env {
+  /** Id under which the served model is listed at /v1/models. */
+  MODEL_ID: string;
+  /** Base URL of the denoiser node. */
+  DENOISER_URL: string;
+  /** Secret shared with the denoiser node (a wrangler secret in production). */
+  DENOISER_SECRET: string;
+  /** Comma-separated hex sha256 digests of the API keys accepted (a wrangler secret). */
+  API_KEY_HASHES: string;
+}

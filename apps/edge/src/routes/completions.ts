@@ -1,0 +1,112 @@
+/**
+ * OpenAI-compatible `POST /v1/completions`, streamed (SSE: `data:` chunks, then `data: [DONE]`)
+ * or not. Each committed block of the denoiser becomes one chunk. Usage carries
+ * `forward_passes` beside the standard fields.
+ *
+ * Sprout extensions in the body: `block_size` and `threshold`, the speed/quality dial.
+ * `temperature` and `top_p` are accepted and ignored: decoding is greedy for now.
+ */
+import { Hono } from "hono";
+import { streamSSE } from "hono/streaming";
+import { z } from "zod";
+import type { GenerateEvent, Usage } from "../../../../adapters/src/index.ts";
+import { backendFor } from "../backends.ts";
+import type { Env } from "../env.ts";
+import { ApiError, errorBody } from "../errors.ts";
+import { jsonBody } from "../validate.ts";
+
+export const CompletionRequest = z.object({
+  model: z.string().min(1),
+  prompt: z.union([
+    z.string(),
+    z
+      .array(z.string())
+      .length(1)
+      .transform((p) => p[0] as string),
+  ]),
+  max_tokens: z.number().int().min(1).max(1024).default(16),
+  temperature: z.number().min(0).max(2).nullish(),
+  top_p: z.number().gt(0).max(1).nullish(),
+  n: z.literal(1).nullish(),
+  stream: z.boolean().nullish(),
+  stream_options: z.object({ include_usage: z.boolean().nullish() }).nullish(),
+  suffix: z.string().nullish(),
+  block_size: z.number().int().min(1).max(256).optional(),
+  threshold: z.number().gt(0).max(1).optional(),
+});
+
+const toOpenAiUsage = (usage: Usage) => ({
+  prompt_tokens: usage.prompt_tokens,
+  completion_tokens: usage.completion_tokens,
+  total_tokens: usage.prompt_tokens + usage.completion_tokens,
+  forward_passes: usage.forward_passes,
+});
+
+const toOpenAiFinish = (reason: "stop" | "length" | "cancelled") => (reason === "length" ? "length" : "stop");
+
+export const completions = new Hono<{ Bindings: Env }>().post("/", jsonBody(CompletionRequest), async (c) => {
+  const body = c.req.valid("json");
+  if (body.model !== c.env.MODEL_ID) {
+    throw new ApiError(404, "model_not_found", `The model '${body.model}' does not exist.`, "model");
+  }
+  if (body.suffix) {
+    throw new ApiError(400, "unsupported_parameter", "suffix (infilling) is not supported yet.", "suffix");
+  }
+  const cancel = new AbortController();
+  const events = await backendFor(c.env).doStream(
+    {
+      prompt: body.prompt,
+      max_tokens: body.max_tokens,
+      block_size: body.block_size,
+      threshold: body.threshold,
+    },
+    { signal: cancel.signal },
+  );
+  const id = `cmpl-${crypto.randomUUID()}`;
+  const created = Math.floor(Date.now() / 1000);
+  const chunk = (text: string, finish_reason: string | null) => ({
+    id,
+    object: "text_completion",
+    created,
+    model: body.model,
+    choices: [{ text, index: 0, logprobs: null, finish_reason }],
+  });
+
+  if (!body.stream) {
+    let text = "";
+    for await (const event of events) {
+      if (event.type === "block") text += event.text;
+      if (event.type === "error") throw new ApiError(502, "backend_error", event.message);
+      if (event.type === "done") {
+        return c.json({
+          ...chunk(text, toOpenAiFinish(event.finish_reason)),
+          usage: toOpenAiUsage(event.usage),
+        });
+      }
+    }
+    throw new ApiError(502, "backend_error", "the backend ended without finishing");
+  }
+
+  return streamSSE(c, async (stream) => {
+    stream.onAbort(() => cancel.abort());
+    const send = (data: unknown) => stream.writeSSE({ data: JSON.stringify(data) });
+    try {
+      for await (const event of events as AsyncIterable<GenerateEvent>) {
+        if (event.type === "block" && event.text) await send(chunk(event.text, null));
+        if (event.type === "error") throw new ApiError(502, "backend_error", event.message);
+        if (event.type === "done") {
+          await send(chunk("", toOpenAiFinish(event.finish_reason)));
+          if (body.stream_options?.include_usage) {
+            await send({ ...chunk("", null), choices: [], usage: toOpenAiUsage(event.usage) });
+          }
+          await stream.writeSSE({ data: "[DONE]" });
+        }
+      }
+    } catch (error) {
+      // After the first byte the status is sent: the error travels as one data line.
+      const apiError =
+        error instanceof ApiError ? error : new ApiError(502, "backend_error", "generation failed");
+      await send(errorBody(apiError));
+    }
+  });
+});

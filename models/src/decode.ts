@@ -1,0 +1,173 @@
+/**
+ * Block-wise parallel decoding with confidence-threshold unmasking (Fast-dLLM style).
+ *
+ * Blocks are generated in order; inside a block all positions start as `<|mask|>` and every step
+ * is one forward pass of the block against the cached context. Each step commits every masked
+ * position whose most likely token has probability ≥ `threshold`, and always at least the single
+ * most confident one, so a block of n tokens takes between 1 and n steps. A finished block is
+ * pushed through the graph once more with causal attention to extend the exact KV cache.
+ */
+import type { DecodeEvent, FinishReason } from "./events.ts";
+import type { Manifest } from "./manifest.ts";
+import { type DenoiserSession, KvCache } from "./session.ts";
+import type { TextTokenizer } from "./tokenizer.ts";
+
+export interface DecodeOptions {
+  prompt: string;
+  maxTokens: number;
+  blockSize?: number;
+  /** Commit masked tokens whose top probability is at least this; 1 means one token per step. */
+  threshold?: number;
+  /** Yield a `step` event after each forward pass inside a block. */
+  emitSteps?: boolean;
+  signal?: AbortSignal;
+}
+
+export class DecodeInputError extends Error {
+  override name = "DecodeInputError";
+}
+
+export interface Decoder {
+  manifest: Manifest;
+  session: DenoiserSession;
+  tokenizer: TextTokenizer;
+}
+
+export const DEFAULT_THRESHOLD = 0.9;
+
+export async function* decode(model: Decoder, options: DecodeOptions): AsyncGenerator<DecodeEvent> {
+  const { manifest, session, tokenizer } = model;
+  const special = manifest.special_tokens;
+  const blockSize = options.blockSize ?? manifest.block_sizes[0] ?? 32;
+  const threshold = options.threshold ?? DEFAULT_THRESHOLD;
+  const promptIds = [special.bos, ...tokenizer.encode(options.prompt)];
+  if (promptIds.length + options.maxTokens > manifest.context_length) {
+    throw new DecodeInputError(
+      `prompt (${promptIds.length} tokens) plus max_tokens (${options.maxTokens}) exceeds the context of ${manifest.context_length} tokens`,
+    );
+  }
+  const banned = bannedTokenIds(manifest);
+  yield { type: "start", model: manifest.name, prompt_tokens: promptIds.length - 1, block_size: blockSize };
+
+  let forwardPasses = 0;
+  const prefill = await session.forward(promptIds, KvCache.empty(manifest), "causal");
+  forwardPasses++;
+  let cache = KvCache.empty(manifest).append(prefill.newKey, prefill.newValue);
+
+  const generated: number[] = [];
+  let emittedText = "";
+  let finish: FinishReason = "length";
+  for (let index = 0; generated.length < options.maxTokens; index++) {
+    const block = new Array<number>(Math.min(blockSize, options.maxTokens - generated.length)).fill(
+      special.mask,
+    );
+    let steps = 0;
+    while (block.includes(special.mask)) {
+      if (options.signal?.aborted) {
+        finish = "cancelled";
+        break;
+      }
+      const { logits } = await session.forward(block, cache, "bidirectional");
+      forwardPasses++;
+      steps++;
+      const committed = commitConfidentTokens(block, logits, manifest, banned, threshold);
+      if (options.emitSteps) {
+        const remaining = block.filter((t) => t === special.mask).length;
+        yield { type: "step", block: index, step: steps, committed, remaining };
+      }
+    }
+    if (finish === "cancelled") break;
+
+    const eosAt = block.indexOf(special.eos);
+    const kept = eosAt === -1 ? block : block.slice(0, eosAt);
+    generated.push(...kept);
+    const text = tokenizer.decode(generated);
+    // A multi-byte character split across blocks decodes as U+FFFD until its last byte arrives.
+    const stable = eosAt === -1 && generated.length < options.maxTokens ? text.replace(/\uFFFD+$/, "") : text;
+    yield { type: "block", index, text: stable.slice(emittedText.length), tokens: kept.length, steps };
+    emittedText = stable;
+    if (eosAt !== -1) {
+      finish = "stop";
+      break;
+    }
+    if (generated.length < options.maxTokens) {
+      const commit = await session.forward(block, cache, "causal");
+      forwardPasses++;
+      cache = cache.append(commit.newKey, commit.newValue);
+    }
+  }
+  yield {
+    type: "done",
+    finish_reason: finish,
+    usage: {
+      prompt_tokens: promptIds.length - 1,
+      completion_tokens: generated.length,
+      forward_passes: forwardPasses,
+    },
+  };
+}
+
+/** 1 for control tokens the model must never produce in text (end-of-sequence it may). */
+function bannedTokenIds(manifest: Manifest): Uint8Array {
+  const banned = new Uint8Array(manifest.architecture.vocab_size);
+  for (const id of Object.values(manifest.special_tokens)) banned[id] = 1;
+  banned[manifest.special_tokens.eos] = 0;
+  return banned;
+}
+
+/**
+ * Fills masked positions of `block` in place from one step's logits: every position whose top
+ * probability reaches `threshold`, or else the single most confident one. Once an end token is
+ * committed, positions after it are settled as end tokens too (they will be cut). Returns how
+ * many positions were committed.
+ */
+export function commitConfidentTokens(
+  block: number[],
+  logits: Float32Array,
+  manifest: Manifest,
+  banned: Uint8Array,
+  threshold: number,
+): number {
+  const vocab = manifest.architecture.vocab_size;
+  const { mask, eos } = manifest.special_tokens;
+  const candidates: { position: number; token: number; confidence: number }[] = [];
+  for (let position = 0; position < block.length; position++) {
+    if (block[position] !== mask) continue;
+    const row = logits.subarray(position * vocab, (position + 1) * vocab);
+    candidates.push({ position, ...mostLikely(row, banned) });
+  }
+  let chosen = candidates.filter((c) => c.confidence >= threshold);
+  if (chosen.length === 0) {
+    chosen = [candidates.reduce((best, c) => (c.confidence > best.confidence ? c : best))];
+  }
+  for (const c of chosen) block[c.position] = c.token;
+  let committed = chosen.length;
+  const eosAt = block.indexOf(eos);
+  if (eosAt !== -1) {
+    for (let position = eosAt + 1; position < block.length; position++) {
+      if (block[position] === mask) {
+        block[position] = eos;
+        committed++;
+      }
+    }
+  }
+  return committed;
+}
+
+/** Argmax and its softmax probability over a row of logits, skipping banned ids. */
+function mostLikely(row: Float32Array, banned: Uint8Array): { token: number; confidence: number } {
+  let best = -1;
+  let max = Number.NEGATIVE_INFINITY;
+  for (let id = 0; id < row.length; id++) {
+    const value = row[id] as number;
+    if (value > max && banned[id] === 0) {
+      max = value;
+      best = id;
+    }
+  }
+  let sum = 0;
+  for (let id = 0; id < row.length; id++) {
+    if (banned[id] === 0) sum += Math.exp((row[id] as number) - max);
+  }
+  return { token: best, confidence: 1 / sum };
+}

@@ -1,0 +1,57 @@
+/**
+ * The model manifest: the seam between Python export (models/python/export.py) and this runtime.
+ * Everything the runtime needs to know about a shipped model comes from here; every file it
+ * loads is checked against the sha256 recorded here before use.
+ */
+import { createHash } from "node:crypto";
+import { readFile } from "node:fs/promises";
+import { join } from "node:path";
+import { z } from "zod";
+
+const TensorSpec = z.object({ type: z.string(), shape: z.array(z.string()) });
+
+export const ManifestSchema = z.object({
+  schema_version: z.literal(1),
+  name: z.string().min(1),
+  architecture: z.object({
+    vocab_size: z.number().int().positive(),
+    d_model: z.number().int().positive(),
+    n_layers: z.number().int().positive(),
+    n_heads: z.number().int().positive(),
+    head_dim: z.number().int().positive(),
+    parameters: z.number().int().positive(),
+  }),
+  special_tokens: z
+    .object({ pad: z.number().int(), bos: z.number().int(), eos: z.number().int(), mask: z.number().int() })
+    .catchall(z.number().int()),
+  context_length: z.number().int().positive(),
+  block_sizes: z.array(z.number().int().positive()).min(1),
+  graph: z.object({
+    file: z.string(),
+    inputs: z.record(z.string(), TensorSpec),
+    outputs: z.record(z.string(), TensorSpec),
+  }),
+  files: z.record(z.string(), z.object({ sha256: z.string().regex(/^[0-9a-f]{64}$/), bytes: z.number() })),
+});
+export type Manifest = z.infer<typeof ManifestSchema>;
+
+export class ModelIntegrityError extends Error {
+  override name = "ModelIntegrityError";
+}
+
+/** Reads `manifest.json` from a model directory and checks every listed file's sha256. */
+export async function loadManifest(modelDir: string): Promise<Manifest> {
+  const manifest = ManifestSchema.parse(JSON.parse(await readFile(join(modelDir, "manifest.json"), "utf8")));
+  for (const [file, { sha256 }] of Object.entries(manifest.files)) {
+    const actual = createHash("sha256")
+      .update(await readFile(join(modelDir, file)))
+      .digest("hex");
+    if (actual !== sha256) {
+      throw new ModelIntegrityError(`${file} does not match its sha256 in the manifest (model corrupted?)`);
+    }
+  }
+  if (!(manifest.graph.file in manifest.files)) {
+    throw new ModelIntegrityError(`the graph ${manifest.graph.file} is not listed with a sha256`);
+  }
+  return manifest;
+}

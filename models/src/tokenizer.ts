@@ -1,0 +1,20 @@
+/** The serving side of the shared `tokenizer.json` (trained by models/python/tokenizer.py). */
+import { readFile } from "node:fs/promises";
+import { Tokenizer } from "@huggingface/tokenizers";
+
+export class TextTokenizer {
+  private constructor(private readonly tokenizer: Tokenizer) {}
+
+  static async fromFile(path: string): Promise<TextTokenizer> {
+    const json = JSON.parse(await readFile(path, "utf8"));
+    return new TextTokenizer(new Tokenizer(json, {}));
+  }
+
+  encode(text: string): number[] {
+    return this.tokenizer.encode(text, { add_special_tokens: false }).ids;
+  }
+
+  decode(ids: readonly number[]): string {
+    return this.tokenizer.decode([...ids], { skip_special_tokens: false });
+  }
+}
