@@ -4,7 +4,7 @@
  * Blocks are generated in order; inside a block all positions start as `<|mask|>` and every step
  * is one forward pass of the block against the cached context. Each step commits every masked
  * position whose most likely token has probability ≥ `threshold`, and always at least the single
- * most confident one, so a block of n tokens takes between 1 and n steps. A finished block is
+ * most confident one, so a block of n tokens takes between 1 and n steps (n when threshold ≥ 1). A finished block is
  * pushed through the graph once more with causal attention to extend the exact KV cache.
  */
 import type { DecodeEvent, FinishReason } from "./events.ts";
@@ -136,7 +136,8 @@ export function commitConfidentTokens(
     const row = logits.subarray(position * vocab, (position + 1) * vocab);
     candidates.push({ position, ...mostLikely(row, banned) });
   }
-  let chosen = candidates.filter((c) => c.confidence >= threshold);
+  // threshold ≥ 1 means one token per step (a probability can round to exactly 1.0).
+  let chosen = threshold < 1 ? candidates.filter((c) => c.confidence >= threshold) : [];
   if (chosen.length === 0) {
     chosen = [candidates.reduce((best, c) => (c.confidence > best.confidence ? c : best))];
   }

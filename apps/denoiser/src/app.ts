@@ -4,6 +4,7 @@
  */
 import { zValidator } from "@hono/zod-validator";
 import { Hono } from "hono";
+import { HTTPException } from "hono/http-exception";
 import { streamSSE } from "hono/streaming";
 import { type NodeEvent, NodeGenerateRequest, PROTOCOL_VERSION } from "../../../adapters/src/protocol.ts";
 import { type DecodeEvent, DecodeInputError, type Model } from "../../../models/src/index.ts";
@@ -71,6 +72,9 @@ export function createDenoiserApp({ model, secret, log = console.error }: Denois
 
   app.notFound((c) => c.json(errorBody("not_found", `no route ${c.req.method} ${c.req.path}`), 404));
   app.onError((error, c) => {
+    if (error instanceof HTTPException && error.status < 500) {
+      return c.json(errorBody("invalid_request", error.message), error.status);
+    }
     log(`unhandled: ${error.message}`);
     return c.json(errorBody("internal", "the node failed to handle this request"), 500);
   });

@@ -1,6 +1,7 @@
 /** The edge: the public API, composed of small routers behind auth and a body limit. */
 import { Hono } from "hono";
 import { bodyLimit } from "hono/body-limit";
+import { HTTPException } from "hono/http-exception";
 import { BackendError } from "../../../adapters/src/index.ts";
 import { apiKeyAuth } from "./auth.ts";
 import type { Env } from "./env.ts";
@@ -33,6 +34,11 @@ export function createEdgeApp() {
   );
   app.onError((error, c) => {
     if (error instanceof ApiError) return respondWithError(c, error);
+    if (error instanceof HTTPException && error.status < 500) {
+      // Raised by Hono itself, e.g. "Malformed JSON in request body" from the validator.
+      const code = error.status === 400 ? "invalid_request" : "http_error";
+      return respondWithError(c, new ApiError(error.status, code, error.message));
+    }
     if (error instanceof BackendError)
       return respondWithError(c, new ApiError(error.status, error.code, error.message));
     console.error(`edge: unhandled ${error.name}: ${error.message}`);

@@ -1,0 +1,118 @@
+import { Hono } from "hono";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import {
+  listen,
+  type RunningNode,
+  type RunningServer,
+  startDenoiserNode,
+} from "../../test/support/servers.ts";
+import { BackendError, type GenerateEvent } from "./backend.ts";
+import { DenoiserNodeBackend } from "./denoiser-node.ts";
+
+async function collect(stream: AsyncIterable<GenerateEvent>): Promise<GenerateEvent[]> {
+  const events: GenerateEvent[] = [];
+  for await (const event of stream) events.push(event);
+  return events;
+}
+
+describe("DenoiserNodeBackend against the real node", () => {
+  let node: RunningNode;
+  beforeAll(async () => {
+    node = await startDenoiserNode();
+  });
+  afterAll(() => node.close());
+
+  it("streams validated protocol events", async () => {
+    const backend = new DenoiserNodeBackend({ url: node.url, secret: node.secret });
+    const events = await collect(
+      await backend.doStream({ prompt: "def f():\n", max_tokens: 10, block_size: 5 }),
+    );
+    expect(events[0]).toMatchObject({ type: "start", v: 1, model: node.model.manifest.name });
+    expect(events.at(-1)?.type).toBe("done");
+    const blocks = events.filter((e) => e.type === "block");
+    expect(blocks.length).toBeGreaterThanOrEqual(1);
+  });
+
+  it("turns a refused secret into a configuration error, not the user's fault", async () => {
+    const backend = new DenoiserNodeBackend({ url: node.url, secret: "wrong" });
+    const error = await backend.doStream({ prompt: "x", max_tokens: 1 }).catch((e) => e);
+    expect(error).toBeInstanceOf(BackendError);
+    expect(error).toMatchObject({ code: "backend_auth", status: 502 });
+    expect(String(error.message)).not.toContain("wrong");
+  });
+
+  it("passes the node's refusal of a request on as invalid_request", async () => {
+    const backend = new DenoiserNodeBackend({ url: node.url, secret: node.secret });
+    const error = await backend.doStream({ prompt: "x", max_tokens: 4096 }).catch((e) => e);
+    expect(error).toMatchObject({ code: "invalid_request", status: 400 });
+    expect(error.message).toMatch(/context/);
+  });
+
+  it("aborts the node's work when the signal fires", async () => {
+    const backend = new DenoiserNodeBackend({ url: node.url, secret: node.secret });
+    const cancel = new AbortController();
+    const stream = await backend.doStream(
+      { prompt: "x", max_tokens: 200, threshold: 1, block_size: 4 },
+      { signal: cancel.signal },
+    );
+    const seen: string[] = [];
+    await expect(
+      (async () => {
+        for await (const event of stream) {
+          seen.push(event.type);
+          if (event.type === "block") cancel.abort();
+        }
+      })(),
+    ).rejects.toThrow();
+    expect(seen).not.toContain("done");
+  });
+});
+
+describe("DenoiserNodeBackend against broken nodes", () => {
+  let fake: RunningServer;
+  beforeAll(async () => {
+    // A fake node (test double) that misbehaves in scripted ways, chosen by the prompt.
+    const app = new Hono().post("/v1/generate", async (c) => {
+      const { prompt } = await c.req.json();
+      const sse = (body: string) => c.body(body, 200, { "content-type": "text/event-stream" });
+      if (prompt === "garbage") return sse("event: block\ndata: {not json\n\n");
+      if (prompt === "off-protocol") return sse('event: block\ndata: {"type":"block","index":-1}\n\n');
+      if (prompt === "cut") {
+        return sse(
+          'event: start\ndata: {"type":"start","v":1,"model":"m","prompt_tokens":1,"block_size":4}\n\n',
+        );
+      }
+      return c.json({ error: { code: "busy", message: "overloaded" } }, 503);
+    });
+    fake = await listen(app);
+  });
+  afterAll(() => fake.close());
+
+  const backend = () => new DenoiserNodeBackend({ url: fake.url, secret: "s" });
+
+  it.each([
+    ["garbage", /not JSON/],
+    ["off-protocol", /outside protocol v1/],
+    ["cut", /closed the stream/],
+  ])("rejects a node that sends %s", async (prompt, message) => {
+    const stream = await backend().doStream({ prompt, max_tokens: 4 });
+    await expect(collect(stream)).rejects.toMatchObject({
+      code: "bad_response",
+      message: expect.stringMatching(message),
+    });
+  });
+
+  it("reports an overloaded node as unavailable", async () => {
+    await expect(backend().doStream({ prompt: "busy", max_tokens: 4 })).rejects.toMatchObject({
+      code: "backend_unavailable",
+      status: 503,
+    });
+  });
+
+  it("reports a node nobody answers at as unavailable", async () => {
+    const gone = new DenoiserNodeBackend({ url: "http://127.0.0.1:9", secret: "s" });
+    await expect(gone.doStream({ prompt: "x", max_tokens: 1 })).rejects.toMatchObject({
+      code: "backend_unavailable",
+    });
+  });
+});

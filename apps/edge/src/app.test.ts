@@ -1,0 +1,198 @@
+/**
+ * The edge's behaviour, run in Node through `app.request` against the real denoiser node.
+ * The same app runs in workerd in test/e2e.test.ts.
+ */
+import { createParser } from "eventsource-parser";
+import { Hono } from "hono";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { listen, type RunningNode, startDenoiserNode } from "../../../test/support/servers.ts";
+import { createEdgeApp } from "./app.ts";
+import { sha256Hex } from "./auth.ts";
+import type { Env } from "./env.ts";
+
+const KEY = "sk-test-key";
+let node: RunningNode;
+let env: Env;
+const app = createEdgeApp();
+
+beforeAll(async () => {
+  node = await startDenoiserNode();
+  env = {
+    MODEL_ID: node.model.manifest.name,
+    DENOISER_URL: node.url,
+    DENOISER_SECRET: node.secret,
+    API_KEY_HASHES: `${"0".repeat(64)}, ${await sha256Hex(KEY)}`,
+  };
+});
+afterAll(() => node.close());
+
+const post = (path: string, body: unknown, key = KEY, overrides: Partial<Env> = {}) =>
+  app.request(
+    path,
+    {
+      method: "POST",
+      headers: { authorization: `Bearer ${key}`, "content-type": "application/json" },
+      body: typeof body === "string" ? body : JSON.stringify(body),
+    },
+    { ...env, ...overrides },
+  );
+
+function dataLines(text: string): string[] {
+  const data: string[] = [];
+  createParser({ onEvent: (m) => data.push(m.data) }).feed(text);
+  return data;
+}
+
+describe("auth", () => {
+  it.each([
+    ["no key", undefined, "missing_api_key"],
+    ["a wrong key", "Bearer sk-wrong", "invalid_api_key"],
+    ["a key without Bearer", KEY, "missing_api_key"],
+  ])("answers 401 with a JSON error for %s", async (_, authorization, code) => {
+    const headers: Record<string, string> = authorization ? { authorization } : {};
+    const response = await app.request("/v1/models", { headers }, env);
+    expect(response.status).toBe(401);
+    const body = await response.json();
+    expect(body).toMatchObject({ error: { type: "authentication_error", code } });
+    expect(JSON.stringify(body)).not.toContain("sk-wrong");
+  });
+
+  it("lists the model for a valid key", async () => {
+    const response = await app.request("/v1/models", { headers: { authorization: `Bearer ${KEY}` } }, env);
+    expect(await response.json()).toMatchObject({
+      object: "list",
+      data: [{ id: env.MODEL_ID, object: "model" }],
+    });
+  });
+});
+
+describe("POST /v1/completions", () => {
+  it("completes without streaming, with usage and forward passes", async () => {
+    const response = await post("/v1/completions", {
+      model: env.MODEL_ID,
+      prompt: "def f(x):\n",
+      max_tokens: 12,
+    });
+    expect(response.status).toBe(200);
+    const body = (await response.json()) as {
+      object: string;
+      choices: { text: string; finish_reason: string }[];
+      usage: {
+        completion_tokens: number;
+        total_tokens: number;
+        prompt_tokens: number;
+        forward_passes: number;
+      };
+    };
+    expect(body.object).toBe("text_completion");
+    expect(body.choices[0]?.finish_reason).toMatch(/^(stop|length)$/);
+    expect(body.usage.total_tokens).toBe(body.usage.prompt_tokens + body.usage.completion_tokens);
+    expect(body.usage.forward_passes).toBeGreaterThan(0);
+  });
+
+  it("streams one chunk per block, a finish chunk, usage when asked, then [DONE]", async () => {
+    const response = await post("/v1/completions", {
+      model: env.MODEL_ID,
+      prompt: "import os\n",
+      max_tokens: 16,
+      block_size: 4,
+      stream: true,
+      stream_options: { include_usage: true },
+    });
+    expect(response.headers.get("content-type")).toMatch(/^text\/event-stream/);
+    const data = dataLines(await response.text());
+    expect(data.at(-1)).toBe("[DONE]");
+    const chunks = data.slice(0, -1).map((d) => JSON.parse(d));
+    const usage = chunks.at(-1);
+    expect(usage.choices).toEqual([]);
+    expect(usage.usage.forward_passes).toBeGreaterThan(0);
+    const finish = chunks.at(-2);
+    expect(finish.choices[0].finish_reason).toMatch(/^(stop|length)$/);
+    const text = chunks.slice(0, -2).map((c) => c.choices[0].text);
+    expect(text.length).toBeLessThanOrEqual(4);
+    expect(text.join("").length).toBeGreaterThanOrEqual(0);
+  });
+
+  it.each([
+    [{ prompt: "x" }, "model"],
+    [{ model: "sprout-tiny", prompt: "x", max_tokens: 0 }, "max_tokens"],
+    [{ model: "sprout-tiny", prompt: "x", n: 2 }, "n"],
+    [{ model: "sprout-tiny", prompt: ["a", "b"] }, "prompt"],
+  ])("answers 400 naming the field for %j", async (body, param) => {
+    const response = await post("/v1/completions", body);
+    expect(response.status).toBe(400);
+    expect(await response.json()).toMatchObject({ error: { type: "invalid_request_error", param } });
+  });
+
+  it("answers 400 for a body that is not JSON", async () => {
+    const response = await post("/v1/completions", "{oops");
+    expect(response.status).toBe(400);
+    expect(await response.json()).toMatchObject({ error: { type: "invalid_request_error" } });
+  });
+
+  it("answers 404 for an unknown model", async () => {
+    const response = await post("/v1/completions", { model: "gpt-9", prompt: "x" });
+    expect(response.status).toBe(404);
+    expect(await response.json()).toMatchObject({ error: { code: "model_not_found", param: "model" } });
+  });
+
+  it("answers 400 when prompt and max_tokens overflow the model's context", async () => {
+    const response = await post("/v1/completions", {
+      model: env.MODEL_ID,
+      prompt: "x = 1\n".repeat(400),
+      max_tokens: 1000,
+    });
+    expect(response.status).toBe(400);
+    expect(await response.json()).toMatchObject({ error: { message: expect.stringMatching(/context/) } });
+  });
+
+  it("answers 413 for a body over 1 MiB", async () => {
+    const response = await post("/v1/completions", { model: env.MODEL_ID, prompt: "x".repeat(1_100_000) });
+    expect(response.status).toBe(413);
+    expect(await response.json()).toMatchObject({ error: { code: "body_too_large" } });
+  });
+
+  it("answers 503 when the denoiser node is down", async () => {
+    const response = await post("/v1/completions", { model: env.MODEL_ID, prompt: "x" }, KEY, {
+      DENOISER_URL: "http://127.0.0.1:9",
+    });
+    expect(response.status).toBe(503);
+    expect(await response.json()).toMatchObject({ error: { code: "backend_unavailable" } });
+  });
+
+  it("reports a node failing mid-stream as one error data line", async () => {
+    // A fake node (test double) that starts a stream, then reports an error.
+    const fake = await listen(
+      new Hono().post("/v1/generate", (c) =>
+        c.body(
+          'event: start\ndata: {"type":"start","v":1,"model":"m","prompt_tokens":1,"block_size":4}\n\n' +
+            'event: error\ndata: {"type":"error","code":"internal","message":"decoding failed on the node"}\n\n',
+          200,
+          { "content-type": "text/event-stream" },
+        ),
+      ),
+    );
+    try {
+      const response = await post(
+        "/v1/completions",
+        { model: env.MODEL_ID, prompt: "x", stream: true },
+        KEY,
+        {
+          DENOISER_URL: fake.url,
+        },
+      );
+      const data = dataLines(await response.text());
+      expect(data.map((d) => JSON.parse(d))).toEqual([
+        { error: expect.objectContaining({ code: "backend_error", message: "decoding failed on the node" }) },
+      ]);
+    } finally {
+      await fake.close();
+    }
+  });
+});
+
+it("answers unknown routes with a JSON 404", async () => {
+  const response = await app.request("/v2/nothing", {}, env);
+  expect(response.status).toBe(404);
+  expect(await response.json()).toMatchObject({ error: { code: "not_found" } });
+});

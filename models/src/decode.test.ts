@@ -1,0 +1,140 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { commitConfidentTokens } from "./decode.ts";
+import type { DecodeEvent } from "./events.ts";
+import { loadModel, type Model, SHIPPED_MODEL_DIR } from "./index.ts";
+import type { Manifest } from "./manifest.ts";
+
+const VOCAB = 16;
+const MASK = 3;
+const EOS = 2;
+const manifest = {
+  architecture: { vocab_size: VOCAB },
+  special_tokens: { pad: 0, bos: 1, eos: EOS, mask: MASK },
+} as unknown as Manifest;
+const noneBanned = new Uint8Array(VOCAB);
+
+/** Logits whose softmax puts `probability` on `token` at each row (rest spread evenly). */
+function logitsFor(rows: { token: number; probability: number }[]): Float32Array {
+  const out = new Float32Array(rows.length * VOCAB);
+  rows.forEach(({ token, probability }, r) => {
+    const rest = (1 - probability) / (VOCAB - 1);
+    for (let id = 0; id < VOCAB; id++) out[r * VOCAB + id] = Math.log(id === token ? probability : rest);
+  });
+  return out;
+}
+
+describe("commitConfidentTokens", () => {
+  it("commits every masked position at or above the threshold in one step", () => {
+    const block = [MASK, MASK, MASK, 7];
+    const logits = logitsFor([
+      { token: 5, probability: 0.95 },
+      { token: 6, probability: 0.5 },
+      { token: 8, probability: 0.91 },
+      { token: 9, probability: 0.99 },
+    ]);
+    expect(commitConfidentTokens(block, logits, manifest, noneBanned, 0.9)).toBe(2);
+    expect(block).toEqual([5, MASK, 8, 7]); // an already committed token is never revised
+  });
+
+  it("commits exactly one position per step at threshold 1, however certain the model is", () => {
+    const block = [MASK, MASK];
+    const logits = logitsFor([
+      { token: 5, probability: 1 },
+      { token: 6, probability: 1 },
+    ]);
+    expect(commitConfidentTokens(block, logits, manifest, noneBanned, 1)).toBe(1);
+  });
+
+  it("commits the single most confident position when none reaches the threshold", () => {
+    const block = [MASK, MASK];
+    const logits = logitsFor([
+      { token: 5, probability: 0.3 },
+      { token: 6, probability: 0.6 },
+    ]);
+    expect(commitConfidentTokens(block, logits, manifest, noneBanned, 0.9)).toBe(1);
+    expect(block).toEqual([MASK, 6]);
+  });
+
+  it("never commits a banned control token", () => {
+    const banned = new Uint8Array(VOCAB);
+    banned[MASK] = 1;
+    const block = [MASK];
+    commitConfidentTokens(block, logitsFor([{ token: MASK, probability: 0.99 }]), manifest, banned, 0.9);
+    expect(block[0]).not.toBe(MASK);
+  });
+
+  it("settles everything after a committed end token", () => {
+    const block = [MASK, MASK, MASK, MASK];
+    const logits = logitsFor([
+      { token: 5, probability: 0.2 },
+      { token: EOS, probability: 0.99 },
+      { token: 6, probability: 0.2 },
+      { token: 7, probability: 0.2 },
+    ]);
+    expect(commitConfidentTokens(block, logits, manifest, noneBanned, 0.9)).toBe(3);
+    expect(block).toEqual([MASK, EOS, EOS, EOS]);
+  });
+});
+
+describe("decoding the shipped model", () => {
+  let model: Model;
+  beforeAll(async () => {
+    model = await loadModel(SHIPPED_MODEL_DIR);
+  });
+  afterAll(() => model.close());
+
+  async function collect(options: Parameters<Model["generate"]>[0]): Promise<DecodeEvent[]> {
+    const events: DecodeEvent[] = [];
+    for await (const event of model.generate(options)) events.push(event);
+    return events;
+  }
+
+  it("streams start, blocks in order, then done with honest usage", async () => {
+    const events = await collect({ prompt: "def add(a, b):\n", maxTokens: 20, blockSize: 8 });
+    expect(events[0]).toMatchObject({ type: "start", block_size: 8 });
+    const blocks = events.filter((e) => e.type === "block");
+    expect(blocks.map((b) => b.index)).toEqual(blocks.map((_, i) => i));
+    const done = events.at(-1);
+    if (done?.type !== "done") throw new Error("last event is not done");
+    const tokens = blocks.reduce((n, b) => n + b.tokens, 0);
+    expect(done.usage.completion_tokens).toBe(tokens);
+    expect(tokens).toBeLessThanOrEqual(20);
+    if (done.finish_reason === "length") expect(tokens).toBe(20);
+    // prefill + steps + one cache update per block except the last
+    const steps = blocks.reduce((n, b) => n + b.steps, 0);
+    expect(done.usage.forward_passes).toBe(1 + steps + blocks.length - 1);
+  });
+
+  it("takes one step per token at threshold 1, and the same text as any run with the same settings", async () => {
+    const options = { prompt: "import os\n", maxTokens: 12, blockSize: 4, threshold: 1, emitSteps: true };
+    const first = await collect(options);
+    const steps = first.filter((e) => e.type === "step");
+    const done = first.at(-1);
+    if (done?.type !== "done") throw new Error("last event is not done");
+    // One token per step; only a step that commits an end token also settles what follows it.
+    expect(steps.slice(0, -1).every((s) => s.committed === 1)).toBe(true);
+    expect(steps.length).toBeGreaterThanOrEqual(done.usage.completion_tokens);
+    const text = (events: DecodeEvent[]) => events.map((e) => (e.type === "block" ? e.text : "")).join("");
+    expect(text(await collect(options))).toBe(text(first));
+  });
+
+  it("stops between steps when cancelled", async () => {
+    const cancel = new AbortController();
+    const events: DecodeEvent[] = [];
+    for await (const event of model.generate({
+      prompt: "x = ",
+      maxTokens: 64,
+      threshold: 1,
+      signal: cancel.signal,
+    })) {
+      events.push(event);
+      if (event.type === "start") cancel.abort();
+    }
+    expect(events.at(-1)).toMatchObject({ type: "done", finish_reason: "cancelled" });
+    expect(events.some((e) => e.type === "block")).toBe(false);
+  });
+
+  it("refuses a request that overflows the context", async () => {
+    await expect(collect({ prompt: "x", maxTokens: 5000 })).rejects.toThrow(/exceeds the context/);
+  });
+});

@@ -1,0 +1,47 @@
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import { SHIPPED_MODEL_DIR } from "./index.ts";
+import { loadManifest } from "./manifest.ts";
+import { DenoiserSession, KvCache } from "./session.ts";
+
+/** Written by models/python/export.py from PyTorch: prefill a prompt, then one masked block step. */
+const golden = JSON.parse(readFileSync(join(SHIPPED_MODEL_DIR, "golden.json"), "utf8")) as {
+  prompt_ids: number[];
+  block_ids: number[];
+  argmax: number[];
+  logits_head: number[][];
+};
+
+describe("the ONNX graph under onnxruntime-node", () => {
+  it("computes what PyTorch computed for the same input, through the KV cache", async () => {
+    const manifest = await loadManifest(SHIPPED_MODEL_DIR);
+    const session = await DenoiserSession.create(join(SHIPPED_MODEL_DIR, manifest.graph.file), manifest);
+    const prefill = await session.forward(golden.prompt_ids, KvCache.empty(manifest), "causal");
+    const cache = KvCache.empty(manifest).append(prefill.newKey, prefill.newValue);
+    expect(cache.length).toBe(golden.prompt_ids.length);
+
+    const { logits } = await session.forward(golden.block_ids, cache, "bidirectional");
+    const vocab = manifest.architecture.vocab_size;
+    for (const [row, expected] of golden.logits_head.entries()) {
+      for (const [i, value] of expected.entries()) expect(logits[row * vocab + i]).toBeCloseTo(value, 3);
+      const rowLogits = logits.subarray(row * vocab, (row + 1) * vocab);
+      expect(rowLogits.indexOf(Math.max(...rowLogits))).toBe(golden.argmax[row]);
+    }
+    await session.release();
+  });
+
+  it("keeps the cache exact whether context arrives at once or in chunks", async () => {
+    const manifest = await loadManifest(SHIPPED_MODEL_DIR);
+    const session = await DenoiserSession.create(join(SHIPPED_MODEL_DIR, manifest.graph.file), manifest);
+    const tokens = [1, 400, 401, 402, 403, 404, 405, 406];
+    const whole = await session.forward(tokens, KvCache.empty(manifest), "causal");
+    const first = await session.forward(tokens.slice(0, 3), KvCache.empty(manifest), "causal");
+    const cache = KvCache.empty(manifest).append(first.newKey, first.newValue);
+    const rest = await session.forward(tokens.slice(3), cache, "causal");
+    const vocab = manifest.architecture.vocab_size;
+    const tail = whole.logits.subarray(3 * vocab);
+    for (let i = 0; i < tail.length; i += 997) expect(rest.logits[i]).toBeCloseTo(tail[i] as number, 3);
+    await session.release();
+  });
+});

@@ -1,0 +1,149 @@
+/**
+ * `npm start`: the whole system on this machine — a denoiser node with the shipped model and the
+ * edge worker in workerd (wrangler dev) in front of it. Prints the URL and an API key, and stops
+ * everything on Ctrl-C.
+ *
+ *   SPROUT_API_KEY    use this key instead of a fresh random one
+ *   SPROUT_EDGE_PORT  edge port (default 8787); SPROUT_NODE_PORT  node port (default 8788)
+ */
+import { type ChildProcess, spawn } from "node:child_process";
+import { createHash, randomBytes } from "node:crypto";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+
+const root = new URL("..", import.meta.url).pathname;
+const host = "127.0.0.1";
+const edgePort = Number(process.env.SPROUT_EDGE_PORT ?? 8787);
+const nodePort = Number(process.env.SPROUT_NODE_PORT ?? 8788);
+const givenKey = process.env.SPROUT_API_KEY;
+const apiKey = givenKey || `sk-sprout-${randomBytes(24).toString("base64url")}`;
+const nodeSecret = randomBytes(32).toString("hex");
+
+const children: ChildProcess[] = [];
+const secretsDir = mkdtempSync(join(tmpdir(), "sprout-"));
+let stopping = false;
+
+function stop(code: number): void {
+  if (stopping) return;
+  stopping = true;
+  for (const child of children) {
+    // Each child leads its own process group (wrangler runs workerd beneath it).
+    if (child.pid && child.exitCode === null) {
+      try {
+        process.kill(-child.pid, "SIGTERM");
+      } catch {}
+    }
+  }
+  rmSync(secretsDir, { recursive: true, force: true });
+  setTimeout(() => process.exit(code), 300).unref();
+}
+
+function launch(name: string, command: string, args: string[], env: Record<string, string>): ChildProcess {
+  const child = spawn(command, args, {
+    cwd: root,
+    env: { ...process.env, ...env },
+    detached: true,
+    stdio: ["ignore", "inherit", "inherit"],
+  });
+  child.on("exit", (code, signal) => {
+    if (stopping) return;
+    console.error(`\n${name} stopped unexpectedly (${signal ?? `exit ${code}`}); shutting down.`);
+    stop(1);
+  });
+  children.push(child);
+  return child;
+}
+
+async function portIsFree(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const server = createServer()
+      .once("error", () => resolve(false))
+      .once("listening", () => server.close(() => resolve(true)))
+      .listen(port, host);
+  });
+}
+
+async function waitFor(url: string, what: string, seconds: number): Promise<void> {
+  const deadline = Date.now() + seconds * 1000;
+  while (Date.now() < deadline && !stopping) {
+    try {
+      const response = await fetch(url);
+      await response.body?.cancel();
+      return;
+    } catch {
+      await new Promise((r) => setTimeout(r, 250));
+    }
+  }
+  throw new Error(`${what} did not answer at ${url} within ${seconds} s`);
+}
+
+process.on("SIGINT", () => stop(0));
+process.on("SIGTERM", () => stop(0));
+
+for (const [port, what, variable] of [
+  [edgePort, "edge", "SPROUT_EDGE_PORT"],
+  [nodePort, "denoiser node", "SPROUT_NODE_PORT"],
+] as const) {
+  if (!(await portIsFree(port))) {
+    console.error(`Port ${port} (${what}) is taken. Stop what uses it, or set ${variable} to another port.`);
+    process.exit(1);
+  }
+}
+
+const started = performance.now();
+launch("denoiser node", process.execPath, ["--import", "tsx", "apps/denoiser/src/main.ts"], {
+  SPROUT_NODE_SECRET: nodeSecret,
+  PORT: String(nodePort),
+  HOST: host,
+});
+// Secrets reach wrangler through a private file, never through its command line.
+const envFile = join(secretsDir, "edge.env");
+const keyHash = createHash("sha256").update(apiKey).digest("hex");
+const denoiserUrl = `http://${host}:${nodePort}`;
+writeFileSync(
+  envFile,
+  `DENOISER_SECRET=${nodeSecret}\nAPI_KEY_HASHES=${keyHash}\nDENOISER_URL=${denoiserUrl}\n`,
+  {
+    mode: 0o600,
+  },
+);
+launch(
+  "edge (wrangler dev)",
+  join(root, "node_modules/.bin/wrangler"),
+  [
+    "dev",
+    "--ip",
+    host,
+    "--port",
+    String(edgePort),
+    "--env-file",
+    envFile,
+    "--show-interactive-dev-session=false",
+  ],
+  // No telemetry, and no fetch of the `request.cf` placeholder from the internet.
+  { WRANGLER_SEND_METRICS: "false", CLOUDFLARE_CF_FETCH_ENABLED: "false" },
+);
+
+try {
+  await waitFor(`${denoiserUrl}/healthz`, "the denoiser node", 120);
+  await waitFor(`http://${host}:${edgePort}/`, "the edge", 120);
+} catch (error) {
+  console.error((error as Error).message);
+  stop(1);
+}
+if (!stopping) {
+  const edge = `http://${host}:${edgePort}`;
+  const keyLine = givenKey ? "the key in SPROUT_API_KEY" : apiKey;
+  console.log(`
+Sprout is ready (${((performance.now() - started) / 1000).toFixed(1)} s).
+  edge (OpenAI-compatible): ${edge}/v1
+  denoiser node:            ${denoiserUrl}
+  API key:                  ${keyLine}
+
+  curl ${edge}/v1/completions -H "Authorization: Bearer $KEY" -H "Content-Type: application/json" \\
+    -d '{"model": "sprout-tiny", "prompt": "def fibonacci(n):", "max_tokens": 64, "stream": true}'
+
+Ctrl-C stops everything.`);
+}

@@ -1,0 +1,143 @@
+/**
+ * The whole system as `npm start` runs it: the real denoiser node with the shipped model, the
+ * edge in workerd (wrangler dev), and the official `openai` client talking to it.
+ */
+import { type ChildProcess, spawn } from "node:child_process";
+import { createServer } from "node:net";
+import OpenAI from "openai";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+
+const root = new URL("..", import.meta.url).pathname;
+const API_KEY = "sk-e2e-test-key";
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const server = createServer().listen(0, "127.0.0.1", () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+interface Started {
+  child: ChildProcess;
+  output: () => string;
+  exited: Promise<number | null>;
+}
+
+function startSprout(edgePort: number, nodePort: number): Started {
+  const child = spawn(process.execPath, ["--import", "tsx", "scripts/start.ts"], {
+    cwd: root,
+    env: {
+      ...process.env,
+      SPROUT_API_KEY: API_KEY,
+      SPROUT_EDGE_PORT: String(edgePort),
+      SPROUT_NODE_PORT: String(nodePort),
+    },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let output = "";
+  child.stdout?.on("data", (d) => {
+    output += d;
+  });
+  child.stderr?.on("data", (d) => {
+    output += d;
+  });
+  const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)));
+  return { child, output: () => output, exited };
+}
+
+describe("npm start, end to end through workerd", () => {
+  let sprout: Started;
+  let edge: string;
+  let edgePort: number;
+  let nodePort: number;
+
+  beforeAll(async () => {
+    edgePort = await freePort();
+    nodePort = await freePort();
+    edge = `http://127.0.0.1:${edgePort}`;
+    sprout = startSprout(edgePort, nodePort);
+    const deadline = Date.now() + 90_000;
+    while (!sprout.output().includes("Sprout is ready")) {
+      if (Date.now() > deadline || sprout.child.exitCode !== null) {
+        throw new Error(`npm start did not become ready:\n${sprout.output()}`);
+      }
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  });
+
+  afterAll(async () => {
+    if (sprout?.child.exitCode === null) {
+      sprout.child.kill("SIGINT");
+      await sprout.exited;
+    }
+  });
+
+  it("never prints the key it was given", () => {
+    expect(sprout.output()).not.toContain(API_KEY);
+  });
+
+  it("streams a completion to the official openai client, with a usage chunk", async () => {
+    const client = new OpenAI({ apiKey: API_KEY, baseURL: `${edge}/v1` });
+    const stream = await client.completions.create({
+      model: "sprout-tiny",
+      prompt: "def fibonacci(n):\n",
+      max_tokens: 24,
+      stream: true,
+      stream_options: { include_usage: true },
+    });
+    const chunks = [];
+    for await (const chunk of stream) chunks.push(chunk);
+    const usage = chunks.at(-1)?.usage as (OpenAI.CompletionUsage & { forward_passes?: number }) | undefined;
+    expect(usage?.completion_tokens).toBeGreaterThan(0);
+    expect(usage?.forward_passes).toBeGreaterThan(0);
+    const finish = chunks.find((c) => c.choices[0]?.finish_reason);
+    expect(finish?.choices[0]?.finish_reason).toMatch(/^(stop|length)$/);
+    const text = chunks.map((c) => c.choices[0]?.text ?? "").join("");
+    expect(typeof text).toBe("string");
+  });
+
+  it("sends only data: lines ending with [DONE] on the wire", async () => {
+    const response = await fetch(`${edge}/v1/completions`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${API_KEY}`, "content-type": "application/json" },
+      body: JSON.stringify({ model: "sprout-tiny", prompt: "import ", max_tokens: 8, stream: true }),
+    });
+    const lines = (await response.text()).split("\n").filter((l) => l !== "");
+    expect(lines.every((l) => l.startsWith("data: "))).toBe(true);
+    expect(lines.at(-1)).toBe("data: [DONE]");
+  });
+
+  it("completes without streaming too", async () => {
+    const client = new OpenAI({ apiKey: API_KEY, baseURL: `${edge}/v1` });
+    const completion = await client.completions.create({
+      model: "sprout-tiny",
+      prompt: "x = ",
+      max_tokens: 8,
+    });
+    expect(completion.object).toBe("text_completion");
+    expect(completion.usage?.completion_tokens).toBeGreaterThan(0);
+  });
+
+  it("refuses a wrong key with a 401 JSON error", async () => {
+    const client = new OpenAI({ apiKey: "sk-wrong", baseURL: `${edge}/v1`, maxRetries: 0 });
+    const error = await client.models.list().catch((e) => e);
+    expect(error).toBeInstanceOf(OpenAI.AuthenticationError);
+    expect(error.status).toBe(401);
+    expect(error.error).toMatchObject({ code: "invalid_api_key" });
+  });
+
+  it("says clearly when a port is taken", async () => {
+    const second = startSprout(edgePort, await freePort());
+    expect(await second.exited).toBe(1);
+    expect(second.output()).toMatch(new RegExp(`Port ${edgePort} \\(edge\\) is taken`));
+  });
+
+  it("stops everything on Ctrl-C", async () => {
+    sprout.child.kill("SIGINT");
+    expect(await sprout.exited).toBe(0);
+    await expect(fetch(`${edge}/`)).rejects.toThrow();
+    await expect(fetch(`http://127.0.0.1:${nodePort}/healthz`)).rejects.toThrow();
+  });
+});

@@ -1,0 +1,47 @@
+/** Servers for tests: the real denoiser node in-process, and scripted fakes for failures. */
+import type { AddressInfo } from "node:net";
+import { serve } from "@hono/node-server";
+import type { Hono } from "hono";
+import { createDenoiserApp } from "../../apps/denoiser/src/app.ts";
+import { loadModel, type Model, SHIPPED_MODEL_DIR } from "../../models/src/index.ts";
+
+export interface RunningServer {
+  url: string;
+  close(): Promise<void>;
+}
+
+/** Serves a Hono app on a free loopback port. */
+export async function listen(app: Hono): Promise<RunningServer> {
+  return new Promise((resolve) => {
+    const server = serve({ fetch: app.fetch, port: 0, hostname: "127.0.0.1" }, (info: AddressInfo) => {
+      resolve({
+        url: `http://127.0.0.1:${info.port}`,
+        close: () =>
+          new Promise<void>((done) => {
+            server.close(() => done());
+            (server as unknown as { closeAllConnections?: () => void }).closeAllConnections?.();
+          }),
+      });
+    });
+  });
+}
+
+export interface RunningNode extends RunningServer {
+  secret: string;
+  model: Model;
+}
+
+/** The real denoiser node with the shipped model, as the edge would reach it. */
+export async function startDenoiserNode(secret = "test-node-secret"): Promise<RunningNode> {
+  const model = await loadModel(SHIPPED_MODEL_DIR);
+  const server = await listen(createDenoiserApp({ model, secret, log: () => {} }));
+  return {
+    ...server,
+    secret,
+    model,
+    close: async () => {
+      await server.close();
+      await model.close();
+    },
+  };
+}
