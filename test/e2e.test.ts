@@ -120,6 +120,36 @@ describe("npm start, end to end through workerd", () => {
     expect(completion.usage?.completion_tokens).toBeGreaterThan(0);
   });
 
+  it("stops the node's work when the client goes away mid-stream", async () => {
+    type Generations = { active: number; cancelled: number };
+    const generations = async () =>
+      ((await (await fetch(`http://127.0.0.1:${nodePort}/healthz`)).json()) as { generations: Generations })
+        .generations;
+    const before = await generations();
+    const cancel = new AbortController();
+    const response = await fetch(`${edge}/v1/completions`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${API_KEY}`, "content-type": "application/json" },
+      // One token per step over most of the context: many seconds of work if nobody stops it.
+      body: JSON.stringify({
+        model: "sprout-tiny",
+        prompt: "x",
+        max_tokens: 1000,
+        threshold: 1,
+        block_size: 4,
+        stream: true,
+      }),
+      signal: cancel.signal,
+    });
+    const reader = response.body?.getReader();
+    await reader?.read();
+    expect((await generations()).active).toBe(1);
+    cancel.abort();
+    await expect
+      .poll(generations, { timeout: 5_000, interval: 100 })
+      .toEqual({ ...before, active: 0, cancelled: before.cancelled + 1 });
+  });
+
   it("refuses a wrong key with a 401 JSON error", async () => {
     const client = new OpenAI({ apiKey: "sk-wrong", baseURL: `${edge}/v1`, maxRetries: 0 });
     const error = await client.models.list().catch((e) => e);

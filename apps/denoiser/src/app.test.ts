@@ -38,7 +38,12 @@ describe("the denoiser node", () => {
   it("answers its health check without a secret", async () => {
     const response = await app.request("/healthz");
     expect(response.status).toBe(200);
-    expect(await response.json()).toMatchObject({ ok: true, model: model.manifest.name, protocol: 1 });
+    expect(await response.json()).toMatchObject({
+      ok: true,
+      model: model.manifest.name,
+      protocol: 1,
+      generations: { active: 0 },
+    });
   });
 
   it.each([

@@ -20,8 +20,12 @@ const errorBody = (code: string, message: string) => ({ error: { code, message }
 
 export function createDenoiserApp({ model, secret, log = console.error }: DenoiserAppOptions) {
   const app = new Hono();
+  /** How generations ended since start, and how many are in flight (shown by /healthz). */
+  const generations = { active: 0, finished: 0, cancelled: 0, failed: 0 };
 
-  app.get("/healthz", (c) => c.json({ ok: true, model: model.manifest.name, protocol: PROTOCOL_VERSION }));
+  app.get("/healthz", (c) =>
+    c.json({ ok: true, model: model.manifest.name, protocol: PROTOCOL_VERSION, generations }),
+  );
 
   app.post(
     "/v1/generate",
@@ -54,17 +58,24 @@ export function createDenoiserApp({ model, secret, log = console.error }: Denois
           return c.json(errorBody("invalid_request", error.message), 400);
         throw error;
       }
+      generations.active++;
       return streamSSE(c, async (stream) => {
         stream.onAbort(() => cancel.abort());
         const send = (event: NodeEvent) =>
           stream.writeSSE({ event: event.type, data: JSON.stringify(event) });
         try {
           for (let next = first; !next.done; next = await events.next()) {
-            await send(toNodeEvent(next.value));
+            const event = next.value;
+            if (event.type === "done")
+              generations[event.finish_reason === "cancelled" ? "cancelled" : "finished"]++;
+            await send(toNodeEvent(event));
           }
         } catch (error) {
+          generations.failed++;
           log(`generate failed: ${error instanceof Error ? error.message : String(error)}`);
           await send({ type: "error", code: "internal", message: "decoding failed on the node" });
+        } finally {
+          generations.active--;
         }
       });
     },
