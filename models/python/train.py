@@ -24,7 +24,11 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
+
+try:
+    from tqdm import tqdm
+except ImportError:  # GPU images may lack it: train without a progress bar
+    tqdm = None
 
 from model import Denoiser, ModelConfig, training_mask
 
@@ -144,7 +148,7 @@ def main() -> None:
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
     deadline = time.time() + args.minutes * 60 if args.minutes else math.inf
     log = (args.run / "log.jsonl").open("a")
-    progress = tqdm(total=args.steps, initial=step, unit="step", dynamic_ncols=True)
+    progress = tqdm(total=args.steps, initial=step, unit="step", dynamic_ncols=True) if tqdm else None
     tokens_seen, started = 0, time.time()
     while step < args.steps and time.time() < deadline:
         lr = learning_rate(step, args.steps, args.lr, args.warmup)
@@ -166,12 +170,16 @@ def main() -> None:
             record["val_loss"] = round(evaluate(model, val_tokens, args, device), 4)
         log.write(json.dumps(record) + "\n")
         log.flush()
-        progress.set_postfix(loss=record["loss"], tok_s=record["tokens_per_s"])
-        progress.update(1)
+        if progress:
+            progress.set_postfix(loss=record["loss"], tok_s=record["tokens_per_s"])
+            progress.update(1)
+        elif step % 50 == 0:
+            print(json.dumps(record), flush=True)
         if step % args.checkpoint_every == 0:
             save()
     save()
-    progress.close()
+    if progress:
+        progress.close()
     print(f"stopped at step {step}; checkpoint {checkpoint_path}")
 
 

@@ -1,0 +1,47 @@
+"""train.py → export.py on a tiny configuration: resumable training, an ONNX export that matches
+PyTorch, and a manifest that describes what was written."""
+
+import hashlib
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+PYTHON_DIR = Path(__file__).resolve().parents[1]
+TOKENIZER = PYTHON_DIR.parent / "sprout-tiny" / "tokenizer.json"
+TINY = ["--d-model", "32", "--layers", "1", "--heads", "2", "--length", "32", "--batch", "2",
+        "--block-sizes", "8", "--eval-every", "2", "--eval-batches", "1", "--checkpoint-every", "1"]
+
+
+def run(script: str, *args: str) -> str:
+    done = subprocess.run([sys.executable, str(PYTHON_DIR / script), *args], capture_output=True, text=True, check=True)
+    return done.stdout
+
+
+def test_train_resumes_and_exports(tmp_path: Path):
+    data = tmp_path / "data"
+    data.mkdir()
+    rng = np.random.default_rng(0)
+    for split in ("train", "validation"):
+        rng.integers(7, 8192, size=2000, dtype=np.uint16).tofile(data / f"{split}.bin")
+    run_dir = tmp_path / "run"
+
+    run("train.py", "--data", str(data), "--run", str(run_dir), "--steps", "2", *TINY)
+    out = run("train.py", "--data", str(data), "--run", str(run_dir), "--steps", "4", *TINY)
+    assert "resumed" in out
+    steps = [json.loads(line)["step"] for line in (run_dir / "log.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3, 4], "a resumed run continues where it stopped"
+
+    model_dir = tmp_path / "model"
+    model_dir.mkdir()
+    shutil.copy(TOKENIZER, model_dir / "tokenizer.json")
+    run("export.py", "--checkpoint", str(run_dir / "checkpoint.pt"), "--out", str(model_dir), "--name", "test-tiny")
+    manifest = json.loads((model_dir / "manifest.json").read_text())
+    assert manifest["training"]["steps"] == 4
+    assert manifest["graph"]["max_abs_diff_vs_torch"] < 1e-3
+    assert manifest["special_tokens"]["mask"] == 3
+    for name, entry in manifest["files"].items():
+        assert hashlib.sha256((model_dir / name).read_bytes()).hexdigest() == entry["sha256"]
