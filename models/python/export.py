@@ -23,6 +23,7 @@ from tokenizers import Tokenizer
 
 from model import Denoiser, ModelConfig, block_mask, causal_mask
 from tokenizer import SPECIAL_TOKENS
+from weights import load_checkpoint
 
 INPUTS = ["input_ids", "positions", "past_key", "past_value", "attention_mask"]
 OUTPUTS = ["logits", "new_key", "new_value"]
@@ -103,15 +104,15 @@ def golden(model: Denoiser, tokenizer: Tokenizer) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--checkpoint", type=Path, required=True)
+    parser.add_argument("--checkpoint", type=Path, required=True, help="checkpoint.pt, or a directory of weight parts")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--name", default="sprout-tiny")
     args = parser.parse_args()
 
-    state = torch.load(args.checkpoint, map_location="cpu", weights_only=False)
+    state = load_checkpoint(args.checkpoint)
     config = ModelConfig(**state["config"])
     model = Denoiser(config)
-    model.load_state_dict(state["model"])
+    model.load_state_dict(state["model"])  # bf16 weight parts are widened to float32 here
     model.eval()
     tokenizer_path = args.out / "tokenizer.json"
     tokenizer = Tokenizer.from_file(str(tokenizer_path))

@@ -9,7 +9,8 @@ by 1/t, averaged over all noisy positions.
     OMP_WAIT_POLICY=PASSIVE python models/python/train.py --data data/ --run runs/tiny --minutes 30
 
 Resumable: a run directory holds `checkpoint.pt` (model, optimiser, step, RNG) and `log.jsonl`;
-running the same command again continues where it stopped. Uses CUDA with bf16 when present.
+running the same command again continues where it stopped. Uses CUDA with bf16 when present;
+`models/python/gpu_train.sh` is the prepared command for a lent GPU.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ except ImportError:  # GPU images may lack it: train without a progress bar
     tqdm = None
 
 from model import Denoiser, ModelConfig, training_mask
+from weights import save_parts, weights_only
 
 MASK_ID = 3  # see tokenizer.SPECIAL_TOKENS
 
@@ -105,6 +107,9 @@ def main() -> None:
     parser.add_argument("--layers", type=int, default=4)
     parser.add_argument("--heads", type=int, default=4)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--weights-out", type=Path, default=None,
+                        help="also write bf16 weights in ≤15 MiB parts here at each checkpoint (GPU runs)")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the transformer (GPU runs)")
     args = parser.parse_args()
 
     torch.set_num_threads(os.cpu_count() or 1)
@@ -144,7 +149,11 @@ def main() -> None:
         }
         torch.save(state, checkpoint_path.with_suffix(".tmp"))
         checkpoint_path.with_suffix(".tmp").replace(checkpoint_path)  # atomic: a kill never leaves half a file
+        if args.weights_out:
+            save_parts(weights_only(state), args.weights_out)
 
+    if args.compile:
+        model.hidden_states = torch.compile(model.hidden_states)  # the state dict keeps its plain names
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
     deadline = time.time() + args.minutes * 60 if args.minutes else math.inf
     log = (args.run / "log.jsonl").open("a")

@@ -29,7 +29,8 @@ def test_train_resumes_and_exports(tmp_path: Path):
         rng.integers(7, 8192, size=2000, dtype=np.uint16).tofile(data / f"{split}.bin")
     run_dir = tmp_path / "run"
 
-    run("train.py", "--data", str(data), "--run", str(run_dir), "--steps", "2", *TINY)
+    run("train.py", "--data", str(data), "--run", str(run_dir), "--steps", "2", *TINY,
+        "--weights-out", str(tmp_path / "weights"))
     out = run("train.py", "--data", str(data), "--run", str(run_dir), "--steps", "4", *TINY)
     assert "resumed" in out
     steps = [json.loads(line)["step"] for line in (run_dir / "log.jsonl").read_text().splitlines()]
@@ -45,3 +46,22 @@ def test_train_resumes_and_exports(tmp_path: Path):
     assert manifest["special_tokens"]["mask"] == 3
     for name, entry in manifest["files"].items():
         assert hashlib.sha256((model_dir / name).read_bytes()).hexdigest() == entry["sha256"]
+
+    # The GPU path: bf16 weight parts from step 2 export too.
+    run("export.py", "--checkpoint", str(tmp_path / "weights"), "--out", str(model_dir), "--name", "test-tiny")
+    assert json.loads((model_dir / "manifest.json").read_text())["training"]["steps"] == 2
+
+
+def test_weight_parts_round_trip(tmp_path: Path):
+    import torch
+
+    from weights import load_checkpoint, save_parts, weights_only
+
+    state = {"config": {"d_model": 8}, "model": {"w": torch.randn(64, 64), "n": torch.tensor(3)}, "step": 7,
+             "args": {"block_sizes": [8]}, "optimizer": {"huge": torch.randn(10)}}
+    parts = save_parts(weights_only(state), tmp_path / "weights", part_bytes=4096)
+    assert len(parts) > 1
+    loaded = load_checkpoint(tmp_path / "weights")
+    assert "optimizer" not in loaded and loaded["step"] == 7
+    assert loaded["model"]["w"].dtype == torch.bfloat16
+    torch.testing.assert_close(loaded["model"]["w"].float(), state["model"]["w"], atol=1e-2, rtol=1e-2)
