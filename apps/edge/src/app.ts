@@ -1,11 +1,9 @@
 /** The edge: the public API, composed of small routers behind auth and a body limit. */
 import { Hono } from "hono";
 import { bodyLimit } from "hono/body-limit";
-import { HTTPException } from "hono/http-exception";
-import { BackendError } from "../../../adapters/src/index.ts";
 import { apiKeyAuth } from "./auth.ts";
 import type { Env } from "./env.ts";
-import { ApiError, respondWithError } from "./errors.ts";
+import { ApiError, respondWithError, toApiError } from "./errors.ts";
 import { completions } from "./routes/completions.ts";
 import { models } from "./routes/models.ts";
 
@@ -32,20 +30,6 @@ export function createEdgeApp() {
   app.notFound((c) =>
     respondWithError(c, new ApiError(404, "not_found", `No route ${c.req.method} ${c.req.path}.`)),
   );
-  app.onError((error, c) => {
-    if (error instanceof ApiError) return respondWithError(c, error);
-    if (error instanceof HTTPException && error.status < 500) {
-      // Raised by Hono itself, e.g. "Malformed JSON in request body" from the validator.
-      const code = error.status === 400 ? "invalid_request" : "http_error";
-      return respondWithError(c, new ApiError(error.status, code, error.message));
-    }
-    if (error instanceof BackendError)
-      return respondWithError(c, new ApiError(error.status, error.code, error.message));
-    console.error(`edge: unhandled ${error.name}: ${error.message}`);
-    return respondWithError(
-      c,
-      new ApiError(500, "internal_error", "The edge failed to handle this request."),
-    );
-  });
+  app.onError((error, c) => respondWithError(c, toApiError(error)));
   return app;
 }

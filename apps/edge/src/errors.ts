@@ -3,7 +3,9 @@
  * clients surface them as they would OpenAI's own.
  */
 import type { Context } from "hono";
+import { HTTPException } from "hono/http-exception";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
+import { BackendError } from "../../../adapters/src/index.ts";
 
 const TYPES: Partial<Record<ContentfulStatusCode, string>> = {
   400: "invalid_request_error",
@@ -40,3 +42,18 @@ export function errorBody(error: ApiError) {
 }
 
 export const respondWithError = (c: Context, error: ApiError) => c.json(errorBody(error), error.status);
+
+/** Any thrown value as the ApiError a client should see; unexpected ones say nothing internal. */
+export function toApiError(error: unknown): ApiError {
+  if (error instanceof ApiError) return error;
+  if (error instanceof BackendError) return new ApiError(error.status, error.code, error.message);
+  if (error instanceof HTTPException && error.status < 500) {
+    // Raised by Hono itself, e.g. "Malformed JSON in request body" from the validator.
+    const code = error.status === 400 ? "invalid_request" : "http_error";
+    return new ApiError(error.status as ContentfulStatusCode, code, error.message);
+  }
+  console.error(
+    `edge: unhandled ${error instanceof Error ? `${error.name}: ${error.message}` : String(error)}`,
+  );
+  return new ApiError(500, "internal_error", "The edge failed to handle this request.");
+}

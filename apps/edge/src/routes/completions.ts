@@ -9,10 +9,10 @@
 import { Hono } from "hono";
 import { streamSSE } from "hono/streaming";
 import { z } from "zod";
-import type { GenerateEvent, Usage } from "../../../../adapters/src/index.ts";
+import type { Usage } from "../../../../adapters/src/index.ts";
 import { backendFor } from "../backends.ts";
 import type { Env } from "../env.ts";
-import { ApiError, errorBody } from "../errors.ts";
+import { ApiError, errorBody, toApiError } from "../errors.ts";
 import { jsonBody } from "../validate.ts";
 
 export const CompletionRequest = z.object({
@@ -52,7 +52,9 @@ export const completions = new Hono<{ Bindings: Env }>().post("/", jsonBody(Comp
   if (body.suffix) {
     throw new ApiError(400, "unsupported_parameter", "suffix (infilling) is not supported yet.", "suffix");
   }
+  // A client that leaves cancels the node's work (streaming: also through onAbort below).
   const cancel = new AbortController();
+  c.req.raw.signal?.addEventListener("abort", () => cancel.abort(), { once: true });
   const events = await backendFor(c.env).doStream(
     {
       prompt: body.prompt,
@@ -91,7 +93,7 @@ export const completions = new Hono<{ Bindings: Env }>().post("/", jsonBody(Comp
     stream.onAbort(() => cancel.abort());
     const send = (data: unknown) => stream.writeSSE({ data: JSON.stringify(data) });
     try {
-      for await (const event of events as AsyncIterable<GenerateEvent>) {
+      for await (const event of events) {
         if (event.type === "block" && event.text) await send(chunk(event.text, null));
         if (event.type === "error") throw new ApiError(502, "backend_error", event.message);
         if (event.type === "done") {
@@ -104,9 +106,7 @@ export const completions = new Hono<{ Bindings: Env }>().post("/", jsonBody(Comp
       }
     } catch (error) {
       // After the first byte the status is sent: the error travels as one data line.
-      const apiError =
-        error instanceof ApiError ? error : new ApiError(502, "backend_error", "generation failed");
-      await send(errorBody(apiError));
+      await send(errorBody(toApiError(error)));
     }
   });
 });
