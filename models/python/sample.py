@@ -1,0 +1,128 @@
+"""Reference sampler: the decoding algorithm of models/src/decode.ts, in PyTorch, on one screen.
+
+    python models/python/sample.py --checkpoint runs/tiny/checkpoint.pt --prompt 'def add(a, b):\n'
+    python models/python/sample.py --onnx models/sprout-tiny/denoiser.onnx --prompt 'import os\n'
+
+Blocks in order; inside a block every step is one forward of the block against the cached
+context and commits each masked position whose top probability is ≥ threshold (at least the most
+confident one; exactly one when threshold ≥ 1). After an end token, the rest of the block is
+settled as end tokens. A finished block is run once more, causally, to extend the cache.
+The TypeScript runtime must produce the same tokens (models/src/reference.test.ts checks it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import torch
+from tokenizers import Tokenizer
+
+from model import Denoiser, ModelConfig, block_mask, causal_mask
+from tokenizer import SPECIAL_TOKENS
+from weights import load_checkpoint
+
+
+def torch_forward(model: Denoiser):
+    """One forward pass in PyTorch: (tokens, cache, causal?) → logits, new keys, new values."""
+
+    @torch.no_grad()
+    def forward(tokens: list[int], past_k, past_v, causal: bool):
+        past, time = past_k.shape[3], len(tokens)
+        attention = (causal_mask if causal else block_mask)(1, past, time)
+        positions = torch.arange(past, past + time)[None]
+        return model(torch.tensor([tokens]), positions, past_k, past_v, attention)
+
+    return forward
+
+
+def onnx_forward(path: Path):
+    """The same forward through the exported graph with onnxruntime."""
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+    def forward(tokens: list[int], past_k, past_v, causal: bool):
+        past, time = past_k.shape[3], len(tokens)
+        feeds = {
+            "input_ids": torch.tensor([tokens]).numpy(),
+            "positions": torch.arange(past, past + time)[None].numpy(),
+            "past_key": past_k.numpy(),
+            "past_value": past_v.numpy(),
+            "attention_mask": (causal_mask if causal else block_mask)(1, past, time).contiguous().numpy(),
+        }
+        return [torch.from_numpy(x) for x in session.run(["logits", "new_key", "new_value"], feeds)]
+
+    return forward
+
+
+def empty_cache(layers: int, heads: int, head_dim: int):
+    return torch.zeros(layers, 1, heads, 0, head_dim), torch.zeros(layers, 1, heads, 0, head_dim)
+
+
+def generate(forward, cache, tokenizer: Tokenizer, prompt: str, max_tokens: int, block_size: int, threshold: float):
+    ids = {name: tokenizer.token_to_id(name) for name in SPECIAL_TOKENS}
+    bos, eos, mask = ids["<|bos|>"], ids["<|eos|>"], ids["<|mask|>"]
+    banned = torch.tensor([i for i in ids.values() if i != eos])
+
+    prompt_ids = [bos, *tokenizer.encode(prompt, add_special_tokens=False).ids]
+    _, k, v = forward(prompt_ids, *cache, causal=True)
+    generated, blocks = [], []
+    while len(generated) < max_tokens:
+        block = [mask] * min(block_size, max_tokens - len(generated))
+        steps = 0
+        while mask in block:
+            logits, _, _ = forward(block, k, v, causal=False)
+            steps += 1
+            logits = logits[0].double()
+            logits[:, banned] = float("-inf")
+            confidence, token = logits.softmax(-1).max(-1)
+            masked = [i for i, t in enumerate(block) if t == mask]
+            chosen = [i for i in masked if threshold < 1 and confidence[i] >= threshold]
+            if not chosen:
+                chosen = [max(masked, key=lambda i: confidence[i].item())]
+            for i in chosen:
+                block[i] = int(token[i])
+            if eos in block:
+                block = [eos if i > block.index(eos) and t == mask else t for i, t in enumerate(block)]
+        kept = block[: block.index(eos)] if eos in block else block
+        generated += kept
+        blocks.append({"tokens": len(kept), "steps": steps, "ids": kept})
+        if eos in block:
+            break
+        if len(generated) < max_tokens:
+            _, new_k, new_v = forward(block, k, v, causal=True)
+            k, v = torch.cat([k, new_k], dim=3), torch.cat([v, new_v], dim=3)
+    return {"text": tokenizer.decode(generated, skip_special_tokens=False), "blocks": blocks}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--checkpoint", type=Path, help="checkpoint.pt, or a directory of weight parts")
+    source.add_argument("--onnx", type=Path, help="an exported denoiser.onnx (its manifest.json beside it)")
+    parser.add_argument("--tokenizer", type=Path, default=Path(__file__).resolve().parents[1] / "sprout-tiny" / "tokenizer.json")
+    parser.add_argument("--prompt", required=True)
+    parser.add_argument("--max-tokens", type=int, default=64)
+    parser.add_argument("--block-size", type=int, default=32)
+    parser.add_argument("--threshold", type=float, default=0.9)
+    args = parser.parse_args()
+    if args.onnx:
+        arch = json.loads((args.onnx.parent / "manifest.json").read_text())["architecture"]
+        forward = onnx_forward(args.onnx)
+    else:
+        state = load_checkpoint(args.checkpoint)
+        model = Denoiser(ModelConfig(**state["config"]))
+        model.load_state_dict(state["model"])
+        model.eval()
+        arch = {**model.config.to_dict(), "head_dim": model.config.head_dim}
+        forward = torch_forward(model)
+    cache = empty_cache(arch["n_layers"], arch["n_heads"], arch["head_dim"])
+    tokenizer = Tokenizer.from_file(str(args.tokenizer))
+    result = generate(forward, cache, tokenizer, args.prompt, args.max_tokens, args.block_size, args.threshold)
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,58 @@
+/**
+ * The TypeScript decoder against the Python reference sampler (models/python/sample.py) on the
+ * same exported graph: same text, same tokens and steps in every block. Together with the golden
+ * test (ONNX = PyTorch) this ties serving to training.
+ */
+import { execFileSync } from "node:child_process";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { loadModel, type Model, SHIPPED_MODEL_DIR } from "./index.ts";
+
+const root = new URL("../../", import.meta.url).pathname;
+
+function pythonSample(prompt: string, maxTokens: number, blockSize: number, threshold: number) {
+  const out = execFileSync(
+    join(root, ".venv/bin/python"),
+    [
+      join(root, "models/python/sample.py"),
+      "--onnx",
+      join(SHIPPED_MODEL_DIR, "denoiser.onnx"),
+      "--prompt",
+      prompt,
+      "--max-tokens",
+      String(maxTokens),
+      "--block-size",
+      String(blockSize),
+      "--threshold",
+      String(threshold),
+    ],
+    { encoding: "utf8" },
+  );
+  return JSON.parse(out) as { text: string; blocks: { tokens: number; steps: number }[] };
+}
+
+describe("greedy decoding matches the Python reference sampler", () => {
+  let model: Model;
+  beforeAll(async () => {
+    model = await loadModel(SHIPPED_MODEL_DIR);
+  });
+  afterAll(() => model.close());
+
+  it.each([
+    ["def add(a, b):\n", 40, 16, 0.9],
+    ["import os\n\n\nclass Config:\n", 48, 32, 0.5],
+    ["x = ", 12, 4, 1],
+  ])("for %j (max %i, block %i, τ %f)", async (prompt, maxTokens, blockSize, threshold) => {
+    const blocks: { tokens: number; steps: number }[] = [];
+    let text = "";
+    for await (const event of model.generate({ prompt, maxTokens, blockSize, threshold })) {
+      if (event.type === "block") {
+        blocks.push({ tokens: event.tokens, steps: event.steps });
+        text += event.text;
+      }
+    }
+    const reference = pythonSample(prompt, maxTokens, blockSize, threshold);
+    expect(text).toBe(reference.text);
+    expect(blocks).toEqual(reference.blocks.map(({ tokens, steps }) => ({ tokens, steps })));
+  });
+});
