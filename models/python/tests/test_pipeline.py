@@ -65,3 +65,25 @@ def test_weight_parts_round_trip(tmp_path: Path):
     assert "optimizer" not in loaded and loaded["step"] == 7
     assert loaded["model"]["w"].dtype == torch.bfloat16
     torch.testing.assert_close(loaded["model"]["w"].float(), state["model"]["w"], atol=1e-2, rtol=1e-2)
+
+
+def test_packing_a_built_corpus_samples_whole_files_under_a_cap(tmp_path: Path):
+    from tokenizers import Tokenizer
+
+    from data import build
+
+    corpus_dir = tmp_path / "corpus"
+    corpus_dir.mkdir()
+    for split in ("train", "validation", "test"):
+        with (corpus_dir / f"{split}.jsonl").open("w") as out:
+            for i in range(40):
+                text = f"def f{i}(x):\n    return x + {i}\n" * (1 + i % 3)
+                out.write(json.dumps({"source": f"pkg{i % 4}==1.0", "license": "MIT", "path": f"m{i}.py", "text": text}) + "\n")
+    summary = build(TOKENIZER, tmp_path / "packed", corpus_dir, max_train_tokens=400)
+    train = np.fromfile(tmp_path / "packed" / "train.bin", dtype=np.uint16)
+    assert 0 < train.size <= 400 and summary["splits"]["train"]["tokens"] == train.size
+    tokenizer = Tokenizer.from_file(str(TOKENIZER))
+    bos, eos = tokenizer.token_to_id("<|bos|>"), tokenizer.token_to_id("<|eos|>")
+    assert train[0] == bos and train[-1] == eos, "only whole files"
+    assert (train == bos).sum() == (train == eos).sum() == summary["splits"]["train"]["files"]
+    assert summary["splits"]["test"]["tokens"] <= 20
