@@ -58,7 +58,7 @@ describe("npm start, end to end through workerd", () => {
     nodePort = await freePort();
     edge = `http://127.0.0.1:${edgePort}`;
     sprout = startSprout(edgePort, nodePort);
-    const deadline = Date.now() + 90_000;
+    const deadline = Date.now() + 150_000;
     while (!sprout.output().includes("Sprout is ready")) {
       if (Date.now() > deadline || sprout.child.exitCode !== null) {
         throw new Error(`npm start did not become ready:\n${sprout.output()}`);
@@ -94,8 +94,14 @@ describe("npm start, end to end through workerd", () => {
     expect(usage?.forward_passes).toBeGreaterThan(0);
     const finish = chunks.find((c) => c.choices[0]?.finish_reason);
     expect(finish?.choices[0]?.finish_reason).toMatch(/^(stop|length)$/);
-    const text = chunks.map((c) => c.choices[0]?.text ?? "").join("");
-    expect(typeof text).toBe("string");
+    // Greedy decoding: the same request unstreamed gives the same text.
+    const whole = await client.completions.create({
+      model: "sprout-tiny",
+      prompt: "def fibonacci(n):\n",
+      max_tokens: 24,
+    });
+    expect(whole.object).toBe("text_completion");
+    expect(chunks.map((c) => c.choices[0]?.text ?? "").join("")).toBe(whole.choices[0]?.text);
   });
 
   it("sends only data: lines ending with [DONE] on the wire", async () => {
@@ -109,42 +115,32 @@ describe("npm start, end to end through workerd", () => {
     expect(lines.at(-1)).toBe("data: [DONE]");
   });
 
-  it("completes without streaming too", async () => {
-    const client = new OpenAI({ apiKey: API_KEY, baseURL: `${edge}/v1` });
-    const completion = await client.completions.create({
-      model: "sprout-tiny",
-      prompt: "x = ",
-      max_tokens: 8,
-    });
-    expect(completion.object).toBe("text_completion");
-    expect(completion.usage?.completion_tokens).toBeGreaterThan(0);
-  });
-
-  it("stops the node's work when the client goes away mid-stream", async () => {
+  it("stops the node's work when a streaming client goes away", async () => {
     type Generations = { active: number; cancelled: number };
     const generations = async () =>
       ((await (await fetch(`http://127.0.0.1:${nodePort}/healthz`)).json()) as { generations: Generations })
         .generations;
     const before = await generations();
     const cancel = new AbortController();
-    const response = await fetch(`${edge}/v1/completions`, {
+    const request = fetch(`${edge}/v1/completions`, {
       method: "POST",
       headers: { authorization: `Bearer ${API_KEY}`, "content-type": "application/json" },
-      // One token per step over most of the context: many seconds of work if nobody stops it.
+      // One token per step over most of the context: seconds of work if nobody stops it.
       body: JSON.stringify({
         model: "sprout-tiny",
         prompt: "x",
-        max_tokens: 1000,
+        max_tokens: 200,
         threshold: 1,
         block_size: 4,
         stream: true,
       }),
       signal: cancel.signal,
+    }).then(async (response) => {
+      await response.body?.getReader().read();
     });
-    const reader = response.body?.getReader();
-    await reader?.read();
-    expect((await generations()).active).toBe(1);
+    await expect.poll(async () => (await generations()).active, { timeout: 10_000, interval: 20 }).toBe(1);
     cancel.abort();
+    await request.catch(() => {});
     await expect
       .poll(generations, { timeout: 5_000, interval: 100 })
       .toEqual({ ...before, active: 0, cancelled: before.cancelled + 1 });

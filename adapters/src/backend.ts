@@ -25,13 +25,17 @@ export type BackendErrorCode =
   | "invalid_request" // it refused the request itself
   | "bad_response"; // it answered something that breaks the protocol
 
-/** An error with the HTTP status the edge should answer with. */
+/**
+ * An error with the HTTP status the edge should answer with. `message` is safe to show a client
+ * (it never names a backend's address); `detail` says which backend and what happened, for logs.
+ */
 export class BackendError extends Error {
   override name = "BackendError";
   constructor(
     readonly code: BackendErrorCode,
     message: string,
     readonly status: 400 | 502 | 503,
+    readonly detail: string = message,
   ) {
     super(message);
   }

@@ -98,7 +98,7 @@ describe("DenoiserNodeBackend against broken nodes", () => {
     const stream = await backend().doStream({ prompt, max_tokens: 4 });
     await expect(collect(stream)).rejects.toMatchObject({
       code: "bad_response",
-      message: expect.stringMatching(message),
+      detail: expect.stringMatching(message),
     });
   });
 

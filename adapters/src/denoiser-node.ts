@@ -26,7 +26,7 @@ export class DenoiserNodeBackend implements Backend {
   private readonly fetchImpl: typeof fetch;
 
   constructor(private readonly options: DenoiserNodeOptions) {
-    this.id = `denoiser:${new URL(options.url).host}`;
+    this.id = `denoiser node ${new URL(options.url).host}`;
     this.fetchImpl = options.fetch ?? ((input, init) => fetch(input, init));
   }
 
@@ -48,22 +48,33 @@ export class DenoiserNodeBackend implements Backend {
       });
     } catch (error) {
       if (options.signal?.aborted) throw error;
-      throw new BackendError("backend_unavailable", `denoiser node ${this.id} is unreachable`, 503);
+      const reason = error instanceof Error ? error.message : String(error);
+      throw new BackendError("backend_unavailable", UNAVAILABLE, 503, `${this.id} unreachable: ${reason}`);
     }
     if (!response.ok || !response.body) throw await errorFromResponse(response, this.id);
     return parseEvents(response.body, this.id);
   }
 }
 
+const UNAVAILABLE = "The model backend is unavailable; try again shortly.";
+const BROKEN = "The model backend sent a broken response.";
+
 async function errorFromResponse(response: Response, id: string): Promise<BackendError> {
   const parsed = NodeErrorBody.safeParse(await response.json().catch(() => null));
-  const detail = parsed.success ? parsed.data.error.message : `HTTP ${response.status}`;
+  const said = parsed.success ? parsed.data.error.message : "(no error body)";
+  const detail = `${id} answered HTTP ${response.status}: ${said}`;
+  // The node's reason for refusing a request is about the request: the client may read it.
   if (response.status === 400 || response.status === 422)
-    return new BackendError("invalid_request", detail, 400);
+    return new BackendError("invalid_request", said, 400);
   if (response.status === 401 || response.status === 403) {
-    return new BackendError("backend_auth", `denoiser node ${id} refused the edge's credentials`, 502);
+    return new BackendError(
+      "backend_auth",
+      "The model backend refused the gateway's credentials.",
+      502,
+      detail,
+    );
   }
-  return new BackendError("backend_unavailable", `denoiser node ${id} answered: ${detail}`, 503);
+  return new BackendError("backend_unavailable", UNAVAILABLE, 503, detail);
 }
 
 async function* parseEvents(body: ReadableStream<BufferSource>, id: string): AsyncGenerator<GenerateEvent> {
@@ -77,16 +88,16 @@ async function* parseEvents(body: ReadableStream<BufferSource>, id: string): Asy
       try {
         json = JSON.parse(value.data);
       } catch {
-        throw new BackendError("bad_response", `denoiser node ${id} sent an event that is not JSON`, 502);
+        throw new BackendError("bad_response", BROKEN, 502, `${id} sent an event that is not JSON`);
       }
       const event = NodeEvent.safeParse(json);
       if (!event.success || event.data.type !== value.event) {
-        throw new BackendError("bad_response", `denoiser node ${id} sent an event outside protocol v1`, 502);
+        throw new BackendError("bad_response", BROKEN, 502, `${id} sent an event outside protocol v1`);
       }
       yield event.data;
       if (event.data.type === "done" || event.data.type === "error") return;
     }
-    throw new BackendError("bad_response", `denoiser node ${id} closed the stream before it was done`, 502);
+    throw new BackendError("bad_response", BROKEN, 502, `${id} closed the stream before it was done`);
   } finally {
     // Cancelling the body tells the node we are gone (it stops decoding).
     await reader.cancel().catch(() => {});

@@ -91,11 +91,9 @@ describe("POST /v1/completions", () => {
   });
 
   it("streams one chunk per block, a finish chunk, usage when asked, then [DONE]", async () => {
+    const request = { model: env.MODEL_ID, prompt: "import os\n", max_tokens: 16, block_size: 4 };
     const response = await post("/v1/completions", {
-      model: env.MODEL_ID,
-      prompt: "import os\n",
-      max_tokens: 16,
-      block_size: 4,
+      ...request,
       stream: true,
       stream_options: { include_usage: true },
     });
@@ -108,9 +106,33 @@ describe("POST /v1/completions", () => {
     expect(usage.usage.forward_passes).toBeGreaterThan(0);
     const finish = chunks.at(-2);
     expect(finish.choices[0].finish_reason).toMatch(/^(stop|length)$/);
-    const text = chunks.slice(0, -2).map((c) => c.choices[0].text);
-    expect(text.length).toBeLessThanOrEqual(4);
-    expect(text.join("").length).toBeGreaterThanOrEqual(0);
+    const content = chunks.slice(0, -2);
+    expect(content.length).toBeLessThanOrEqual(4); // at most one chunk per block of 4
+    expect(chunks.slice(0, -1).every((c) => c.usage === null)).toBe(true);
+    // Decoding is greedy: the stream carries exactly the text of the same request unstreamed.
+    const whole = (await (await post("/v1/completions", request)).json()) as { choices: { text: string }[] };
+    expect(content.map((c) => c.choices[0].text).join("")).toBe(whole.choices[0]?.text);
+  });
+
+  it("sends no usage chunk unless asked", async () => {
+    const response = await post("/v1/completions", {
+      model: env.MODEL_ID,
+      prompt: "x",
+      max_tokens: 4,
+      stream: true,
+    });
+    const chunks = dataLines(await response.text())
+      .slice(0, -1)
+      .map((d) => JSON.parse(d));
+    expect(chunks.every((c) => c.usage === undefined && c.choices.length === 1)).toBe(true);
+  });
+
+  it("answers 400 for suffix until infilling exists", async () => {
+    const response = await post("/v1/completions", { model: env.MODEL_ID, prompt: "x", suffix: "y" });
+    expect(response.status).toBe(400);
+    expect(await response.json()).toMatchObject({
+      error: { code: "unsupported_parameter", param: "suffix" },
+    });
   });
 
   it.each([
@@ -157,7 +179,9 @@ describe("POST /v1/completions", () => {
       DENOISER_URL: "http://127.0.0.1:9",
     });
     expect(response.status).toBe(503);
-    expect(await response.json()).toMatchObject({ error: { code: "backend_unavailable" } });
+    const body = await response.json();
+    expect(body).toMatchObject({ error: { code: "backend_unavailable" } });
+    expect(JSON.stringify(body)).not.toContain("127.0.0.1"); // internal addresses stay internal
   });
 
   it("reports a node failing mid-stream as one error data line", async () => {

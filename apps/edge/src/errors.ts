@@ -46,7 +46,10 @@ export const respondWithError = (c: Context, error: ApiError) => c.json(errorBod
 /** Any thrown value as the ApiError a client should see; unexpected ones say nothing internal. */
 export function toApiError(error: unknown): ApiError {
   if (error instanceof ApiError) return error;
-  if (error instanceof BackendError) return new ApiError(error.status, error.code, error.message);
+  if (error instanceof BackendError) {
+    if (error.status >= 500) console.error(`edge: backend error ${error.code}: ${error.detail}`);
+    return new ApiError(error.status, error.code, error.message);
+  }
   if (error instanceof HTTPException && error.status < 500) {
     // Raised by Hono itself, e.g. "Malformed JSON in request body" from the validator.
     const code = error.status === 400 ? "invalid_request" : "http_error";

@@ -42,7 +42,12 @@ const toOpenAiUsage = (usage: Usage) => ({
   forward_passes: usage.forward_passes,
 });
 
-const toOpenAiFinish = (reason: "stop" | "length" | "cancelled") => (reason === "length" ? "length" : "stop");
+/** The node cancels only when asked to; a cancellation nobody asked for is a broken answer. */
+function toOpenAiFinish(reason: "stop" | "length" | "cancelled"): "stop" | "length" {
+  if (reason === "cancelled")
+    throw new ApiError(502, "backend_cancelled", "The model backend stopped early.");
+  return reason;
+}
 
 export const completions = new Hono<{ Bindings: Env }>().post("/", jsonBody(CompletionRequest), async (c) => {
   const body = c.req.valid("json");
@@ -52,18 +57,17 @@ export const completions = new Hono<{ Bindings: Env }>().post("/", jsonBody(Comp
   if (body.suffix) {
     throw new ApiError(400, "unsupported_parameter", "suffix (infilling) is not supported yet.", "suffix");
   }
-  // A client that leaves cancels the node's work (streaming: also through onAbort below).
+  // A streaming client that leaves cancels the node's work (onAbort below). A non-streamed
+  // request runs to its end: under wrangler dev, workerd does not tell the worker that such a
+  // client left (not even with the `enable_request_signal` flag); max_tokens bounds the waste.
   const cancel = new AbortController();
-  c.req.raw.signal?.addEventListener("abort", () => cancel.abort(), { once: true });
-  const events = await backendFor(c.env).doStream(
-    {
-      prompt: body.prompt,
-      max_tokens: body.max_tokens,
-      block_size: body.block_size,
-      threshold: body.threshold,
-    },
-    { signal: cancel.signal },
-  );
+  const request = {
+    prompt: body.prompt,
+    max_tokens: body.max_tokens,
+    block_size: body.block_size,
+    threshold: body.threshold,
+  };
+  const includeUsage = Boolean(body.stream && body.stream_options?.include_usage);
   const id = `cmpl-${crypto.randomUUID()}`;
   const created = Math.floor(Date.now() / 1000);
   const chunk = (text: string, finish_reason: string | null) => ({
@@ -72,11 +76,13 @@ export const completions = new Hono<{ Bindings: Env }>().post("/", jsonBody(Comp
     created,
     model: body.model,
     choices: [{ text, index: 0, logprobs: null, finish_reason }],
+    // With include_usage, OpenAI sends `usage: null` on every chunk but the last.
+    ...(includeUsage ? { usage: null } : {}),
   });
 
   if (!body.stream) {
     let text = "";
-    for await (const event of events) {
+    for await (const event of await backendFor(c.env).doStream(request)) {
       if (event.type === "block") text += event.text;
       if (event.type === "error") throw new ApiError(502, "backend_error", event.message);
       if (event.type === "done") {
@@ -86,9 +92,11 @@ export const completions = new Hono<{ Bindings: Env }>().post("/", jsonBody(Comp
         });
       }
     }
-    throw new ApiError(502, "backend_error", "the backend ended without finishing");
+    throw new ApiError(502, "backend_error", "The model backend ended without finishing.");
   }
 
+  // Failures before the first byte (backend down, request refused) still get their HTTP status.
+  const events = await backendFor(c.env).doStream(request, { signal: cancel.signal });
   return streamSSE(c, async (stream) => {
     stream.onAbort(() => cancel.abort());
     const send = (data: unknown) => stream.writeSSE({ data: JSON.stringify(data) });
@@ -105,7 +113,8 @@ export const completions = new Hono<{ Bindings: Env }>().post("/", jsonBody(Comp
         }
       }
     } catch (error) {
-      // After the first byte the status is sent: the error travels as one data line.
+      if (cancel.signal.aborted) return; // the client left: nobody to tell
+      // After the first byte the status is sent: the error travels as one data line (no [DONE]).
       await send(errorBody(toApiError(error)));
     }
   });
