@@ -12,8 +12,9 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 
-const root = new URL("..", import.meta.url).pathname;
+const root = fileURLToPath(new URL("..", import.meta.url));
 const host = "127.0.0.1";
 const edgePort = Number(process.env.SPROUT_EDGE_PORT ?? 8787);
 const nodePort = Number(process.env.SPROUT_NODE_PORT ?? 8788);
@@ -25,19 +26,33 @@ const children: ChildProcess[] = [];
 const secretsDir = mkdtempSync(join(tmpdir(), "sprout-"));
 let stopping = false;
 
+/** Stops both children (each leads its own process group: wrangler runs workerd beneath it),
+ * waits up to 5 s for them to exit, then ends this process with `code`. */
 function stop(code: number): void {
   if (stopping) return;
   stopping = true;
-  for (const child of children) {
-    // Each child leads its own process group (wrangler runs workerd beneath it).
-    if (child.pid && child.exitCode === null) {
-      try {
-        process.kill(-child.pid, "SIGTERM");
-      } catch {}
+  process.exitCode = code;
+  const signalGroups = (signal: NodeJS.Signals) => {
+    for (const child of children) {
+      if (child.pid && child.exitCode === null && child.signalCode === null) {
+        try {
+          process.kill(-child.pid, signal);
+        } catch {}
+      }
     }
-  }
+  };
+  signalGroups("SIGTERM");
   rmSync(secretsDir, { recursive: true, force: true });
-  setTimeout(() => process.exit(code), 300).unref();
+  const exited = children.map((child) =>
+    child.exitCode !== null || child.signalCode !== null
+      ? Promise.resolve()
+      : new Promise((r) => child.once("exit", r)),
+  );
+  const timeout = new Promise((r) => setTimeout(r, 5000).unref());
+  void Promise.race([Promise.all(exited), timeout]).then(() => {
+    signalGroups("SIGKILL");
+    process.exit(code);
+  });
 }
 
 function launch(name: string, command: string, args: string[], env: Record<string, string>): ChildProcess {
@@ -46,6 +61,10 @@ function launch(name: string, command: string, args: string[], env: Record<strin
     env: { ...process.env, ...env },
     detached: true,
     stdio: ["ignore", "inherit", "inherit"],
+  });
+  child.on("error", (error) => {
+    console.error(`\ncould not start ${name}: ${error.message}`);
+    stop(1);
   });
   child.on("exit", (code, signal) => {
     if (stopping) return;
@@ -65,22 +84,21 @@ async function portIsFree(port: number): Promise<boolean> {
   });
 }
 
+/** Waits until `url` answers 200 (an error page while the worker builds does not count). */
 async function waitFor(url: string, what: string, seconds: number): Promise<void> {
   const deadline = Date.now() + seconds * 1000;
   while (Date.now() < deadline && !stopping) {
     try {
       const response = await fetch(url);
       await response.body?.cancel();
-      return;
-    } catch {
-      await new Promise((r) => setTimeout(r, 250));
-    }
+      if (response.status === 200) return;
+    } catch {}
+    await new Promise((r) => setTimeout(r, 250));
   }
-  throw new Error(`${what} did not answer at ${url} within ${seconds} s`);
+  if (!stopping) throw new Error(`${what} did not answer at ${url} within ${seconds} s`);
 }
 
-process.on("SIGINT", () => stop(0));
-process.on("SIGTERM", () => stop(0));
+for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"] as const) process.on(signal, () => stop(0));
 
 for (const [port, what, variable] of [
   [edgePort, "edge", "SPROUT_EDGE_PORT"],
@@ -135,13 +153,15 @@ try {
 }
 if (!stopping) {
   const edge = `http://${host}:${edgePort}`;
-  const keyLine = givenKey ? "the key in SPROUT_API_KEY" : apiKey;
+  const keyLine = givenKey ? "the key in SPROUT_API_KEY" : `${apiKey}   (set SPROUT_API_KEY to keep one key)`;
+  const exportLine = givenKey ? 'export KEY="$SPROUT_API_KEY"' : `export KEY=${apiKey}`;
   console.log(`
 Sprout is ready (${((performance.now() - started) / 1000).toFixed(1)} s).
   edge (OpenAI-compatible): ${edge}/v1
   denoiser node:            ${denoiserUrl}
   API key:                  ${keyLine}
 
+  ${exportLine}
   curl ${edge}/v1/completions -H "Authorization: Bearer $KEY" -H "Content-Type: application/json" \\
     -d '{"model": "sprout-tiny", "prompt": "def fibonacci(n):", "max_tokens": 64, "stream": true}'
 

@@ -6,7 +6,7 @@ Writes `denoiser.onnx` (one graph: logits plus the new tokens' keys/values, give
 an attention mask), `manifest.json` (the seam the TypeScript runtime reads: special ids, shapes,
 inputs/outputs, sha256 of every file, provenance) and `golden.json` (a fixed input and the logits
 PyTorch gives for it, so the TypeScript side can check that it runs the same model).
-The export is checked against PyTorch with onnxruntime before anything is written.
+The graph is staged and checked against PyTorch with onnxruntime before it replaces the old one.
 """
 
 from __future__ import annotations
@@ -119,15 +119,22 @@ def main() -> None:
     assert tokenizer.get_vocab_size() == config.vocab_size, "tokenizer and model disagree on the vocabulary"
 
     onnx_path = args.out / "denoiser.onnx"
-    export(model, onnx_path)
-    worst = check(model, onnx_path)
-    assert worst < 1e-3, f"ONNX output differs from PyTorch by {worst}"
+    staged = args.out / "denoiser.onnx.tmp"
+    export(model, staged)
+    worst = check(model, staged)
+    if worst >= 1e-3:
+        staged.unlink()
+        raise SystemExit(f"ONNX output differs from PyTorch by {worst}; nothing written")
+    staged.replace(onnx_path)
     print(f"exported {onnx_path}; max |onnx - torch| = {worst:.2e}")
     (args.out / "golden.json").write_text(json.dumps(golden(model, tokenizer)) + "\n")
 
     log_path = args.checkpoint.parent / "log.jsonl"
     records = [json.loads(line) for line in log_path.read_text().splitlines()] if log_path.exists() else []
+    records = [r for r in records if r["step"] <= state["step"]]  # what this checkpoint has seen
     evals = [r for r in records if "val_loss" in r]
+    data_json = Path(state["args"]["data"]) / "data.json"
+    data = json.loads(data_json.read_text()) if data_json.exists() else {}
     files = ["tokenizer.json", "denoiser.onnx", "golden.json"]
     manifest = {
         "schema_version": 1,
@@ -136,7 +143,8 @@ def main() -> None:
         "architecture": {**config.to_dict(), "head_dim": config.head_dim,
                          "parameters": sum(p.numel() for p in model.parameters())},
         "special_tokens": {token.strip("<|>"): tokenizer.token_to_id(token) for token in SPECIAL_TOKENS},
-        "context_length": config.max_positions,
+        # Trained windows bound the relative distances the model has seen: that is its context.
+        "context_length": int(state["args"]["length"]),
         "block_sizes": [int(b) for b in state["args"]["block_sizes"]],
         "graph": {
             "file": "denoiser.onnx",
@@ -159,7 +167,10 @@ def main() -> None:
         "training": {
             "recipe": "stage 1 only: absorbing-state masked diffusion, ELBO weighting, block sizes sampled per step",
             "steps": state["step"],
-            "data": "Python standard library source (PSF-2.0), see models/python/corpus.py",
+            "data": data.get("source", "unknown (no data.json beside the training data)"),
+            "data_splits": data.get("splits"),
+            "window": int(state["args"]["length"]),
+            "batch": int(state["args"]["batch"]),
             "final_train_loss": records[-1]["loss"] if records else None,
             "final_val_loss": evals[-1]["val_loss"] if evals else None,
         },

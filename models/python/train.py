@@ -32,9 +32,10 @@ except ImportError:  # GPU images may lack it: train without a progress bar
     tqdm = None
 
 from model import Denoiser, ModelConfig, training_mask
+from tokenizer import SPECIAL_TOKENS
 from weights import save_parts, weights_only
 
-MASK_ID = 3  # see tokenizer.SPECIAL_TOKENS
+MASK_ID = SPECIAL_TOKENS.index("<|mask|>")  # special tokens hold the first ids
 
 
 def load_split(data_dir: Path, split: str) -> np.ndarray:
@@ -134,6 +135,10 @@ def main() -> None:
         np_rng.bit_generator.state = state["np_rng"]
         torch_gen.set_state(state["torch_rng"])
         print(f"resumed {checkpoint_path} at step {step}")
+        log_path = args.run / "log.jsonl"  # forget steps logged after the checkpoint: they are redone
+        if log_path.exists():
+            kept = [line for line in log_path.read_text().splitlines() if json.loads(line)["step"] <= step]
+            log_path.write_text("".join(line + "\n" for line in kept))
     n_params = sum(p.numel() for p in model.parameters())
     print(f"{n_params / 1e6:.2f}M parameters, {train_tokens.size} training tokens, device {device}")
 

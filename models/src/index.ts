@@ -1,8 +1,9 @@
 /** Sprout's model runtime: load a shipped model directory, then decode it as a stream of events. */
 import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { type DecodeOptions, type Decoder, decode } from "./decode.ts";
 import type { DecodeEvent } from "./events.ts";
-import { loadManifest, type Manifest } from "./manifest.ts";
+import { loadManifest, type Manifest, TOKENIZER_FILE } from "./manifest.ts";
 import { DenoiserSession } from "./session.ts";
 import { TextTokenizer } from "./tokenizer.ts";
 
@@ -19,11 +20,9 @@ export interface Model {
 /** Loads `manifest.json`, verifies every file's sha256, and opens the graph and tokenizer. */
 export async function loadModel(modelDir: string): Promise<Model> {
   const manifest = await loadManifest(modelDir);
-  const decoder: Decoder = {
-    manifest,
-    session: await DenoiserSession.create(join(modelDir, manifest.graph.file), manifest),
-    tokenizer: await TextTokenizer.fromFile(join(modelDir, "tokenizer.json")),
-  };
+  const tokenizer = await TextTokenizer.fromFile(join(modelDir, TOKENIZER_FILE));
+  const session = await DenoiserSession.create(join(modelDir, manifest.graph.file), manifest);
+  const decoder: Decoder = { manifest, session, tokenizer };
   return {
     manifest,
     generate: (options) => decode(decoder, options),
@@ -32,4 +31,4 @@ export async function loadModel(modelDir: string): Promise<Model> {
 }
 
 /** The model that ships in this repository. */
-export const SHIPPED_MODEL_DIR = new URL("../sprout-tiny/", import.meta.url).pathname;
+export const SHIPPED_MODEL_DIR = fileURLToPath(new URL("../sprout-tiny/", import.meta.url));

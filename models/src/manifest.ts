@@ -35,6 +35,8 @@ export const ManifestSchema = z.object({
 });
 export type Manifest = z.infer<typeof ManifestSchema>;
 
+export const TOKENIZER_FILE = "tokenizer.json";
+
 export class ModelIntegrityError extends Error {
   override name = "ModelIntegrityError";
 }
@@ -50,8 +52,9 @@ export async function loadManifest(modelDir: string): Promise<Manifest> {
       throw new ModelIntegrityError(`${file} does not match its sha256 in the manifest (model corrupted?)`);
     }
   }
-  if (!(manifest.graph.file in manifest.files)) {
-    throw new ModelIntegrityError(`the graph ${manifest.graph.file} is not listed with a sha256`);
+  for (const required of [manifest.graph.file, TOKENIZER_FILE]) {
+    if (!(required in manifest.files))
+      throw new ModelIntegrityError(`${required} is not listed with a sha256`);
   }
   return manifest;
 }

@@ -5,14 +5,16 @@
  */
 import { execFileSync } from "node:child_process";
 import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { venvPython } from "../../test/support/python.ts";
 import { loadModel, type Model, SHIPPED_MODEL_DIR } from "./index.ts";
 
-const root = new URL("../../", import.meta.url).pathname;
+const root = fileURLToPath(new URL("../../", import.meta.url));
 
 function pythonSample(prompt: string, maxTokens: number, blockSize: number, threshold: number) {
   const out = execFileSync(
-    join(root, ".venv/bin/python"),
+    venvPython(),
     [
       join(root, "models/python/sample.py"),
       "--onnx",

@@ -2,10 +2,10 @@ import { execFileSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
+import { venvPython } from "../../test/support/python.ts";
 import { SHIPPED_MODEL_DIR } from "./index.ts";
 import { TextTokenizer } from "./tokenizer.ts";
 
-const PYTHON = new URL("../../.venv/bin/python", import.meta.url).pathname;
 const TOKENIZER = join(SHIPPED_MODEL_DIR, "tokenizer.json");
 
 /** Ids from the Python side (Hugging Face `tokenizers`, as used in training). */
@@ -15,7 +15,7 @@ import json, sys
 from tokenizers import Tokenizer
 t = Tokenizer.from_file(sys.argv[1])
 print(json.dumps([e.ids for e in t.encode_batch(json.load(sys.stdin), add_special_tokens=False)]))`;
-  const out = execFileSync(PYTHON, ["-c", script, TOKENIZER], {
+  const out = execFileSync(venvPython(), ["-c", script, TOKENIZER], {
     input: JSON.stringify(texts),
     encoding: "utf8",
   });

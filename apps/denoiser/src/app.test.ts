@@ -124,4 +124,23 @@ describe("the denoiser node", () => {
       await server.close();
     }
   });
+
+  it("drains on shutdown: in-flight streams end cancelled, new work gets 503", async () => {
+    const drainable = createDenoiserApp({ model, secret: SECRET, log: () => {} });
+    const response = await drainable.request("/v1/generate", {
+      method: "POST",
+      headers: auth,
+      body: JSON.stringify({ prompt: "x", max_tokens: 200, block_size: 4, threshold: 1 }),
+    });
+    const body = response.text(); // a client reading along
+    await drainable.drain();
+    const events = parseSse(await body).map((m) => NodeEvent.parse(JSON.parse(m.data)));
+    expect(events.at(-1)).toMatchObject({ type: "done", finish_reason: "cancelled" });
+    const refused = await drainable.request("/v1/generate", {
+      method: "POST",
+      headers: auth,
+      body: JSON.stringify({ prompt: "x", max_tokens: 1 }),
+    });
+    expect(refused.status).toBe(503);
+  });
 });

@@ -22,6 +22,8 @@ export function createDenoiserApp({ model, secret, log = console.error }: Denois
   const app = new Hono();
   /** How generations ended since start, and how many are in flight (shown by /healthz). */
   const generations = { active: 0, finished: 0, cancelled: 0, failed: 0 };
+  const inFlight = new Set<AbortController>();
+  let draining = false;
 
   app.get("/healthz", (c) =>
     c.json({ ok: true, model: model.manifest.name, protocol: PROTOCOL_VERSION, generations }),
@@ -38,6 +40,7 @@ export function createDenoiserApp({ model, secret, log = console.error }: Denois
       }
     }),
     async (c) => {
+      if (draining) return c.json(errorBody("shutting_down", "this node is shutting down"), 503);
       const request = c.req.valid("json");
       const cancel = new AbortController();
       c.req.raw.signal.addEventListener("abort", () => cancel.abort(), { once: true });
@@ -59,6 +62,7 @@ export function createDenoiserApp({ model, secret, log = console.error }: Denois
         throw error;
       }
       generations.active++;
+      inFlight.add(cancel);
       return streamSSE(c, async (stream) => {
         stream.onAbort(() => cancel.abort());
         const send = (event: NodeEvent) =>
@@ -76,6 +80,7 @@ export function createDenoiserApp({ model, secret, log = console.error }: Denois
           await send({ type: "error", code: "internal", message: "decoding failed on the node" });
         } finally {
           generations.active--;
+          inFlight.delete(cancel);
         }
       });
     },
@@ -89,7 +94,14 @@ export function createDenoiserApp({ model, secret, log = console.error }: Denois
     log(`unhandled: ${error.message}`);
     return c.json(errorBody("internal", "the node failed to handle this request"), 500);
   });
-  return app;
+  /** Refuses new work, cancels what is in flight (clients get `done: cancelled`) and resolves once
+   * every stream has ended, so the model can be released safely. */
+  async function drain(): Promise<void> {
+    draining = true;
+    for (const cancel of inFlight) cancel.abort();
+    while (generations.active > 0) await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  return Object.assign(app, { drain });
 }
 
 function toNodeEvent(event: DecodeEvent): NodeEvent {

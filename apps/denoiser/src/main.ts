@@ -16,16 +16,24 @@ if (!secret) {
 const port = Number(process.env.PORT ?? 8788);
 const hostname = process.env.HOST ?? "127.0.0.1";
 const model = await loadModel(process.env.SPROUT_MODEL_DIR ?? SHIPPED_MODEL_DIR);
-const server = serve({ fetch: createDenoiserApp({ model, secret }).fetch, port, hostname }, (info) => {
+const app = createDenoiserApp({ model, secret });
+const server = serve({ fetch: app.fetch, port, hostname }, (info) => {
   console.log(`denoiser node: ${model.manifest.name} on http://${hostname}:${info.port}`);
 });
 server.on("error", (error) => {
   console.error(`denoiser node could not listen on ${hostname}:${port}: ${error.message}`);
   process.exit(1);
 });
-for (const signal of ["SIGINT", "SIGTERM"] as const) {
-  process.on(signal, () => {
+// Stop accepting, end what is in flight, then release the model (never under a running forward).
+let stopping = false;
+for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"] as const) {
+  process.on(signal, async () => {
+    if (stopping) return;
+    stopping = true;
     server.close();
-    void model.close().finally(() => process.exit(0));
+    setTimeout(() => process.exit(1), 10_000).unref();
+    await app.drain();
+    await model.close();
+    process.exit(0);
   });
 }

@@ -31,6 +31,8 @@ def test_train_resumes_and_exports(tmp_path: Path):
 
     run("train.py", "--data", str(data), "--run", str(run_dir), "--steps", "2", *TINY,
         "--weights-out", str(tmp_path / "weights"))
+    with (run_dir / "log.jsonl").open("a") as log:  # as if killed after logging step 3, before its checkpoint
+        log.write(json.dumps({"step": 3, "loss": 1.0}) + "\n")
     out = run("train.py", "--data", str(data), "--run", str(run_dir), "--steps", "4", *TINY)
     assert "resumed" in out
     steps = [json.loads(line)["step"] for line in (run_dir / "log.jsonl").read_text().splitlines()]
@@ -44,6 +46,8 @@ def test_train_resumes_and_exports(tmp_path: Path):
     assert manifest["training"]["steps"] == 4
     assert manifest["graph"]["max_abs_diff_vs_torch"] < 1e-3
     assert manifest["special_tokens"]["mask"] == 3
+    assert manifest["context_length"] == 32, "the trained window, not the rotary table's size"
+    assert manifest["training"]["data_splits"] is None  # the synthetic data has no data.json
     for name, entry in manifest["files"].items():
         assert hashlib.sha256((model_dir / name).read_bytes()).hexdigest() == entry["sha256"]
 
