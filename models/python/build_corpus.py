@@ -61,7 +61,7 @@ Pipeline (every step is deterministic; the same inputs give byte-identical outpu
 5. Exact duplicates: sha256 of the text with ``\\n`` line endings and trailing whitespace
    stripped from every line; the first file in source order is kept.
 
-6. Decontamination against /work/shared/eval (MBPP mbpp.jsonl + sanitized-mbpp.json,
+6. Decontamination against ../shared/eval beside the checkout (MBPP mbpp.jsonl + sanitized-mbpp.json,
    QuixBugs quixbugs_python.jsonl). A file is "contaminated" if
    * it shares a 10-gram of code tokens with any MBPP ``code`` or QuixBugs ``solution`` /
      ``buggy_program``. Tokens: the lowercased text split into identifiers, numbers and
@@ -117,6 +117,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import os
 import email.parser
 import hashlib
 import json
@@ -139,7 +140,8 @@ import numpy as np
 # --------------------------------------------------------------------------------------------
 
 DEFAULT_WHEEL_ROOTS = (Path("/opt/pypi/files"), Path("/opt/pypi-more"), Path("/opt/wheels"))
-DEFAULT_EVAL_ROOT = Path("/work/shared/eval")
+# The evaluation sets sit in shared/ beside the checkout (SPROUT_EVAL_DIR overrides).
+DEFAULT_EVAL_ROOT = Path(os.environ.get("SPROUT_EVAL_DIR", Path(__file__).resolve().parents[3] / "shared" / "eval"))
 
 STDLIB_EXCLUDED_DIRS = frozenset(
     {"test", "tests", "idlelib", "lib2to3", "site-packages", "__pycache__", "turtledemo"}
