@@ -27,18 +27,15 @@ const median = (xs: number[]) => {
 async function stepLatency(blockSize: number, context: number): Promise<number> {
   const manifest = await loadManifest(SHIPPED_MODEL_DIR);
   const session = await DenoiserSession.create(join(SHIPPED_MODEL_DIR, manifest.graph.file), manifest);
-  const prefill = await session.forward(
-    Array.from({ length: context }, (_, i) => 100 + (i % 500)),
-    KvCache.empty(manifest),
-    "causal",
-  );
+  const contextIds = Array.from({ length: context }, (_, i) => 100 + (i % 500));
+  const prefill = await session.forward(contextIds, [], KvCache.empty(manifest));
   const cache = KvCache.empty(manifest).append(prefill.newKey, prefill.newValue);
   const block = new Array(blockSize).fill(manifest.special_tokens.mask);
-  await session.forward(block, cache, "bidirectional");
+  await session.forward([], block, cache);
   const times: number[] = [];
   for (let i = 0; i < REPEATS * 4; i++) {
     const t0 = performance.now();
-    await session.forward(block, cache, "bidirectional");
+    await session.forward([], block, cache);
     times.push(performance.now() - t0);
   }
   await session.release();

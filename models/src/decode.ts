@@ -4,8 +4,10 @@
  * Blocks are generated in order; inside a block all positions start as `<|mask|>` and every step
  * is one forward pass of the block against the cached context. Each step commits every masked
  * position whose most likely token has probability ≥ `threshold`, and always at least the single
- * most confident one, so a block of n tokens takes between 1 and n steps (n when threshold ≥ 1). A finished block is
- * pushed through the graph once more with causal attention to extend the exact KV cache.
+ * most confident one, so a block of n tokens takes between 1 and n steps (n when threshold ≥ 1).
+ * Tokens committed but not yet cached (the prompt, then each finished block) ride along causally
+ * in the first step of the next block, which appends their keys/values to the exact KV cache:
+ * every forward pass is a denoising step, so forward passes = steps.
  */
 import type { DecodeEvent, FinishReason } from "./events.ts";
 import type { Manifest } from "./manifest.ts";
@@ -50,9 +52,8 @@ export async function* decode(model: Decoder, options: DecodeOptions): AsyncGene
   yield { type: "start", model: manifest.name, prompt_tokens: promptIds.length - 1, block_size: blockSize };
 
   let forwardPasses = 0;
-  const prefill = await session.forward(promptIds, KvCache.empty(manifest), "causal");
-  forwardPasses++;
-  let cache = KvCache.empty(manifest).append(prefill.newKey, prefill.newValue);
+  let cache = KvCache.empty(manifest);
+  let uncached = promptIds; // committed tokens whose keys/values are not in the cache yet
 
   const generated: number[] = [];
   let emittedText = "";
@@ -67,10 +68,15 @@ export async function* decode(model: Decoder, options: DecodeOptions): AsyncGene
         finish = "cancelled";
         break;
       }
-      const { logits } = await session.forward(block, cache, "bidirectional");
+      const { logits, newKey, newValue } = await session.forward(uncached, block, cache);
       forwardPasses++;
       steps++;
-      const committed = commitConfidentTokens(block, logits, manifest, banned, threshold);
+      const blockLogits = logits.subarray(uncached.length * manifest.architecture.vocab_size);
+      if (uncached.length > 0) {
+        cache = cache.append(newKey, newValue, uncached.length);
+        uncached = [];
+      }
+      const committed = commitConfidentTokens(block, blockLogits, manifest, banned, threshold);
       if (options.emitSteps) {
         const remaining = block.filter((t) => t === special.mask).length;
         yield { type: "step", block: index, step: steps, committed, remaining };
@@ -90,11 +96,7 @@ export async function* decode(model: Decoder, options: DecodeOptions): AsyncGene
       finish = "stop";
       break;
     }
-    if (generated.length < options.maxTokens) {
-      const commit = await session.forward(block, cache, "causal");
-      forwardPasses++;
-      cache = cache.append(commit.newKey, commit.newValue);
-    }
+    uncached = block;
   }
   yield {
     type: "done",

@@ -14,32 +14,55 @@ const golden = JSON.parse(readFileSync(join(SHIPPED_MODEL_DIR, "golden.json"), "
 };
 
 describe("the ONNX graph under onnxruntime-node", () => {
-  it("computes what PyTorch computed for the same input, through the KV cache", async () => {
+  async function open() {
     const manifest = await loadManifest(SHIPPED_MODEL_DIR);
     const session = await DenoiserSession.create(join(SHIPPED_MODEL_DIR, manifest.graph.file), manifest);
-    const prefill = await session.forward(golden.prompt_ids, KvCache.empty(manifest), "causal");
-    const cache = KvCache.empty(manifest).append(prefill.newKey, prefill.newValue);
-    expect(cache.length).toBe(golden.prompt_ids.length);
+    return { manifest, session, vocab: manifest.architecture.vocab_size };
+  }
 
-    const { logits } = await session.forward(golden.block_ids, cache, "bidirectional");
-    const vocab = manifest.architecture.vocab_size;
+  function expectGolden(logits: Float32Array, vocab: number) {
     for (const [row, expected] of golden.logits_head.entries()) {
       for (const [i, value] of expected.entries()) expect(logits[row * vocab + i]).toBeCloseTo(value, 3);
       const rowLogits = logits.subarray(row * vocab, (row + 1) * vocab);
       expect(rowLogits.indexOf(Math.max(...rowLogits))).toBe(golden.argmax[row]);
     }
+  }
+
+  it("computes what PyTorch computed: prefill into the cache, then a denoising step", async () => {
+    const { manifest, session, vocab } = await open();
+    const prefill = await session.forward(golden.prompt_ids, [], KvCache.empty(manifest));
+    const cache = KvCache.empty(manifest).append(prefill.newKey, prefill.newValue);
+    expect(cache.length).toBe(golden.prompt_ids.length);
+    const { logits } = await session.forward([], golden.block_ids, cache);
+    expectGolden(logits, vocab);
+    await session.release();
+  });
+
+  it("computes the same when the prefill rides along with the step, and caches the same keys", async () => {
+    const { manifest, session, vocab } = await open();
+    const merged = await session.forward(golden.prompt_ids, golden.block_ids, KvCache.empty(manifest));
+    expectGolden(merged.logits.subarray(golden.prompt_ids.length * vocab), vocab);
+    const alone = await session.forward(golden.prompt_ids, [], KvCache.empty(manifest));
+    const mergedCache = KvCache.empty(manifest).append(
+      merged.newKey,
+      merged.newValue,
+      golden.prompt_ids.length,
+    );
+    const aloneCache = KvCache.empty(manifest).append(alone.newKey, alone.newValue);
+    const a = mergedCache.key.data as Float32Array;
+    const b = aloneCache.key.data as Float32Array;
+    expect(a.length).toBe(b.length);
+    for (let i = 0; i < a.length; i += 101) expect(a[i]).toBeCloseTo(b[i] as number, 4);
     await session.release();
   });
 
   it("keeps the cache exact whether context arrives at once or in chunks", async () => {
-    const manifest = await loadManifest(SHIPPED_MODEL_DIR);
-    const session = await DenoiserSession.create(join(SHIPPED_MODEL_DIR, manifest.graph.file), manifest);
+    const { manifest, session, vocab } = await open();
     const tokens = [1, 400, 401, 402, 403, 404, 405, 406];
-    const whole = await session.forward(tokens, KvCache.empty(manifest), "causal");
-    const first = await session.forward(tokens.slice(0, 3), KvCache.empty(manifest), "causal");
+    const whole = await session.forward(tokens, [], KvCache.empty(manifest));
+    const first = await session.forward(tokens.slice(0, 3), [], KvCache.empty(manifest));
     const cache = KvCache.empty(manifest).append(first.newKey, first.newValue);
-    const rest = await session.forward(tokens.slice(3), cache, "causal");
-    const vocab = manifest.architecture.vocab_size;
+    const rest = await session.forward(tokens.slice(3), [], cache);
     const tail = whole.logits.subarray(3 * vocab);
     for (let i = 0; i < tail.length; i += 997) expect(rest.logits[i]).toBeCloseTo(tail[i] as number, 3);
     await session.release();

@@ -3,8 +3,12 @@
  *
  * The graph (see models/python/model.py) takes the new tokens, their absolute positions, the
  * cached keys/values of everything committed before them and an attention mask, and returns
- * logits for the new tokens plus their own keys/values. The caller decides whether those are
- * committed (appended to the cache) or thrown away (a denoising step whose tokens may change).
+ * logits for the new tokens plus their own keys/values. One forward here carries two kinds of
+ * new tokens: committed context that is not cached yet (causal: it sees only what precedes it,
+ * so its keys/values are final and get appended to the cache), followed by the block being
+ * denoised (it sees all context and the whole block; its keys/values are thrown away, since its
+ * tokens may still change). Prefill and committing a block thus ride along with the next block's
+ * first denoising step instead of costing forwards of their own.
  */
 import * as ort from "onnxruntime-node";
 import type { Manifest } from "./manifest.ts";
@@ -27,35 +31,32 @@ export class KvCache {
     );
   }
 
-  /** A new cache holding this one's tokens followed by `added` (whose length axis is 3). */
-  append(addedKey: ort.Tensor, addedValue: ort.Tensor): KvCache {
-    const added = addedKey.dims[3] ?? 0;
+  /** A new cache: this one's tokens followed by the first `count` of `added` (length axis 3). */
+  append(addedKey: ort.Tensor, addedValue: ort.Tensor, count = addedKey.dims[3] ?? 0): KvCache {
     return new KvCache(
-      concatOnLengthAxis(this.key, addedKey),
-      concatOnLengthAxis(this.value, addedValue),
-      this.length + added,
+      concatOnLengthAxis(this.key, addedKey, count),
+      concatOnLengthAxis(this.value, addedValue, count),
+      this.length + count,
     );
   }
 }
 
-function concatOnLengthAxis(a: ort.Tensor, b: ort.Tensor): ort.Tensor {
+function concatOnLengthAxis(a: ort.Tensor, b: ort.Tensor, take: number): ort.Tensor {
   const [layers = 0, batch = 0, heads = 0, lengthA = 0, headDim = 0] = a.dims;
   const lengthB = b.dims[3] ?? 0;
   const rows = layers * batch * heads;
   const dataA = a.data as Float32Array;
   const dataB = b.data as Float32Array;
-  const out = new Float32Array(rows * (lengthA + lengthB) * headDim);
+  const out = new Float32Array(rows * (lengthA + take) * headDim);
   const strideA = lengthA * headDim;
   const strideB = lengthB * headDim;
   for (let row = 0; row < rows; row++) {
-    const base = row * (strideA + strideB);
+    const base = row * (strideA + take * headDim);
     out.set(dataA.subarray(row * strideA, (row + 1) * strideA), base);
-    out.set(dataB.subarray(row * strideB, (row + 1) * strideB), base + strideA);
+    out.set(dataB.subarray(row * strideB, row * strideB + take * headDim), base + strideA);
   }
-  return new ort.Tensor("float32", out, [layers, batch, heads, lengthA + lengthB, headDim]);
+  return new ort.Tensor("float32", out, [layers, batch, heads, lengthA + take, headDim]);
 }
-
-export type Attention = "causal" | "bidirectional";
 
 export interface ForwardResult {
   /** `[tokens, vocab]`, row-major. */
@@ -76,19 +77,24 @@ export class DenoiserSession {
   }
 
   /**
-   * Runs `tokens` (at positions cache.length …) against the cache. `causal`: each new token
-   * sees earlier new tokens only (prefill, committing a block); `bidirectional`: all new tokens
-   * see each other (a denoising step inside a block).
+   * One forward of `context` (committed, not yet cached: causal) followed by `block` (being
+   * denoised: bidirectional), at positions cache.length …. Logits and keys/values come back for
+   * both, in that order; append the first `context.length` keys/values to the cache.
    */
-  async forward(tokens: readonly number[], cache: KvCache, attention: Attention): Promise<ForwardResult> {
+  async forward(
+    context: readonly number[],
+    block: readonly number[],
+    cache: KvCache,
+  ): Promise<ForwardResult> {
+    const tokens = [...context, ...block];
     const time = tokens.length;
     const past = cache.length;
+    const width = past + time;
     const ids = BigInt64Array.from(tokens, (t) => BigInt(t));
     const positions = BigInt64Array.from({ length: time }, (_, i) => BigInt(past + i));
-    const mask = new Uint8Array(time * (past + time)).fill(1);
-    if (attention === "causal") {
-      for (let i = 0; i < time; i++) mask.fill(0, i * (past + time) + past + i + 1, (i + 1) * (past + time));
-    }
+    const mask = new Uint8Array(time * width).fill(1);
+    // A context token does not see the tokens after it; block tokens see everything.
+    for (let i = 0; i < context.length; i++) mask.fill(0, i * width + past + i + 1, (i + 1) * width);
     const out = await this.session.run({
       input_ids: new ort.Tensor("int64", ids, [1, time]),
       positions: new ort.Tensor("int64", positions, [1, time]),
