@@ -11,6 +11,10 @@ by 1/t, averaged over all noisy positions.
 Resumable: a run directory holds `checkpoint.pt` (model, optimiser, step, RNG) and `log.jsonl`;
 running the same command again continues where it stopped. Uses CUDA with bf16 when present;
 `models/python/gpu_train.sh` is the prepared command for a lent GPU.
+
+The autoregressive twin is the same network and objective with blocks of one token that are
+always masked (`--block-sizes 1 --t-min 1`): each position predicts its token from the clean
+tokens before it, i.e. next-token prediction, and the same runtime decodes it one token per step.
 """
 
 from __future__ import annotations
@@ -84,7 +88,7 @@ def evaluate(model: Denoiser, tokens: np.ndarray, args, device) -> float:
     losses = []
     for _ in range(args.eval_batches):
         clean = sample_windows(tokens, args.batch, args.length, generator).to(device)
-        loss, _ = diffusion_loss(model, clean, args.block_sizes[0], torch_gen)
+        loss, _ = diffusion_loss(model, clean, args.block_sizes[0], torch_gen, args.t_min)
         losses.append(loss.item())
     model.train()
     return float(np.mean(losses))
@@ -99,6 +103,8 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--length", type=int, default=256)
     parser.add_argument("--block-sizes", type=int, nargs="+", default=[32, 16, 64])
+    parser.add_argument("--t-min", type=float, default=0.02,
+                        help="lowest noise level; with --block-sizes 1 --t-min 1 this trains the autoregressive twin")
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--warmup", type=int, default=200)
     parser.add_argument("--eval-every", type=int, default=250)
@@ -171,7 +177,7 @@ def main() -> None:
         block_size = args.block_sizes[int(np_rng.integers(len(args.block_sizes)))]
         clean = sample_windows(train_tokens, args.batch, args.length, np_rng).to(device)
         with autocast:
-            loss, masked_nll = diffusion_loss(model, clean, block_size, torch_gen)
+            loss, masked_nll = diffusion_loss(model, clean, block_size, torch_gen, args.t_min)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

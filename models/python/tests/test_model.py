@@ -45,3 +45,24 @@ def test_block_tokens_see_each_other_but_context_does_not_see_the_future():
     assert mask[8 + 4, 8 + 7], "noisy tokens see later tokens of their own block"
     assert not mask[8 + 4, 4], "noisy tokens do not see their own block's clean copy"
     assert mask[8 + 4, 3] and not mask[8 + 0, 0], "noisy blocks see only earlier clean blocks"
+
+
+def test_blocks_of_one_always_masked_are_next_token_prediction():
+    """The autoregressive twin (train.py --block-sizes 1 --t-min 1) is plain next-token
+    cross-entropy, computed the way the runtime decodes: a mask at position i against the cache."""
+    import torch.nn.functional as F
+
+    from train import MASK_ID, diffusion_loss
+
+    model = make_model()
+    clean = torch.randint(7, 64, (1, 6))
+    with torch.no_grad():
+        loss, _ = diffusion_loss(model, clean, 1, torch.Generator().manual_seed(0), t_min=1.0)
+        losses = []
+        for i in range(6):
+            k, v = model.empty_cache(1)
+            if i:
+                _, k, v = model(clean[:, :i], torch.arange(i)[None], k, v, causal_mask(1, 0, i))
+            logits, _, _ = model(torch.tensor([[MASK_ID]]), torch.tensor([[i]]), k, v, block_mask(1, i, 1))
+            losses.append(F.cross_entropy(logits[0], clean[0, i : i + 1]))
+    torch.testing.assert_close(loss, torch.stack(losses).mean(), atol=1e-5, rtol=1e-5)
