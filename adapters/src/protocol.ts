@@ -18,6 +18,15 @@ export const NodeGenerateRequest = z.object({
   block_size: z.number().int().min(1).max(256).optional(),
   threshold: z.number().gt(0).max(1).optional(),
   emit_steps: z.boolean().optional(),
+  /** 0 or absent: greedy. Otherwise sampled, reproducibly for a given seed. */
+  temperature: z.number().min(0).max(2).optional(),
+  top_p: z.number().gt(0).max(1).optional(),
+  seed: z
+    .number()
+    .int()
+    .min(0)
+    .max(2 ** 32 - 1)
+    .optional(),
 });
 export type NodeGenerateRequest = z.infer<typeof NodeGenerateRequest>;
 

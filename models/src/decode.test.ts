@@ -3,6 +3,7 @@ import { commitConfidentTokens } from "./decode.ts";
 import type { DecodeEvent } from "./events.ts";
 import { loadModel, type Model, SHIPPED_MODEL_DIR } from "./index.ts";
 import type { Manifest } from "./manifest.ts";
+import { tokenPicker } from "./sampling.ts";
 
 const VOCAB = 16;
 const MASK = 3;
@@ -11,7 +12,7 @@ const manifest = {
   architecture: { vocab_size: VOCAB },
   special_tokens: { pad: 0, bos: 1, eos: EOS, mask: MASK },
 } as unknown as Manifest;
-const noneBanned = new Uint8Array(VOCAB);
+const greedy = tokenPicker(new Uint8Array(VOCAB));
 
 /** Logits whose softmax puts `probability` on `token` at each row (rest spread evenly). */
 function logitsFor(rows: { token: number; probability: number }[]): Float32Array {
@@ -32,7 +33,7 @@ describe("commitConfidentTokens", () => {
       { token: 8, probability: 0.91 },
       { token: 9, probability: 0.99 },
     ]);
-    expect(commitConfidentTokens(block, logits, manifest, noneBanned, 0.9)).toBe(2);
+    expect(commitConfidentTokens(block, logits, manifest, greedy, 0.9)).toBe(2);
     expect(block).toEqual([5, MASK, 8, 7]); // an already committed token is never revised
   });
 
@@ -42,7 +43,7 @@ describe("commitConfidentTokens", () => {
       { token: 5, probability: 1 },
       { token: 6, probability: 1 },
     ]);
-    expect(commitConfidentTokens(block, logits, manifest, noneBanned, 1)).toBe(1);
+    expect(commitConfidentTokens(block, logits, manifest, greedy, 1)).toBe(1);
   });
 
   it("commits the single most confident position when none reaches the threshold", () => {
@@ -51,7 +52,7 @@ describe("commitConfidentTokens", () => {
       { token: 5, probability: 0.3 },
       { token: 6, probability: 0.6 },
     ]);
-    expect(commitConfidentTokens(block, logits, manifest, noneBanned, 0.9)).toBe(1);
+    expect(commitConfidentTokens(block, logits, manifest, greedy, 0.9)).toBe(1);
     expect(block).toEqual([MASK, 6]);
   });
 
@@ -59,7 +60,13 @@ describe("commitConfidentTokens", () => {
     const banned = new Uint8Array(VOCAB);
     banned[MASK] = 1;
     const block = [MASK];
-    commitConfidentTokens(block, logitsFor([{ token: MASK, probability: 0.99 }]), manifest, banned, 0.9);
+    commitConfidentTokens(
+      block,
+      logitsFor([{ token: MASK, probability: 0.99 }]),
+      manifest,
+      tokenPicker(banned),
+      0.9,
+    );
     expect(block[0]).not.toBe(MASK);
   });
 
@@ -71,7 +78,7 @@ describe("commitConfidentTokens", () => {
       { token: 6, probability: 0.2 },
       { token: 7, probability: 0.2 },
     ]);
-    expect(commitConfidentTokens(block, logits, manifest, noneBanned, 0.9)).toBe(3);
+    expect(commitConfidentTokens(block, logits, manifest, greedy, 0.9)).toBe(3);
     expect(block).toEqual([MASK, EOS, EOS, EOS]);
   });
 });
@@ -136,5 +143,39 @@ describe("decoding the shipped model", () => {
 
   it("refuses a request that overflows the context", async () => {
     await expect(collect({ prompt: "x", maxTokens: 5000 })).rejects.toThrow(/exceeds the context/);
+  });
+});
+
+describe("sampling", () => {
+  const row = new Float32Array([0, 1, 2, 3, 2.5, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+  const none = new Uint8Array(VOCAB);
+
+  it("is the argmax at temperature 0 and inside a tiny nucleus", () => {
+    expect(tokenPicker(none)(row).token).toBe(3);
+    const tiny = tokenPicker(none, { temperature: 1, topP: 1e-9, seed: 1 });
+    for (let i = 0; i < 20; i++) expect(tiny(row).token).toBe(3);
+  });
+
+  it("repeats itself for a seed and explores across draws", () => {
+    const draws = (seed: number) => {
+      const pick = tokenPicker(none, { temperature: 2, seed });
+      return Array.from({ length: 50 }, () => pick(row).token);
+    };
+    expect(draws(7)).toEqual(draws(7));
+    expect(new Set(draws(7)).size).toBeGreaterThan(3);
+  });
+
+  it("draws in proportion to the tempered probabilities", () => {
+    const pick = tokenPicker(none, { temperature: 1, topP: 1, seed: 3 });
+    const counts = new Map<number, number>();
+    for (let i = 0; i < 4000; i++) {
+      const { token } = pick(row);
+      counts.set(token, (counts.get(token) ?? 0) + 1);
+    }
+    const weights = Array.from(row, Math.exp);
+    const total = weights.reduce((a, b) => a + b, 0);
+    for (const token of [1, 2, 3, 4]) {
+      expect((counts.get(token) ?? 0) / 4000).toBeCloseTo((weights[token] as number) / total, 1);
+    }
   });
 });

@@ -11,6 +11,7 @@
  */
 import type { DecodeEvent, FinishReason } from "./events.ts";
 import type { Manifest } from "./manifest.ts";
+import { type Pick, type SamplingOptions, tokenPicker } from "./sampling.ts";
 import { type DenoiserSession, KvCache } from "./session.ts";
 import type { TextTokenizer } from "./tokenizer.ts";
 
@@ -22,6 +23,8 @@ export interface DecodeOptions {
   threshold?: number;
   /** Yield a `step` event after each forward pass inside a block. */
   emitSteps?: boolean;
+  /** Greedy unless a temperature is given (see sampling.ts). */
+  sampling?: SamplingOptions;
   signal?: AbortSignal;
 }
 
@@ -48,7 +51,7 @@ export async function* decode(model: Decoder, options: DecodeOptions): AsyncGene
       `prompt (${promptIds.length} tokens) plus max_tokens (${options.maxTokens}) exceeds the context of ${manifest.context_length} tokens`,
     );
   }
-  const banned = bannedTokenIds(manifest);
+  const pick = tokenPicker(bannedTokenIds(manifest), options.sampling);
   yield { type: "start", model: manifest.name, prompt_tokens: promptIds.length - 1, block_size: blockSize };
 
   let forwardPasses = 0;
@@ -76,7 +79,7 @@ export async function* decode(model: Decoder, options: DecodeOptions): AsyncGene
         cache = cache.append(newKey, newValue, uncached.length);
         uncached = [];
       }
-      const committed = commitConfidentTokens(block, blockLogits, manifest, banned, threshold);
+      const committed = commitConfidentTokens(block, blockLogits, manifest, pick, threshold);
       if (options.emitSteps) {
         const remaining = block.filter((t) => t === special.mask).length;
         yield { type: "step", block: index, step: steps, committed, remaining };
@@ -127,7 +130,7 @@ export function commitConfidentTokens(
   block: number[],
   logits: Float32Array,
   manifest: Manifest,
-  banned: Uint8Array,
+  pick: Pick,
   threshold: number,
 ): number {
   const vocab = manifest.architecture.vocab_size;
@@ -136,7 +139,7 @@ export function commitConfidentTokens(
   for (let position = 0; position < block.length; position++) {
     if (block[position] !== mask) continue;
     const row = logits.subarray(position * vocab, (position + 1) * vocab);
-    candidates.push({ position, ...mostLikely(row, banned) });
+    candidates.push({ position, ...pick(row) });
   }
   // threshold ≥ 1 means one token per step (a probability can round to exactly 1.0).
   let chosen = threshold < 1 ? candidates.filter((c) => c.confidence >= threshold) : [];
@@ -155,22 +158,4 @@ export function commitConfidentTokens(
     }
   }
   return committed;
-}
-
-/** Argmax and its softmax probability over a row of logits, skipping banned ids. */
-function mostLikely(row: Float32Array, banned: Uint8Array): { token: number; confidence: number } {
-  let best = -1;
-  let max = Number.NEGATIVE_INFINITY;
-  for (let id = 0; id < row.length; id++) {
-    const value = row[id] as number;
-    if (value > max && banned[id] === 0) {
-      max = value;
-      best = id;
-    }
-  }
-  let sum = 0;
-  for (let id = 0; id < row.length; id++) {
-    if (banned[id] === 0) sum += Math.exp((row[id] as number) - max);
-  }
-  return { token: best, confidence: 1 / sum };
 }

@@ -114,6 +114,17 @@ describe("POST /v1/completions", () => {
     expect(content.map((c) => c.choices[0].text).join("")).toBe(whole.choices[0]?.text);
   });
 
+  it("samples with a temperature, reproducibly for a seed", async () => {
+    const text = async (seed: number) => {
+      const request = { model: env.MODEL_ID, prompt: "def f(x):\n", max_tokens: 12, temperature: 1.5, seed };
+      const body = (await (await post("/v1/completions", request)).json()) as { choices: { text: string }[] };
+      return body.choices[0]?.text;
+    };
+    expect(await text(11)).toBe(await text(11));
+    const texts = new Set(await Promise.all([1, 2, 3, 4].map(text)));
+    expect(texts.size).toBeGreaterThan(1);
+  });
+
   it("sends no usage chunk unless asked", async () => {
     const response = await post("/v1/completions", {
       model: env.MODEL_ID,

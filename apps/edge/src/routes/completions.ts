@@ -4,7 +4,8 @@
  * `forward_passes` beside the standard fields.
  *
  * Sprout extensions in the body: `block_size` and `threshold`, the speed/quality dial.
- * `temperature` and `top_p` are accepted and ignored: decoding is greedy for now.
+ * Decoding is greedy unless `temperature` is given (> 0); `top_p` and `seed` shape the sampling,
+ * and the same seed gives the same completion.
  */
 import { Hono } from "hono";
 import { streamSSE } from "hono/streaming";
@@ -27,6 +28,12 @@ export const CompletionRequest = z.object({
   max_tokens: z.number().int().min(1).max(1024).default(16),
   temperature: z.number().min(0).max(2).nullish(),
   top_p: z.number().gt(0).max(1).nullish(),
+  seed: z
+    .number()
+    .int()
+    .min(0)
+    .max(2 ** 32 - 1)
+    .nullish(),
   n: z.literal(1).nullish(),
   stream: z.boolean().nullish(),
   stream_options: z.object({ include_usage: z.boolean().nullish() }).nullish(),
@@ -66,6 +73,9 @@ export const completions = new Hono<{ Bindings: Env }>().post("/", jsonBody(Comp
     max_tokens: body.max_tokens,
     block_size: body.block_size,
     threshold: body.threshold,
+    temperature: body.temperature ?? undefined,
+    top_p: body.top_p ?? undefined,
+    seed: body.seed ?? undefined,
   };
   const includeUsage = Boolean(body.stream && body.stream_options?.include_usage);
   const id = `cmpl-${crypto.randomUUID()}`;

@@ -1,0 +1,98 @@
+/**
+ * Choosing a token for a masked position from one row of logits. Control tokens are never
+ * chosen. Greedy takes the argmax; sampling draws from the softmax at a temperature, within the
+ * top-p nucleus, from a seeded generator (same seed, same output). Either way the confidence is
+ * the chosen token's probability, which decides whether it is committed in this step.
+ */
+
+export interface Choice {
+  token: number;
+  confidence: number;
+}
+
+export type Pick = (row: Float32Array) => Choice;
+
+export interface SamplingOptions {
+  /** 0 (the default) is greedy. */
+  temperature?: number;
+  /** Nucleus: sample among the most likely tokens whose probabilities add up to this. */
+  topP?: number;
+  seed?: number;
+}
+
+/** `banned[id] === 1` for ids never to choose. */
+export function tokenPicker(
+  banned: Uint8Array,
+  { temperature = 0, topP = 1, seed }: SamplingOptions = {},
+): Pick {
+  if (temperature <= 0) return (row) => greedy(row, banned);
+  const random = mulberry32(seed ?? Math.floor(Math.random() * 2 ** 32));
+  return (row) => sample(row, banned, temperature, topP, random);
+}
+
+function greedy(row: Float32Array, banned: Uint8Array): Choice {
+  let best = -1;
+  let max = Number.NEGATIVE_INFINITY;
+  for (let id = 0; id < row.length; id++) {
+    const value = row[id] as number;
+    if (value > max && banned[id] === 0) {
+      max = value;
+      best = id;
+    }
+  }
+  let sum = 0;
+  for (let id = 0; id < row.length; id++) {
+    if (banned[id] === 0) sum += Math.exp((row[id] as number) - max);
+  }
+  return { token: best, confidence: 1 / sum };
+}
+
+function sample(
+  row: Float32Array,
+  banned: Uint8Array,
+  temperature: number,
+  topP: number,
+  random: () => number,
+): Choice {
+  let max = Number.NEGATIVE_INFINITY;
+  for (let id = 0; id < row.length; id++) if (banned[id] === 0) max = Math.max(max, row[id] as number);
+  const probabilities = new Float64Array(row.length);
+  let sum = 0;
+  for (let id = 0; id < row.length; id++) {
+    if (banned[id] === 0) {
+      probabilities[id] = Math.exp(((row[id] as number) - max) / temperature);
+      sum += probabilities[id] as number;
+    }
+  }
+  for (let id = 0; id < row.length; id++) probabilities[id] = (probabilities[id] as number) / sum;
+  // The nucleus: most likely first, until their mass reaches topP (always at least one token).
+  let candidates = Array.from({ length: row.length }, (_, id) => id).filter((id) => banned[id] === 0);
+  if (topP < 1) {
+    candidates.sort((a, b) => (probabilities[b] as number) - (probabilities[a] as number));
+    let mass = 0;
+    let keep = 0;
+    while (keep < candidates.length && (keep === 0 || mass < topP))
+      mass += probabilities[candidates[keep++] as number] as number;
+    candidates = candidates.slice(0, keep);
+  }
+  const total = candidates.reduce((s, id) => s + (probabilities[id] as number), 0);
+  let draw = random() * total;
+  for (const id of candidates) {
+    draw -= probabilities[id] as number;
+    if (draw <= 0) return { token: id, confidence: probabilities[id] as number };
+  }
+  const last = candidates.at(-1) as number;
+  return { token: last, confidence: probabilities[last] as number };
+}
+
+/** A small, fast, seedable generator of uniform floats in [0, 1). */
+export function mulberry32(seed: number): () => number {
+  let state = seed >>> 0;
+  return () => {
+    state = (state + 0x6d2b79f5) >>> 0;
+    let t = state;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
