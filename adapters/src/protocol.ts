@@ -27,6 +27,8 @@ export const NodeGenerateRequest = z.object({
     .min(0)
     .max(2 ** 32 - 1)
     .optional(),
+  /** Generation ends before the first occurrence of any of these (not included). */
+  stop: z.array(z.string().min(1).max(256)).max(4).optional(),
 });
 export type NodeGenerateRequest = z.infer<typeof NodeGenerateRequest>;
 

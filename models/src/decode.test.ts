@@ -125,6 +125,19 @@ describe("decoding the shipped model", () => {
     expect(text(await collect(options))).toBe(text(first));
   });
 
+  it("ends before the first stop sequence, also when it spans blocks", async () => {
+    const text = (events: DecodeEvent[]) => events.map((e) => (e.type === "block" ? e.text : "")).join("");
+    const options = { prompt: "def main():\n", maxTokens: 48, blockSize: 4 };
+    const full = text(await collect(options));
+    expect(full.length).toBeGreaterThan(12);
+    for (const at of [3, 9]) {
+      const stop = full.slice(at, at + 4);
+      const events = await collect({ ...options, stop: [stop, "\u0000never"] });
+      expect(text(events)).toBe(full.slice(0, full.indexOf(stop)));
+      expect(events.at(-1)).toMatchObject({ type: "done", finish_reason: "stop" });
+    }
+  });
+
   it("stops between steps when cancelled", async () => {
     const cancel = new AbortController();
     const events: DecodeEvent[] = [];

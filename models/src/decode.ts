@@ -25,6 +25,8 @@ export interface DecodeOptions {
   emitSteps?: boolean;
   /** Greedy unless a temperature is given (see sampling.ts). */
   sampling?: SamplingOptions;
+  /** Stop before the first occurrence of any of these strings (not included in the text). */
+  stop?: readonly string[];
   signal?: AbortSignal;
 }
 
@@ -52,6 +54,7 @@ export async function* decode(model: Decoder, options: DecodeOptions): AsyncGene
     );
   }
   const pick = tokenPicker(bannedTokenIds(manifest), options.sampling);
+  const stops = (options.stop ?? []).filter((s) => s.length > 0);
   yield { type: "start", model: manifest.name, prompt_tokens: promptIds.length - 1, block_size: blockSize };
 
   let forwardPasses = 0;
@@ -90,13 +93,16 @@ export async function* decode(model: Decoder, options: DecodeOptions): AsyncGene
     const eosAt = block.indexOf(special.eos);
     const kept = eosAt === -1 ? block : block.slice(0, eosAt);
     generated.push(...kept);
-    const text = tokenizer.decode(generated);
-    // A multi-byte character split across blocks decodes as U+FFFD until its last byte arrives.
-    const stable = eosAt === -1 && generated.length < options.maxTokens ? text.replace(/\uFFFD+$/, "") : text;
-    yield { type: "block", index, text: stable.slice(emittedText.length), tokens: kept.length, steps };
-    emittedText = stable;
-    if (eosAt !== -1) {
-      finish = "stop";
+    const { text, final } = visibleText(
+      tokenizer.decode(generated),
+      stops,
+      eosAt !== -1,
+      generated.length >= options.maxTokens,
+    );
+    yield { type: "block", index, text: text.slice(emittedText.length), tokens: kept.length, steps };
+    emittedText = text;
+    if (final !== null) {
+      finish = final;
       break;
     }
     uncached = block;
@@ -110,6 +116,37 @@ export async function* decode(model: Decoder, options: DecodeOptions): AsyncGene
       forward_passes: forwardPasses,
     },
   };
+}
+
+/**
+ * What of the decoded text may be shown now, and whether generation ends here. Held back until a
+ * later block: a trailing U+FFFD (a multi-byte character whose last byte is still to come) and
+ * the last characters that could be the start of a stop sequence.
+ */
+function visibleText(
+  decoded: string,
+  stops: readonly string[],
+  ended: boolean,
+  atLimit: boolean,
+): { text: string; final: "stop" | "length" | null } {
+  let stopAt = -1;
+  for (const stop of stops) {
+    const at = decoded.indexOf(stop);
+    if (at !== -1 && (stopAt === -1 || at < stopAt)) stopAt = at;
+  }
+  if (stopAt !== -1) return { text: decoded.slice(0, stopAt), final: "stop" };
+  if (ended) return { text: decoded, final: "stop" };
+  if (atLimit) return { text: decoded, final: "length" };
+  let text = decoded.replace(/\uFFFD+$/, "");
+  const holdBack = Math.max(0, ...stops.map((s) => s.length - 1));
+  for (let keep = Math.min(holdBack, text.length); keep > 0; keep--) {
+    const tail = text.slice(text.length - keep);
+    if (stops.some((s) => s.startsWith(tail))) {
+      text = text.slice(0, text.length - keep);
+      break;
+    }
+  }
+  return { text, final: null };
 }
 
 /** 1 for control tokens the model must never produce in text (end-of-sequence it may). */

@@ -51,6 +51,7 @@ export function createDenoiserApp({ model, secret, log = console.error }: Denois
         threshold: request.threshold,
         emitSteps: request.emit_steps,
         sampling: { temperature: request.temperature, topP: request.top_p, seed: request.seed },
+        stop: request.stop,
         signal: cancel.signal,
       });
       // Pull the first event before answering, so a request the model refuses gets a 400.

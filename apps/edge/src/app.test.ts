@@ -125,6 +125,20 @@ describe("POST /v1/completions", () => {
     expect(texts.size).toBeGreaterThan(1);
   });
 
+  it("honours stop as a string or a list", async () => {
+    const request = { model: env.MODEL_ID, prompt: "def main():\n", max_tokens: 24 };
+    type Completion = { choices: { text: string; finish_reason: string }[] };
+    const full =
+      ((await (await post("/v1/completions", request)).json()) as Completion).choices[0]?.text ?? "";
+    const stop = full.slice(5, 8);
+    for (const form of [stop, [stop]]) {
+      const body = (await (await post("/v1/completions", { ...request, stop: form })).json()) as Completion;
+      expect(body.choices[0]).toEqual(
+        expect.objectContaining({ text: full.slice(0, full.indexOf(stop)), finish_reason: "stop" }),
+      );
+    }
+  });
+
   it("sends no usage chunk unless asked", async () => {
     const response = await post("/v1/completions", {
       model: env.MODEL_ID,
@@ -151,6 +165,8 @@ describe("POST /v1/completions", () => {
     [{ model: "sprout-tiny", prompt: "x", max_tokens: 0 }, "max_tokens"],
     [{ model: "sprout-tiny", prompt: "x", n: 2 }, "n"],
     [{ model: "sprout-tiny", prompt: ["a", "b"] }, "prompt"],
+    [{ model: "sprout-tiny", prompt: "x", stop: ["a", "b", "c", "d", "e"] }, "stop"],
+    [{ model: "sprout-tiny", prompt: "x", temperature: 3 }, "temperature"],
   ])("answers 400 naming the field for %j", async (body, param) => {
     const response = await post("/v1/completions", body);
     expect(response.status).toBe(400);

@@ -34,6 +34,10 @@ export const CompletionRequest = z.object({
     .min(0)
     .max(2 ** 32 - 1)
     .nullish(),
+  stop: z
+    .union([z.string().min(1).max(256), z.array(z.string().min(1).max(256)).max(4)])
+    .nullish()
+    .transform((stop) => (typeof stop === "string" ? [stop] : (stop ?? undefined))),
   n: z.literal(1).nullish(),
   stream: z.boolean().nullish(),
   stream_options: z.object({ include_usage: z.boolean().nullish() }).nullish(),
@@ -76,6 +80,7 @@ export const completions = new Hono<{ Bindings: Env }>().post("/", jsonBody(Comp
     temperature: body.temperature ?? undefined,
     top_p: body.top_p ?? undefined,
     seed: body.seed ?? undefined,
+    stop: body.stop,
   };
   const includeUsage = Boolean(body.stream && body.stream_options?.include_usage);
   const id = `cmpl-${crypto.randomUUID()}`;
