@@ -26,6 +26,7 @@ describe("the shared tokenizer", () => {
   const samples = [
     "def fibonacci(n: int) -> int:\n    return n if n < 2 else fibonacci(n - 1) + fibonacci(n - 2)\n",
     'print("ünïcödé 🌱 — 中文", r"\\d+", f"{x!r:>10}")\t# tabs\r\n',
+    "from . import x\nmode = 'read' if a , b else 's' ; f(a ,b) ?\n",
     "",
     "    \n\n\n        ",
     // A real file of the kind the model was trained on.

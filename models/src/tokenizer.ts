@@ -16,6 +16,11 @@ export class TextTokenizer {
 
   decode(ids: readonly number[]): string {
     if (ids.length === 0) return ""; // the library refuses an empty list
-    return this.tokenizer.decode([...ids], { skip_special_tokens: false });
+    // No "clean-up" of spaces before punctuation: in code, `from . import x` must stay as written
+    // (and the text decoded so far must never change when more tokens arrive).
+    return this.tokenizer.decode([...ids], {
+      skip_special_tokens: false,
+      clean_up_tokenization_spaces: false,
+    });
   }
 }
