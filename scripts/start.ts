@@ -32,19 +32,20 @@ function stop(code: number): void {
   if (stopping) return;
   stopping = true;
   process.exitCode = code;
+  // Signal whole groups even when their leader has exited: workerd may outlive wrangler.
   const signalGroups = (signal: NodeJS.Signals) => {
     for (const child of children) {
-      if (child.pid && child.exitCode === null && child.signalCode === null) {
+      if (child.pid) {
         try {
           process.kill(-child.pid, signal);
-        } catch {}
+        } catch {} // ESRCH: that group is gone
       }
     }
   };
   signalGroups("SIGTERM");
   rmSync(secretsDir, { recursive: true, force: true });
   const exited = children.map((child) =>
-    child.exitCode !== null || child.signalCode !== null
+    !child.pid || child.exitCode !== null || child.signalCode !== null
       ? Promise.resolve()
       : new Promise((r) => child.once("exit", r)),
   );

@@ -23,6 +23,7 @@ from tokenizers import Tokenizer
 
 from model import Denoiser, ModelConfig, block_mask, causal_mask
 from tokenizer import SPECIAL_TOKENS
+from train import logged_step
 from weights import load_checkpoint
 
 INPUTS = ["input_ids", "positions", "past_key", "past_value", "attention_mask"]
@@ -102,6 +103,15 @@ def golden(model: Denoiser, tokenizer: Tokenizer) -> dict:
     }
 
 
+def corpus_licenses(data: dict) -> dict | None:
+    """License counts (sources per license) of a build_corpus.py corpus the data was packed from."""
+    source = str(data.get("source", ""))
+    corpus_json = Path(source.split(" ")[0]) / "corpus.json"
+    if not corpus_json.exists():
+        return {"PSF-2.0": {"sources": 1}} if source.startswith("Python standard library") else None
+    return json.loads(corpus_json.read_text()).get("licenses_kept")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", type=Path, required=True, help="checkpoint.pt, or a directory of weight parts")
@@ -130,8 +140,8 @@ def main() -> None:
     (args.out / "golden.json").write_text(json.dumps(golden(model, tokenizer)) + "\n")
 
     log_path = args.checkpoint.parent / "log.jsonl"
-    records = [json.loads(line) for line in log_path.read_text().splitlines()] if log_path.exists() else []
-    records = [r for r in records if r["step"] <= state["step"]]  # what this checkpoint has seen
+    lines = log_path.read_text().splitlines() if log_path.exists() else []
+    records = [json.loads(line) for line in lines if logged_step(line) <= state["step"]]  # what this checkpoint saw
     evals = [r for r in records if "val_loss" in r]
     data_json = Path(state["args"]["data"]) / "data.json"
     data = json.loads(data_json.read_text()) if data_json.exists() else {}
@@ -169,6 +179,7 @@ def main() -> None:
             "steps": state["step"],
             "data": data.get("source", "unknown (no data.json beside the training data)"),
             "data_splits": data.get("splits"),
+            "data_licenses": corpus_licenses(data),
             "window": int(state["args"]["length"]),
             "batch": int(state["args"]["batch"]),
             "final_train_loss": records[-1]["loss"] if records else None,

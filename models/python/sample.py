@@ -7,8 +7,8 @@ Blocks in order; inside a block every step is one forward of the block against t
 context and commits each masked position whose top probability is ≥ threshold (at least the most
 confident one; exactly one when threshold ≥ 1). After an end token, the rest of the block is
 settled as end tokens. A finished block is run once more, causally, to extend the cache (the
-TypeScript runtime fuses that into the next block's first step: the same numbers, one forward
-fewer per block). It must produce the same tokens (models/src/reference.test.ts checks it).
+TypeScript runtime fuses that into the next block's first step: the same computation, equal up
+to float rounding, one forward fewer per block). It must produce the same tokens (models/src/reference.test.ts checks it).
 """
 
 from __future__ import annotations

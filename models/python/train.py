@@ -42,6 +42,14 @@ from weights import save_parts, weights_only
 MASK_ID = SPECIAL_TOKENS.index("<|mask|>")  # special tokens hold the first ids
 
 
+def logged_step(line: str) -> float:
+    """The step of a log line; a line cut short by a kill counts as past every checkpoint."""
+    try:
+        return json.loads(line)["step"]
+    except (json.JSONDecodeError, KeyError):
+        return math.inf
+
+
 def load_split(data_dir: Path, split: str) -> np.ndarray:
     return np.fromfile(data_dir / f"{split}.bin", dtype=np.uint16)
 
@@ -143,7 +151,7 @@ def main() -> None:
         print(f"resumed {checkpoint_path} at step {step}")
         log_path = args.run / "log.jsonl"  # forget steps logged after the checkpoint: they are redone
         if log_path.exists():
-            kept = [line for line in log_path.read_text().splitlines() if json.loads(line)["step"] <= step]
+            kept = [line for line in log_path.read_text().splitlines() if logged_step(line) <= step]
             log_path.write_text("".join(line + "\n" for line in kept))
     n_params = sum(p.numel() for p in model.parameters())
     print(f"{n_params / 1e6:.2f}M parameters, {train_tokens.size} training tokens, device {device}")

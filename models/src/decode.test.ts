@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { commitConfidentTokens } from "./decode.ts";
+import { commitConfidentTokens, visibleText } from "./decode.ts";
 import type { DecodeEvent } from "./events.ts";
 import { loadModel, type Model, SHIPPED_MODEL_DIR } from "./index.ts";
 import type { Manifest } from "./manifest.ts";
@@ -178,6 +178,23 @@ describe("sampling", () => {
     expect(new Set(draws(7)).size).toBeGreaterThan(3);
   });
 
+  it("draws only inside the nucleus, never a banned id", () => {
+    const banned = new Uint8Array(VOCAB);
+    banned[4] = 1; // the second most likely token
+    const pick = tokenPicker(banned, { temperature: 1, topP: 0.5, seed: 5 });
+    // Without id 4 the most likely are 3 (≈0.47) and 2 (≈0.17): the nucleus of 0.5 is {3, 2}.
+    const drawn = new Set(Array.from({ length: 500 }, () => pick(row).token));
+    expect([...drawn].sort()).toEqual([2, 3]);
+  });
+
+  it("reports the model's own probability as confidence, whatever the temperature", () => {
+    const greedyChoice = tokenPicker(none)(row);
+    for (const temperature of [0.05, 1, 1.9]) {
+      const pick = tokenPicker(none, { temperature, topP: 1e-9, seed: 2 });
+      expect(pick(row)).toEqual({ token: 3, confidence: expect.closeTo(greedyChoice.confidence, 9) });
+    }
+  });
+
   it("draws in proportion to the tempered probabilities", () => {
     const pick = tokenPicker(none, { temperature: 1, topP: 1, seed: 3 });
     const counts = new Map<number, number>();
@@ -190,5 +207,27 @@ describe("sampling", () => {
     for (const token of [1, 2, 3, 4]) {
       expect((counts.get(token) ?? 0) / 4000).toBeCloseTo((weights[token] as number) / total, 1);
     }
+  });
+});
+
+describe("visibleText", () => {
+  it("holds back a tail that may start a stop sequence, and releases it when it does not", () => {
+    expect(visibleText("x = a", ["ab"], false, false)).toEqual({ text: "x = ", final: null });
+    expect(visibleText("x = ac", ["ab"], false, false)).toEqual({ text: "x = ac", final: null });
+    expect(visibleText("x = ab c", ["ab"], false, false)).toEqual({ text: "x = ", final: "stop" });
+  });
+
+  it("cuts at the earliest of several stops, even in the last block", () => {
+    expect(visibleText("a;b\nc", ["\n", ";"], false, true)).toEqual({ text: "a", final: "stop" });
+  });
+
+  it("holds back an unfinished multi-byte character until its last byte", () => {
+    expect(visibleText("s = '\uFFFD", [], false, false)).toEqual({ text: "s = '", final: null });
+    expect(visibleText("s = '\uFFFD", [], true, false)).toEqual({ text: "s = '\uFFFD", final: "stop" });
+  });
+
+  it("ends with length at the token limit and with stop at an end token", () => {
+    expect(visibleText("abc", [], false, true)).toEqual({ text: "abc", final: "length" });
+    expect(visibleText("abc", [], true, false)).toEqual({ text: "abc", final: "stop" });
   });
 });

@@ -123,7 +123,7 @@ export async function* decode(model: Decoder, options: DecodeOptions): AsyncGene
  * later block: a trailing U+FFFD (a multi-byte character whose last byte is still to come) and
  * the last characters that could be the start of a stop sequence.
  */
-function visibleText(
+export function visibleText(
   decoded: string,
   stops: readonly string[],
   ended: boolean,

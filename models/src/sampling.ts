@@ -2,7 +2,9 @@
  * Choosing a token for a masked position from one row of logits. Control tokens are never
  * chosen. Greedy takes the argmax; sampling draws from the softmax at a temperature, within the
  * top-p nucleus, from a seeded generator (same seed, same output). Either way the confidence is
- * the chosen token's probability, which decides whether it is committed in this step.
+ * the model's own probability of the chosen token (the softmax at temperature 1), which decides
+ * whether it is committed in this step: the temperature changes what is drawn, not how sure the
+ * model is, so the threshold keeps its meaning.
  */
 
 export interface Choice {
@@ -77,12 +79,22 @@ function sample(
   }
   const total = candidates.reduce((s, id) => s + (probabilities[id] as number), 0);
   let draw = random() * total;
+  let token = candidates.at(-1) as number;
   for (const id of candidates) {
     draw -= probabilities[id] as number;
-    if (draw <= 0) return { token: id, confidence: probabilities[id] as number };
+    if (draw < 0) {
+      token = id;
+      break;
+    }
   }
-  const last = candidates.at(-1) as number;
-  return { token: last, confidence: probabilities[last] as number };
+  return { token, confidence: modelProbability(row, banned, token, max) };
+}
+
+/** The softmax probability of `token` at temperature 1 (`max`: the largest allowed logit). */
+function modelProbability(row: Float32Array, banned: Uint8Array, token: number, max: number): number {
+  let sum = 0;
+  for (let id = 0; id < row.length; id++) if (banned[id] === 0) sum += Math.exp((row[id] as number) - max);
+  return Math.exp((row[token] as number) - max) / sum;
 }
 
 /** A small, fast, seedable generator of uniform floats in [0, 1). */

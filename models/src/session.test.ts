@@ -38,21 +38,28 @@ describe("the ONNX graph under onnxruntime-node", () => {
     await session.release();
   });
 
-  it("computes the same when the prefill rides along with the step, and caches the same keys", async () => {
+  it("gives the same logits and cache when uncached context rides along with a step", async () => {
     const { manifest, session, vocab } = await open();
-    const merged = await session.forward(golden.prompt_ids, golden.block_ids, KvCache.empty(manifest));
-    expectGolden(merged.logits.subarray(golden.prompt_ids.length * vocab), vocab);
-    const alone = await session.forward(golden.prompt_ids, [], KvCache.empty(manifest));
-    const mergedCache = KvCache.empty(manifest).append(
-      merged.newKey,
-      merged.newValue,
-      golden.prompt_ids.length,
-    );
-    const aloneCache = KvCache.empty(manifest).append(alone.newKey, alone.newValue);
-    const a = mergedCache.key.data as Float32Array;
-    const b = aloneCache.key.data as Float32Array;
-    expect(a.length).toBe(b.length);
-    for (let i = 0; i < a.length; i += 101) expect(a[i]).toBeCloseTo(b[i] as number, 4);
+    const close = (a: Float32Array, b: Float32Array) => {
+      expect(a.length).toBe(b.length);
+      for (let i = 0; i < a.length; i += 97) expect(a[i]).toBeCloseTo(b[i] as number, 4);
+    };
+    // A cache that already holds part of the prompt, the rest of it still uncached.
+    const [head, tail] = [golden.prompt_ids.slice(0, 3), golden.prompt_ids.slice(3)];
+    const first = await session.forward(head, [], KvCache.empty(manifest));
+    const cache = KvCache.empty(manifest).append(first.newKey, first.newValue);
+
+    const fused = await session.forward(tail, golden.block_ids, cache);
+    expectGolden(fused.logits.subarray(tail.length * vocab), vocab);
+    const fusedCache = cache.append(fused.newKey, fused.newValue, tail.length);
+
+    const alone = await session.forward(tail, [], cache);
+    const aloneCache = cache.append(alone.newKey, alone.newValue);
+    close(fusedCache.key.data as Float32Array, aloneCache.key.data as Float32Array);
+    close(fusedCache.value.data as Float32Array, aloneCache.value.data as Float32Array);
+    expect(() =>
+      cache.append(fused.newKey, fused.newValue, tail.length + golden.block_ids.length + 1),
+    ).toThrow(RangeError);
     await session.release();
   });
 

@@ -33,6 +33,9 @@ export class KvCache {
 
   /** A new cache: this one's tokens followed by the first `count` of `added` (length axis 3). */
   append(addedKey: ort.Tensor, addedValue: ort.Tensor, count = addedKey.dims[3] ?? 0): KvCache {
+    if (count < 0 || count > (addedKey.dims[3] ?? 0)) {
+      throw new RangeError(`cannot append ${count} positions from ${addedKey.dims[3]}`);
+    }
     return new KvCache(
       concatOnLengthAxis(this.key, addedKey, count),
       concatOnLengthAxis(this.value, addedValue, count),

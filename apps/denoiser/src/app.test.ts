@@ -134,6 +134,10 @@ describe("the denoiser node", () => {
     });
     const body = response.text(); // a client reading along
     await drainable.drain();
+    const health = (await (await drainable.request("/healthz")).json()) as {
+      generations: { active: number };
+    };
+    expect(health.generations.active).toBe(0);
     const events = parseSse(await body).map((m) => NodeEvent.parse(JSON.parse(m.data)));
     expect(events.at(-1)).toMatchObject({ type: "done", finish_reason: "cancelled" });
     const refused = await drainable.request("/v1/generate", {

@@ -81,6 +81,7 @@ export function createDenoiserApp({ model, secret, log = console.error }: Denois
           log(`generate failed: ${error instanceof Error ? error.message : String(error)}`);
           await send({ type: "error", code: "internal", message: "decoding failed on the node" });
         } finally {
+          await stream.close(); // the client has everything before this generation counts as ended
           generations.active--;
           inFlight.delete(cancel);
         }

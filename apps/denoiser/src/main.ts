@@ -30,9 +30,10 @@ for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"] as const) {
   process.on(signal, async () => {
     if (stopping) return;
     stopping = true;
-    server.close();
     setTimeout(() => process.exit(1), 10_000).unref();
+    const closed = new Promise((resolve) => server.close(resolve)); // resolves once every response has ended
     await app.drain();
+    await closed;
     await model.close();
     process.exit(0);
   });

@@ -211,6 +211,50 @@ describe("POST /v1/completions", () => {
     expect(JSON.stringify(body)).not.toContain("127.0.0.1"); // internal addresses stay internal
   });
 
+  it("treats a cancellation nobody asked for as a broken answer, streamed or not", async () => {
+    // A fake node (test double) that ends every generation as cancelled.
+    const fake = await listen(
+      new Hono().post("/v1/generate", (c) =>
+        c.body(
+          'event: start\ndata: {"type":"start","v":1,"model":"m","prompt_tokens":1,"block_size":4}\n\n' +
+            'event: done\ndata: {"type":"done","finish_reason":"cancelled","usage":{"prompt_tokens":1,"completion_tokens":0,"forward_passes":1}}\n\n',
+          200,
+          { "content-type": "text/event-stream" },
+        ),
+      ),
+    );
+    try {
+      const overrides = { DENOISER_URL: fake.url };
+      const unstreamed = await post("/v1/completions", { model: env.MODEL_ID, prompt: "x" }, KEY, overrides);
+      expect(unstreamed.status).toBe(502);
+      expect(await unstreamed.json()).toMatchObject({ error: { code: "backend_cancelled" } });
+      const streamed = await post(
+        "/v1/completions",
+        { model: env.MODEL_ID, prompt: "x", stream: true },
+        KEY,
+        overrides,
+      );
+      expect(dataLines(await streamed.text()).map((d) => JSON.parse(d))).toEqual([
+        { error: expect.objectContaining({ code: "backend_cancelled" }) },
+      ]);
+    } finally {
+      await fake.close();
+    }
+  });
+
+  it("accepts what OpenAI accepts: any integer seed, top_p 0, empty stop strings", async () => {
+    const response = await post("/v1/completions", {
+      model: env.MODEL_ID,
+      prompt: "x",
+      max_tokens: 4,
+      temperature: 1,
+      top_p: 0,
+      seed: -5,
+      stop: [""],
+    });
+    expect(response.status).toBe(200);
+  });
+
   it("reports a node failing mid-stream as one error data line", async () => {
     // A fake node (test double) that starts a stream, then reports an error.
     const fake = await listen(

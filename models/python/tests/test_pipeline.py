@@ -32,7 +32,7 @@ def test_train_resumes_and_exports(tmp_path: Path):
     run("train.py", "--data", str(data), "--run", str(run_dir), "--steps", "2", *TINY,
         "--weights-out", str(tmp_path / "weights"))
     with (run_dir / "log.jsonl").open("a") as log:  # as if killed after logging step 3, before its checkpoint
-        log.write(json.dumps({"step": 3, "loss": 1.0}) + "\n")
+        log.write(json.dumps({"step": 3, "loss": 1.0}) + "\n" + '{"step": 4, "lo')  # and a line cut short
     out = run("train.py", "--data", str(data), "--run", str(run_dir), "--steps", "4", *TINY)
     assert "resumed" in out
     steps = [json.loads(line)["step"] for line in (run_dir / "log.jsonl").read_text().splitlines()]

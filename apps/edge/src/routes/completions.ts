@@ -27,17 +27,13 @@ export const CompletionRequest = z.object({
   ]),
   max_tokens: z.number().int().min(1).max(1024).default(16),
   temperature: z.number().min(0).max(2).nullish(),
-  top_p: z.number().gt(0).max(1).nullish(),
-  seed: z
-    .number()
-    .int()
-    .min(0)
-    .max(2 ** 32 - 1)
-    .nullish(),
+  top_p: z.number().min(0).max(1).nullish(),
+  /** Any integer, as OpenAI accepts; the generator is seeded with its low 32 bits. */
+  seed: z.number().int().nullish(),
   stop: z
-    .union([z.string().min(1).max(256), z.array(z.string().min(1).max(256)).max(4)])
+    .union([z.string().max(256), z.array(z.string().max(256)).max(4)])
     .nullish()
-    .transform((stop) => (typeof stop === "string" ? [stop] : (stop ?? undefined))),
+    .transform((stop) => (typeof stop === "string" ? [stop] : (stop ?? [])).filter((s) => s.length > 0)),
   n: z.literal(1).nullish(),
   stream: z.boolean().nullish(),
   stream_options: z.object({ include_usage: z.boolean().nullish() }).nullish(),
@@ -78,9 +74,10 @@ export const completions = new Hono<{ Bindings: Env }>().post("/", jsonBody(Comp
     block_size: body.block_size,
     threshold: body.threshold,
     temperature: body.temperature ?? undefined,
-    top_p: body.top_p ?? undefined,
-    seed: body.seed ?? undefined,
-    stop: body.stop,
+    // top_p 0 keeps only the most likely token (the nucleus always holds at least one).
+    top_p: body.top_p === null || body.top_p === undefined ? undefined : Math.max(body.top_p, 1e-9),
+    seed: body.seed === null || body.seed === undefined ? undefined : body.seed >>> 0,
+    stop: body.stop.length > 0 ? body.stop : undefined,
   };
   const includeUsage = Boolean(body.stream && body.stream_options?.include_usage);
   const id = `cmpl-${crypto.randomUUID()}`;
