@@ -130,11 +130,17 @@ describe("decoding the shipped model", () => {
     const options = { prompt: "def main():\n", maxTokens: 48, blockSize: 4 };
     const full = text(await collect(options));
     expect(full.length).toBeGreaterThan(12);
+    const forwards = (events: DecodeEvent[]) =>
+      (events.at(-1) as Extract<DecodeEvent, { type: "done" }>).usage;
+    const unstopped = forwards(await collect(options));
     for (const at of [3, 9]) {
       const stop = full.slice(at, at + 4);
       const events = await collect({ ...options, stop: [stop, "\u0000never"] });
       expect(text(events)).toBe(full.slice(0, full.indexOf(stop)));
       expect(events.at(-1)).toMatchObject({ type: "done", finish_reason: "stop" });
+      // Checked after every step: no work, and no usage, past the block where the stop appears.
+      expect(forwards(events).forward_passes).toBeLessThanOrEqual(unstopped.forward_passes);
+      expect(forwards(events).completion_tokens).toBeLessThan(unstopped.completion_tokens);
     }
   });
 

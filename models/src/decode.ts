@@ -55,6 +55,14 @@ export async function* decode(model: Decoder, options: DecodeOptions): AsyncGene
   }
   const pick = tokenPicker(bannedTokenIds(manifest), options.sampling);
   const stops = (options.stop ?? []).filter((s) => s.length > 0);
+  /** Whether the block's committed left-to-right prefix already completes a stop sequence. */
+  const stopsWithin = (block: readonly number[], before: readonly number[], shown: number): boolean => {
+    const firstMask = block.indexOf(special.mask);
+    const prefix = block.slice(0, firstMask === -1 ? block.length : firstMask);
+    if (prefix.length === 0 || prefix.includes(special.eos)) return false;
+    const text = tokenizer.decode([...before, ...prefix]);
+    return stops.some((stop) => text.indexOf(stop, Math.max(0, shown - stop.length)) !== -1);
+  };
   yield { type: "start", model: manifest.name, prompt_tokens: promptIds.length - 1, block_size: blockSize };
 
   let forwardPasses = 0;
@@ -83,6 +91,10 @@ export async function* decode(model: Decoder, options: DecodeOptions): AsyncGene
         uncached = [];
       }
       const committed = commitConfidentTokens(block, blockLogits, manifest, pick, threshold);
+      const firstMask = block.indexOf(special.mask);
+      if (firstMask !== -1 && stops.length > 0 && stopsWithin(block, generated, emittedText.length)) {
+        block.length = firstMask; // what follows the stop is never shown: drop it
+      }
       if (options.emitSteps) {
         const remaining = block.filter((t) => t === special.mask).length;
         yield { type: "step", block: index, step: steps, committed, remaining };
