@@ -179,6 +179,20 @@ describe("POST /v1/completions", () => {
     expect(await response.json()).toMatchObject({ error: { type: "invalid_request_error" } });
   });
 
+  it("answers 400 naming the content type for a body that is not declared JSON", async () => {
+    const response = await app.request(
+      "/v1/completions",
+      {
+        method: "POST",
+        headers: { authorization: `Bearer ${KEY}`, "content-type": "application/x-www-form-urlencoded" },
+        body: JSON.stringify({ model: env.MODEL_ID, prompt: "x" }),
+      },
+      env,
+    );
+    expect(response.status).toBe(400);
+    expect(await response.json()).toMatchObject({ error: { code: "invalid_content_type" } });
+  });
+
   it("answers 404 for an unknown model", async () => {
     const response = await post("/v1/completions", { model: "gpt-9", prompt: "x" });
     expect(response.status).toBe(404);
