@@ -1,7 +1,7 @@
 /** Servers for tests: the real denoiser node in-process, and scripted fakes for failures. */
 import type { AddressInfo } from "node:net";
 import { serve } from "@hono/node-server";
-import type { Hono } from "hono";
+import { Hono } from "hono";
 import { createDenoiserApp } from "../../apps/denoiser/src/app.ts";
 import { loadModel, type Model, SHIPPED_MODEL_DIR } from "../../models/src/index.ts";
 
@@ -45,3 +45,15 @@ export async function startDenoiserNode(secret = "test-node-secret"): Promise<Ru
     },
   };
 }
+
+/** A fake denoiser node (test double) that answers every generation with these protocol events. */
+export function fakeNode(events: readonly object[]): Promise<RunningServer> {
+  const body = events
+    .map((e) => `event: ${(e as { type: string }).type}\ndata: ${JSON.stringify(e)}\n\n`)
+    .join("");
+  return listen(
+    new Hono().post("/v1/generate", (c) => c.body(body, 200, { "content-type": "text/event-stream" })),
+  );
+}
+
+export const START_EVENT = { type: "start", v: 1, model: "m", prompt_tokens: 1, block_size: 4 } as const;

@@ -3,9 +3,8 @@
  * The same app runs in workerd in test/e2e.test.ts.
  */
 import { createParser } from "eventsource-parser";
-import { Hono } from "hono";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { listen, type RunningNode, startDenoiserNode } from "../../../test/support/servers.ts";
+import { fakeNode, type RunningNode, START_EVENT, startDenoiserNode } from "../../../test/support/servers.ts";
 import { createEdgeApp } from "./app.ts";
 import { sha256Hex } from "./auth.ts";
 import type { Env } from "./env.ts";
@@ -226,17 +225,14 @@ describe("POST /v1/completions", () => {
   });
 
   it("treats a cancellation nobody asked for as a broken answer, streamed or not", async () => {
-    // A fake node (test double) that ends every generation as cancelled.
-    const fake = await listen(
-      new Hono().post("/v1/generate", (c) =>
-        c.body(
-          'event: start\ndata: {"type":"start","v":1,"model":"m","prompt_tokens":1,"block_size":4}\n\n' +
-            'event: done\ndata: {"type":"done","finish_reason":"cancelled","usage":{"prompt_tokens":1,"completion_tokens":0,"forward_passes":1}}\n\n',
-          200,
-          { "content-type": "text/event-stream" },
-        ),
-      ),
-    );
+    const fake = await fakeNode([
+      START_EVENT,
+      {
+        type: "done",
+        finish_reason: "cancelled",
+        usage: { prompt_tokens: 1, completion_tokens: 0, forward_passes: 1 },
+      },
+    ]);
     try {
       const overrides = { DENOISER_URL: fake.url };
       const unstreamed = await post("/v1/completions", { model: env.MODEL_ID, prompt: "x" }, KEY, overrides);
@@ -270,17 +266,10 @@ describe("POST /v1/completions", () => {
   });
 
   it("reports a node failing mid-stream as one error data line", async () => {
-    // A fake node (test double) that starts a stream, then reports an error.
-    const fake = await listen(
-      new Hono().post("/v1/generate", (c) =>
-        c.body(
-          'event: start\ndata: {"type":"start","v":1,"model":"m","prompt_tokens":1,"block_size":4}\n\n' +
-            'event: error\ndata: {"type":"error","code":"internal","message":"decoding failed on the node"}\n\n',
-          200,
-          { "content-type": "text/event-stream" },
-        ),
-      ),
-    );
+    const fake = await fakeNode([
+      START_EVENT,
+      { type: "error", code: "internal", message: "decoding failed on the node" },
+    ]);
     try {
       const response = await post(
         "/v1/completions",
