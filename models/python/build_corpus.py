@@ -290,43 +290,32 @@ def evaluate_license_expression(expression: str) -> tuple[str, str]:
     tokens = [token.strip() for token in _EXPRESSION_OPERATOR.split(expression) if token.strip()]
     position = 0
 
-    def parse_or() -> tuple[str, str]:
+    def parse_chain(operator: str, parse_part, any_permissive: bool) -> tuple[str, str]:
+        """Parts joined by `operator`: OR is permissive if any part is, AND only if all are."""
         nonlocal position
         verdicts, names = [], []
         while True:
-            verdict, name = parse_and()
+            verdict, name = parse_part()
             verdicts.append(verdict)
             names.append(name)
-            if position < len(tokens) and tokens[position].upper() == "OR":
+            if position < len(tokens) and tokens[position].upper() == operator:
                 position += 1
                 continue
             break
-        if PERMISSIVE in verdicts:
+        permissive = any if any_permissive else all
+        if permissive(verdict == PERMISSIVE for verdict in verdicts):
             combined = PERMISSIVE
         elif RESTRICTIVE in verdicts:
             combined = RESTRICTIVE
         else:
             combined = UNKNOWN
-        return combined, " OR ".join(names)
+        return combined, f" {operator} ".join(names)
+
+    def parse_or() -> tuple[str, str]:
+        return parse_chain("OR", parse_and, any_permissive=True)
 
     def parse_and() -> tuple[str, str]:
-        nonlocal position
-        verdicts, names = [], []
-        while True:
-            verdict, name = parse_factor()
-            verdicts.append(verdict)
-            names.append(name)
-            if position < len(tokens) and tokens[position].upper() == "AND":
-                position += 1
-                continue
-            break
-        if all(verdict == PERMISSIVE for verdict in verdicts):
-            combined = PERMISSIVE
-        elif RESTRICTIVE in verdicts:
-            combined = RESTRICTIVE
-        else:
-            combined = UNKNOWN
-        return combined, " AND ".join(names)
+        return parse_chain("AND", parse_factor, any_permissive=False)
 
     def parse_factor() -> tuple[str, str]:
         nonlocal position

@@ -55,10 +55,8 @@ export async function* decode(model: Decoder, options: DecodeOptions): AsyncGene
   }
   const pick = tokenPicker(bannedTokenIds(manifest), options.sampling);
   const stops = (options.stop ?? []).filter((s) => s.length > 0);
-  /** Whether the block's committed left-to-right prefix already completes a stop sequence. */
-  const stopsWithin = (block: readonly number[], before: readonly number[], shown: number): boolean => {
-    const firstMask = block.indexOf(special.mask);
-    const prefix = block.slice(0, firstMask === -1 ? block.length : firstMask);
+  /** Whether text before the block plus the block's committed prefix completes a stop sequence. */
+  const stopsWithin = (before: readonly number[], prefix: readonly number[], shown: number): boolean => {
     if (prefix.length === 0 || prefix.includes(special.eos)) return false;
     const text = tokenizer.decode([...before, ...prefix]);
     return stops.some((stop) => text.indexOf(stop, Math.max(0, shown - stop.length)) !== -1);
@@ -92,7 +90,11 @@ export async function* decode(model: Decoder, options: DecodeOptions): AsyncGene
       }
       const committed = commitConfidentTokens(block, blockLogits, manifest, pick, threshold);
       const firstMask = block.indexOf(special.mask);
-      if (firstMask !== -1 && stops.length > 0 && stopsWithin(block, generated, emittedText.length)) {
+      if (
+        firstMask > 0 &&
+        stops.length > 0 &&
+        stopsWithin(generated, block.slice(0, firstMask), emittedText.length)
+      ) {
         block.length = firstMask; // what follows the stop is never shown: drop it
       }
       if (options.emitSteps) {
