@@ -1,25 +1,35 @@
-"""Trains the denoiser with the block-diffusion objective (stage 1: absorbing-state masking).
+"""Trains Sprout's denoiser (and its autoregressive twin) on the packed corpus.
 
 A batch is a set of windows of the packed corpus. Each window is fed twice, side by side: a clean
 copy (causal attention, what the KV cache will hold at inference) and a noisy copy whose blocks
 each get a noise level t ~ U(t_min, 1) and have every token replaced by `<|mask|>` with
-probability t. The loss is the masked-diffusion ELBO: cross-entropy on masked positions weighted
-by 1/t, averaged over all noisy positions.
+probability t.
+
+* Stage 1: the loss is the masked-diffusion ELBO: cross-entropy on masked positions weighted by
+  1/t, averaged over all noisy positions.
+* Stage 2 (`--stage2-from STEP`, the last ~20% of steps): the visible tokens of the noisy copy are
+  also edited (substitutions, insertions, deletions; ⌊L·α_t⌋ per block, α_t ≤ 0.1) and every
+  visible position is trained to give its clean token, so the model checks what it can see.
+* Infilling (`--fim-rate`): a share of windows is put in fill-in-the-middle order, the middle
+  closed by `<|eos|>` so its length need not be known in advance.
+* The autoregressive twin (`--objective ar`): the same network with a causal mask and next-token
+  loss, one stream, same windows (the same seed draws the same windows whatever the objective),
+  same FIM.
 
     OMP_WAIT_POLICY=PASSIVE python models/python/train.py --data data/ --run runs/tiny --minutes 30
+    OMP_WAIT_POLICY=PASSIVE torchrun --nproc_per_node 2 -- models/python/train.py ... --threads 1
 
 Resumable: a run directory holds `checkpoint.pt` (model, optimiser, step, RNG) and `log.jsonl`;
-running the same command again continues where it stopped. Uses CUDA with bf16 when present;
-`models/python/gpu_train.sh` is the prepared command for a lent GPU.
-
-The autoregressive twin is the same network and objective with blocks of one token that are
-always masked (`--block-sizes 1 --t-min 1`): each position predicts its token from the clean
-tokens before it, i.e. next-token prediction, and the same runtime decodes it one token per step.
+running the same command again continues where it stopped (`--stop-at` stops at a step while
+keeping the `--steps` schedule, to change data or recipe there). Under torchrun it is data
+parallel (gloo on CPU). Uses CUDA with bf16 when present; `models/python/gpu_train.sh` is the
+prepared command for a lent GPU.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 import os
@@ -28,6 +38,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 
 try:
@@ -35,11 +46,13 @@ try:
 except ImportError:  # GPU images may lack it: train without a progress bar
     tqdm = None
 
-from model import Denoiser, ModelConfig, training_mask
+from model import Denoiser, ModelConfig, causal_mask, training_mask
 from tokenizer import SPECIAL_TOKENS
 from weights import save_parts, weights_only
 
 MASK_ID = SPECIAL_TOKENS.index("<|mask|>")  # special tokens hold the first ids
+EOS_ID = SPECIAL_TOKENS.index("<|eos|>")
+FIM_PREFIX, FIM_SUFFIX, FIM_MIDDLE = (SPECIAL_TOKENS.index(f"<|fim_{part}|>") for part in ("prefix", "suffix", "middle"))
 
 
 def logged_step(line: str) -> float:
@@ -59,8 +72,60 @@ def sample_windows(tokens: np.ndarray, batch: int, length: int, generator: np.ra
     return torch.from_numpy(np.stack([tokens[s : s + length] for s in starts]).astype(np.int64))
 
 
-def diffusion_loss(model: Denoiser, clean: torch.Tensor, block_size: int, generator: torch.Generator, t_min: float = 0.02):
-    """Masked-diffusion ELBO for one batch of clean windows [batch, length]."""
+def fim_windows(windows: np.ndarray, rate: float, rng: np.random.Generator) -> np.ndarray:
+    """Turns a share of windows into fill-in-the-middle order (PSM, as in Bavarian et al. 2022):
+    `<|fim_prefix|> P <|fim_suffix|> S <|fim_middle|> M <|eos|>`, cut at two random points.
+
+    The middle ends with `<|eos|>`, so a model learns where a middle of unknown length stops;
+    the four markers take the place of the window's last four tokens. Both objectives use it.
+    """
+    out = windows.copy()
+    length = windows.shape[1]
+    for row in np.flatnonzero(rng.random(len(windows)) < rate):
+        text = windows[row, : length - 4]
+        a, b = sorted(rng.integers(0, text.size + 1, size=2))
+        out[row] = np.concatenate([[FIM_PREFIX], text[:a], [FIM_SUFFIX], text[b:], [FIM_MIDDLE], text[a:b], [EOS_ID]])
+    return out
+
+
+def edit_corrupt(noisy: np.ndarray, t_block: np.ndarray, block_size: int, rng: np.random.Generator,
+                 alpha_max: float = 0.1) -> np.ndarray:
+    """Stage 2's edit corruption of the noisy copy, block by block: ⌊L·α_t⌋ edits with
+    α_t = alpha_max·t (so α_t ≤ 0.1), each a substitution, an insertion or a deletion of a token.
+
+    Substituted and inserted tokens are drawn from the batch itself (plausible tokens, not rare
+    ids that are trivial to spot). An insertion pushes the block's last token out; a deletion
+    pulls the rest left and leaves a mask at the block's end. Every position keeps its clean
+    target, so the model learns to check visible tokens and to undo shifts, not only to fill masks.
+    """
+    out = noisy.copy()
+    pool = noisy[noisy != MASK_ID]
+    for row in range(out.shape[0]):
+        for index, start in enumerate(range(0, out.shape[1], block_size)):
+            block = list(out[row, start : start + block_size])
+            for _ in range(int(len(block) * alpha_max * t_block[row, index])):
+                visible = [i for i, token in enumerate(block) if token != MASK_ID]
+                if not visible:
+                    break
+                at, kind = int(rng.choice(visible)), rng.integers(3)
+                if kind == 0:
+                    block[at] = int(rng.choice(pool))
+                elif kind == 1:
+                    block = (block[:at] + [int(rng.choice(pool))] + block[at:])[: len(block)]
+                else:
+                    block = block[:at] + block[at + 1 :] + [MASK_ID]
+            out[row, start : start + len(block)] = block
+    return out
+
+
+def diffusion_loss(model: Denoiser, clean: torch.Tensor, block_size: int, generator: torch.Generator, t_min: float = 0.02,
+                   edit_rng: np.random.Generator | None = None):
+    """Masked-diffusion ELBO for one batch of clean windows [batch, length].
+
+    With `edit_rng` (stage 2), the visible tokens of the noisy copy are also edited
+    (`edit_corrupt`) and every visible position is trained to give its clean token as well:
+    loss = (Σ_masked nll/t + Σ_visible nll) / (batch·length).
+    """
     batch, length = clean.shape
     device = clean.device
     n_blocks = math.ceil(length / block_size)
@@ -68,6 +133,10 @@ def diffusion_loss(model: Denoiser, clean: torch.Tensor, block_size: int, genera
     t = t_block.repeat_interleave(block_size, dim=1)[:, :length]
     masked = torch.rand(batch, length, generator=generator, device=device) < t
     noisy = torch.where(masked, torch.full_like(clean, MASK_ID), clean)
+    if edit_rng is not None:
+        edited = edit_corrupt(noisy.cpu().numpy(), t_block.cpu().numpy(), block_size, edit_rng)
+        noisy = torch.from_numpy(edited).to(device)
+        masked = noisy == MASK_ID
 
     ids = torch.cat([clean, noisy], dim=1)
     positions = torch.arange(length, device=device).repeat(2).expand(batch, -1)
@@ -78,7 +147,26 @@ def diffusion_loss(model: Denoiser, clean: torch.Tensor, block_size: int, genera
     logits = model.logits(noisy_hidden[masked]).float()
     nll = F.cross_entropy(logits, clean[masked], reduction="none")
     loss = (nll / t[masked]).sum() / (batch * length)
+    if edit_rng is not None:
+        visible = ~masked
+        visible_nll = F.cross_entropy(model.logits(noisy_hidden[visible]).float(), clean[visible], reduction="sum")
+        loss = loss + visible_nll / (batch * length)
     return loss, nll.mean()
+
+
+def autoregressive_loss(model: Denoiser, clean: torch.Tensor):
+    """Next-token cross-entropy with a causal mask: the autoregressive twin's objective.
+
+    The same network and cache layout as the denoiser, one stream instead of two (half the
+    compute per token); it decodes one token per forward with the same KV cache.
+    """
+    batch, length = clean.shape
+    positions = torch.arange(length, device=clean.device).expand(batch, -1)
+    past_key, past_value = model.empty_cache(batch, clean.device)
+    hidden, _, _ = model.hidden_states(clean, positions, past_key, past_value, causal_mask(batch, 0, length, clean.device))
+    logits = model.logits(hidden[:, :-1]).float()
+    nll = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), clean[:, 1:].reshape(-1))
+    return nll, nll
 
 
 def learning_rate(step: int, total: int, peak: float, warmup: int) -> float:
@@ -86,6 +174,13 @@ def learning_rate(step: int, total: int, peak: float, warmup: int) -> float:
         return peak * (step + 1) / warmup
     progress = min(1.0, (step - warmup) / max(1, total - warmup))
     return peak * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def batch_loss(model: Denoiser, clean: torch.Tensor, block_size: int, generator: torch.Generator, args,
+               edit_rng: np.random.Generator | None = None):
+    if args.objective == "ar":
+        return autoregressive_loss(model, clean)
+    return diffusion_loss(model, clean, block_size, generator, args.t_min, edit_rng)
 
 
 @torch.no_grad()
@@ -96,7 +191,7 @@ def evaluate(model: Denoiser, tokens: np.ndarray, args, device) -> float:
     losses = []
     for _ in range(args.eval_batches):
         clean = sample_windows(tokens, args.batch, args.length, generator).to(device)
-        loss, _ = diffusion_loss(model, clean, args.block_sizes[0], torch_gen, args.t_min)
+        loss, _ = batch_loss(model, clean, args.block_sizes[0], torch_gen, args)
         losses.append(loss.item())
     model.train()
     return float(np.mean(losses))
@@ -108,6 +203,14 @@ def main() -> None:
     parser.add_argument("--run", type=Path, required=True)
     parser.add_argument("--steps", type=int, default=20000, help="schedule length")
     parser.add_argument("--minutes", type=float, default=None, help="stop (and checkpoint) after this long")
+    parser.add_argument("--stop-at", type=int, default=None,
+                        help="stop (and checkpoint) at this step, keeping the --steps schedule (to change data or recipe there)")
+    parser.add_argument("--objective", choices=["diffusion", "ar"], default="diffusion",
+                        help="ar: the autoregressive twin (same network, causal mask, next-token loss)")
+    parser.add_argument("--fim-rate", type=float, default=0.0, help="share of windows in fill-in-the-middle order")
+    parser.add_argument("--stage2-from", type=int, default=None,
+                        help="from this step on, stage 2: edit corruption of visible tokens (diffusion only)")
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="CPU threads for torch")
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--length", type=int, default=256)
     parser.add_argument("--block-sizes", type=int, nargs="+", default=[32, 16, 64])
@@ -127,8 +230,15 @@ def main() -> None:
     parser.add_argument("--compile", action="store_true", help="torch.compile the transformer (GPU runs)")
     args = parser.parse_args()
 
-    torch.set_num_threads(os.cpu_count() or 1)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    torch.set_num_threads(args.threads)
+    # Under torchrun (WORLD_SIZE > 1): data parallel. Every process draws its own windows and
+    # computes its gradients; one all-reduce averages them (gloo on CPU, nccl on GPUs), so all
+    # processes take the same optimizer step. Process 0 logs, evaluates and checkpoints.
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    if world > 1:
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}" if torch.cuda.is_available() else "cpu")
     train_tokens = load_split(args.data, "train")
     val_tokens = load_split(args.data, "validation")
     args.run.mkdir(parents=True, exist_ok=True)
@@ -150,13 +260,23 @@ def main() -> None:
         torch_gen.set_state(state["torch_rng"])
         print(f"resumed {checkpoint_path} at step {step}")
         log_path = args.run / "log.jsonl"  # forget steps logged after the checkpoint: they are redone
-        if log_path.exists():
+        if log_path.exists() and rank == 0:
             kept = [line for line in log_path.read_text().splitlines() if logged_step(line) <= step]
             log_path.write_text("".join(line + "\n" for line in kept))
+    if world > 1:
+        # Process 0's state for everyone (a fresh model is initialised at random per process);
+        # the others draw other windows and noise: the checkpoint's streams, re-keyed by rank.
+        for tensor in model.state_dict().values():
+            dist.broadcast(tensor, 0)
+        if rank > 0:
+            np_rng = np.random.default_rng([args.seed, rank, step])
+            torch_gen.manual_seed(args.seed * 1000 + rank * 100 + step)
     n_params = sum(p.numel() for p in model.parameters())
     print(f"{n_params / 1e6:.2f}M parameters, {train_tokens.size} training tokens, device {device}")
 
     def save() -> None:
+        if rank > 0:
+            return
         state = {
             "config": config.to_dict(),
             "model": model.state_dict(),
@@ -175,25 +295,53 @@ def main() -> None:
         model.hidden_states = torch.compile(model.hidden_states)  # the state dict keeps its plain names
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
     deadline = time.time() + args.minutes * 60 if args.minutes else math.inf
-    log = (args.run / "log.jsonl").open("a")
-    progress = tqdm(total=args.steps, initial=step, unit="step", dynamic_ncols=True) if tqdm else None
+    log = (args.run / "log.jsonl").open("a") if rank == 0 else None
+    progress = tqdm(total=args.steps, initial=step, unit="step", dynamic_ncols=True) if tqdm and rank == 0 else None
     tokens_seen, started = 0, time.time()
-    while step < args.steps and time.time() < deadline:
+    last_step = min(args.steps, args.stop_at or args.steps)
+    def keep_going() -> bool:
+        go = step < last_step and time.time() < deadline
+        if world > 1:  # every process stops at the same step, or the others would wait forever
+            flag = torch.tensor([int(go)], device=device)
+            dist.all_reduce(flag, op=dist.ReduceOp.MIN)
+            go = bool(flag.item())
+        return go
+
+    while keep_going():
         lr = learning_rate(step, args.steps, args.lr, args.warmup)
         for group in optimizer.param_groups:
             group["lr"] = lr
         block_size = args.block_sizes[int(np_rng.integers(len(args.block_sizes)))]
-        clean = sample_windows(train_tokens, args.batch, args.length, np_rng).to(device)
+        clean = sample_windows(train_tokens, args.batch, args.length, np_rng)
+        # FIM and edits draw from their own generator, keyed by step: the windows (np_rng) stay
+        # the same whatever the recipe, so the twin and the denoiser see identical data.
+        recipe_rng = np.random.default_rng([args.seed, step])
+        if args.fim_rate > 0:
+            clean = torch.from_numpy(fim_windows(clean.numpy(), args.fim_rate, recipe_rng))
+        stage2 = args.objective == "diffusion" and args.stage2_from is not None and step >= args.stage2_from
         with autocast:
-            loss, masked_nll = diffusion_loss(model, clean, block_size, torch_gen, args.t_min)
+            loss, masked_nll = batch_loss(model, clean.to(device), block_size, torch_gen, args, recipe_rng if stage2 else None)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if world > 1:
+            grads = [p.grad for p in model.parameters()]
+            flat = torch.cat([g.reshape(-1) for g in grads])
+            dist.all_reduce(flat)
+            flat /= world
+            offset = 0
+            for g in grads:
+                g.copy_(flat[offset : offset + g.numel()].view_as(g))
+                offset += g.numel()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         step += 1
-        tokens_seen += clean.numel()
-        record = {"step": step, "loss": round(loss.item(), 4), "masked_nll": round(masked_nll.item(), 4), "lr": lr,
+        tokens_seen += clean.numel() * world
+        record = {"step": step, "loss": round(loss.item(), 4), "masked_nll": round(masked_nll.item(), 4), "lr": lr, "stage": 2 if stage2 else 1,
                   "tokens_per_s": round(tokens_seen / (time.time() - started), 1)}
+        if world > 1:
+            record["world_size"] = world
+        if rank > 0:
+            continue
         if step % args.eval_every == 0:
             record["val_loss"] = round(evaluate(model, val_tokens, args, device), 4)
         log.write(json.dumps(record) + "\n")
@@ -208,6 +356,10 @@ def main() -> None:
     save()
     if progress:
         progress.close()
+    if world > 1:
+        digest = hashlib.sha256(b"".join(t.detach().cpu().numpy().tobytes() for t in model.state_dict().values()))
+        print(f"rank {rank} weights {digest.hexdigest()[:16]}")  # equal on every rank (tested)
+        dist.destroy_process_group()
     print(f"stopped at step {step}; checkpoint {checkpoint_path}")
 
 

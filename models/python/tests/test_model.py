@@ -47,22 +47,67 @@ def test_block_tokens_see_each_other_but_context_does_not_see_the_future():
     assert mask[8 + 4, 3] and not mask[8 + 0, 0], "noisy blocks see only earlier clean blocks"
 
 
-def test_blocks_of_one_always_masked_are_next_token_prediction():
-    """The autoregressive twin (train.py --block-sizes 1 --t-min 1) is plain next-token
-    cross-entropy, computed the way the runtime decodes: a mask at position i against the cache."""
+def test_autoregressive_twin_loss_is_next_token_prediction_as_decoded_with_the_cache():
+    """train.py --objective ar: one causal stream; the loss is what one-token-at-a-time decoding
+    against the KV cache (the runtime's way) gives."""
     import torch.nn.functional as F
 
-    from train import MASK_ID, diffusion_loss
+    from train import autoregressive_loss
 
     model = make_model()
     clean = torch.randint(7, 64, (1, 6))
     with torch.no_grad():
-        loss, _ = diffusion_loss(model, clean, 1, torch.Generator().manual_seed(0), t_min=1.0)
+        loss, _ = autoregressive_loss(model, clean)
+        k, v = model.empty_cache(1)
         losses = []
-        for i in range(6):
-            k, v = model.empty_cache(1)
-            if i:
-                _, k, v = model(clean[:, :i], torch.arange(i)[None], k, v, causal_mask(1, 0, i))
-            logits, _, _ = model(torch.tensor([[MASK_ID]]), torch.tensor([[i]]), k, v, block_mask(1, i, 1))
-            losses.append(F.cross_entropy(logits[0], clean[0, i : i + 1]))
+        for i in range(5):
+            logits, new_k, new_v = model(clean[:, i : i + 1], torch.tensor([[i]]), k, v, causal_mask(1, i, 1))
+            k, v = torch.cat([k, new_k], dim=3), torch.cat([v, new_v], dim=3)
+            losses.append(F.cross_entropy(logits[0], clean[0, i + 1 : i + 2]))
     torch.testing.assert_close(loss, torch.stack(losses).mean(), atol=1e-5, rtol=1e-5)
+
+
+def test_fim_windows_keep_every_token_in_prefix_suffix_middle_order():
+    import numpy as np
+
+    from train import EOS_ID, FIM_MIDDLE, FIM_PREFIX, FIM_SUFFIX, fim_windows
+
+    windows = np.arange(100, 100 + 4 * 40).reshape(4, 40)
+    out = fim_windows(windows, 1.0, np.random.default_rng(0))
+    assert out.shape == windows.shape
+    for row, original in zip(out, windows):
+        row = list(row)
+        assert row[0] == FIM_PREFIX and row[-1] == EOS_ID
+        s, m = row.index(FIM_SUFFIX), row.index(FIM_MIDDLE)
+        prefix, suffix, middle = row[1:s], row[s + 1 : m], row[m + 1 : -1]
+        assert prefix + middle + suffix == list(original[:36]), "nothing lost, nothing repeated"
+    assert (fim_windows(windows, 0.0, np.random.default_rng(0)) == windows).all()
+
+
+def test_edit_corruption_edits_visible_tokens_within_each_block_only():
+    import numpy as np
+
+    from train import MASK_ID, edit_corrupt
+
+    rng = np.random.default_rng(0)
+    noisy = np.arange(100, 164).reshape(2, 32)
+    noisy[:, ::5] = MASK_ID
+    none = edit_corrupt(noisy, np.full((2, 4), 0.05), 8, rng)  # ⌊8 · 0.1 · 0.05⌋ = 0 edits
+    assert (none == noisy).all()
+    edited = edit_corrupt(noisy, np.ones((2, 4)), 8, rng, alpha_max=0.25)  # 2 edits per block
+    assert edited.shape == noisy.shape and (edited != noisy).any()
+    def distance(a, b):  # Levenshtein
+        row = list(range(len(b) + 1))
+        for i, x in enumerate(a, 1):
+            row, prev = [i], row
+            for j, y in enumerate(b, 1):
+                row.append(min(prev[j] + 1, row[j - 1] + 1, prev[j - 1] + (x != y)))
+        return row[-1]
+
+    pool = set(noisy.ravel())
+    for r in range(2):
+        for block in range(4):
+            before, after = list(noisy[r, 8 * block : 8 * block + 8]), list(edited[r, 8 * block : 8 * block + 8])
+            assert set(after) <= pool, "edits draw tokens of the batch (or leave masks)"
+            # each edit is one substitution, or an insertion/deletion plus the token pushed or pulled at the end
+            assert distance(before, after) <= 2 * 2

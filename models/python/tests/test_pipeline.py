@@ -91,3 +91,25 @@ def test_packing_a_built_corpus_samples_whole_files_under_a_cap(tmp_path: Path):
     assert train[0] == bos and train[-1] == eos, "only whole files"
     assert (train == bos).sum() == (train == eos).sum() == summary["splits"]["train"]["files"]
     assert summary["splits"]["test"]["tokens"] <= 20
+
+
+def test_torchrun_data_parallel_with_two_processes_keeps_the_weights_identical(tmp_path: Path):
+    """Two gloo processes draw different windows; the all-reduce must leave them with the same weights."""
+    data = tmp_path / "data"
+    data.mkdir()
+    rng = np.random.default_rng(0)
+    for split in ("train", "validation"):
+        rng.integers(7, 8192, size=2000, dtype=np.uint16).tofile(data / f"{split}.bin")
+    run_dir = tmp_path / "run"
+    done = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517", "--",
+         str(PYTHON_DIR / "train.py"), "--data", str(data), "--run", str(run_dir), "--steps", "3", "--threads", "1",
+         "--fim-rate", "0.5", "--stage2-from", "1", *TINY],
+        capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    digests = sorted(line.split()[-1] for line in done.stdout.splitlines() if " weights " in line)
+    assert len(digests) == 2 and digests[0] == digests[1], done.stdout
+    records = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [1, 2, 3], "only process 0 logs"
+    assert all(r["world_size"] == 2 for r in records)
+    assert records[-1]["stage"] == 2
