@@ -122,12 +122,13 @@ from tokenizers import Tokenizer
 
 import corpus
 from model import training_mask
-from sample import empty_cache, generate, onnx_forward
+from sample import empty_cache, fim_prompt_ids, generate, generate_autoregressive, onnx_forward, position_predictions
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 # The evaluation sets sit in shared/ beside the checkout (SPROUT_EVAL_DIR overrides).
 EVAL_DIR = Path(os.environ.get("SPROUT_EVAL_DIR", Path(__file__).resolve().parents[3] / "shared" / "eval"))
 MBPP_PATH = EVAL_DIR / "mbpp" / "mbpp.jsonl"
+QUIXBUGS_PATH = EVAL_DIR / "quixbugs" / "quixbugs_python.jsonl"
 MBPP_TEST_IDS = range(11, 511)  # the dataset's README: task ids 11-510 are the test split
 T_MIN = 0.02  # train.py's diffusion_loss default
 
@@ -157,6 +158,11 @@ class Model:
     forward: CountingForward  # sample.py's onnx_forward, counted
     session: onnxruntime.InferenceSession  # the same graph, for the two-stream loss
     onnx_sha256: str
+
+    @property
+    def objective(self) -> str:
+        """"diffusion" (the denoiser) or "ar" (the autoregressive twin): how it decodes."""
+        return self.manifest.get("objective", "diffusion")
 
     @property
     def context_length(self) -> int:
@@ -203,6 +209,7 @@ def model_info(model: Model) -> dict:
     expected = model.manifest.get("files", {}).get(model.onnx_path.name, {}).get("sha256")
     return {
         "name": model.manifest.get("name", model.directory.name),
+        "objective": model.objective,
         "directory": str(model.directory),
         "onnx_sha256": model.onnx_sha256,
         "manifest_onnx_sha256": expected,
@@ -225,6 +232,10 @@ class Settings:
     val_length: int | None = None  # None: the manifest's context_length (the trained window)
     seed: int = 0
     timeout_s: float = 5.0
+    infill_cases: int = 20  # per kind: single line, multi-line, MBPP line
+    quixbugs_limit: int | None = None  # first N programs (all 40 by default)
+    repair_cases: int = 50
+    repair_threshold: float = 0.5
 
 
 @dataclass
@@ -240,10 +251,14 @@ class Generation:
         return self.tokens < self.budget  # generate() stops early only at <|eos|>
 
 
-def run_generation(model: Model, prompt: str, max_tokens: int, settings: Settings) -> Generation:
+def run_generation(model: Model, prompt: str, max_tokens: int, settings: Settings,
+                   prompt_ids: list[int] | None = None) -> Generation:
     before = model.forward.calls
-    result = generate(model.forward, model.empty_cache(), model.tokenizer, prompt, max_tokens,
-                      settings.block_size, settings.threshold)
+    if model.objective == "ar":
+        result = generate_autoregressive(model.forward, model.empty_cache(), model.tokenizer, prompt, max_tokens, prompt_ids)
+    else:
+        result = generate(model.forward, model.empty_cache(), model.tokenizer, prompt, max_tokens,
+                          settings.block_size, settings.threshold, prompt_ids)
     blocks = result["blocks"]
     return Generation(
         text=result["text"],
@@ -586,7 +601,19 @@ def weighted_cross_entropy(logits: np.ndarray, targets: np.ndarray, weight: np.n
     return float((ce * weight[rows]).sum() / weight.size)
 
 
+def causal_logits(session: onnxruntime.InferenceSession, clean: np.ndarray, arch: dict) -> np.ndarray:
+    """Logits [L, vocab] of one causal pass over a window (the autoregressive twin)."""
+    length = clean.size
+    past = np.zeros((arch["n_layers"], 1, arch["n_heads"], 0, arch["head_dim"]), dtype=np.float32)
+    mask = np.tril(np.ones((length, length), dtype=bool))[None]
+    (logits,) = session.run(["logits"], {"input_ids": clean[None].astype(np.int64), "positions": np.arange(length)[None],
+                                         "past_key": past, "past_value": past, "attention_mask": mask})
+    return logits[0]
+
+
 def validation_loss(model: Model, settings: Settings, data_dir: Path) -> dict:
+    if model.objective == "ar":
+        return validation_nll_autoregressive(model, settings, data_dir)
     data = load_validation_tokens(model, data_dir)
     length = settings.val_length or model.context_length
     if data.tokens.size < length or int(data.tokens.max()) >= model.manifest["architecture"]["vocab_size"]:
@@ -617,6 +644,28 @@ def validation_loss(model: Model, settings: Settings, data_dir: Path) -> dict:
     result["train"]["weighting"] = f"train.py: per block t ~ U({T_MIN}, 1), mask prob t, CE weighted 1/t"
     result["exact"]["weighting"] = "t integrated out: per block k ~ U{1..n} masked, CE weighted n/k"
     return result
+
+
+def validation_nll_autoregressive(model: Model, settings: Settings, data_dir: Path) -> dict:
+    """The twin's exact NLL on the same windows as the denoiser's ELBO (each window's first token,
+    which has no context, is not predicted). Reported under both keys so tables line up."""
+    data = load_validation_tokens(model, data_dir)
+    length = settings.val_length or model.context_length
+    arch = model.manifest["architecture"]
+    starts = np.linspace(0, data.tokens.size - length, settings.val_windows).astype(int)
+    values = []
+    for start in starts:
+        clean = data.tokens[start : start + length].astype(np.int64)
+        logits = causal_logits(model.session, clean, arch)[:-1]
+        values.append(weighted_cross_entropy(logits, clean[1:], np.ones(length - 1)))
+    nats = float(np.mean(values))
+    sem = float(np.std(values, ddof=1) / math.sqrt(len(values))) if len(values) > 1 else None
+    entry = {"nats_per_token": nats, "sem_over_windows": sem, "bits_per_byte": nats * data.tokens_per_byte / math.log(2),
+             "weighting": "exact next-token NLL (causal pass), positions 1..L-1 of each window"}
+    return {"data": data.source, "windows": int(len(starts)), "window_tokens": length, "draws_per_window": 1,
+            "seed": settings.seed, "tokens_per_byte": data.tokens_per_byte,
+            "note": "autoregressive twin: the NLL itself (no bound); same windows as the denoiser's ELBO",
+            "train": entry, "exact": entry}
 
 
 # --------------------------------------------------------------------------------------------
@@ -708,6 +757,205 @@ def evaluate_continuation(model: Model, settings: Settings, log: Callable[[str],
 
 
 # --------------------------------------------------------------------------------------------
+# Infilling: a middle between a given prefix and suffix, its length unknown to the model
+# --------------------------------------------------------------------------------------------
+
+
+def _lines_that_fit(model: Model, lines: list[str], budget: int, from_end: bool) -> str:
+    """As many whole lines as fit in `budget` tokens, taken from the end (prefix) or the start (suffix)."""
+    kept: list[str] = []
+    for line in reversed(lines) if from_end else lines:
+        candidate = [line, *kept] if from_end else [*kept, line]
+        if len(model.encode("".join(candidate))) > budget:
+            break
+        kept = candidate
+    return "".join(kept)
+
+
+def middle_matches(completion: str, middle: str) -> bool:
+    """Exact match, line by line, trailing whitespace and blank lines at either end ignored."""
+    norm = lambda text: [line.rstrip() for line in text.strip("\n").splitlines()]  # noqa: E731
+    return norm(completion) == norm(middle)
+
+
+def run_infill(model: Model, prefix: str, suffix: str, max_tokens: int, settings: Settings) -> Generation:
+    return run_generation(model, "", max_tokens, settings, prompt_ids=fim_prompt_ids(model.tokenizer, prefix, suffix))
+
+
+def evaluate_infilling(model: Model, settings: Settings, tasks: list[dict], log: Callable[[str], None]) -> tuple[dict, list[Generation]]:
+    """Single-line and multi-line (2-4 lines) infilling of held-out files (corpus.py's validation
+    split: exact match), and single-line infilling of MBPP reference solutions (pass rate of the
+    filled program on the task's tests). Prefix: up to 120 tokens of whole lines; suffix: up to 64."""
+    rng = np.random.default_rng(settings.seed + 1)
+    files = list(corpus.iter_files("validation"))
+    records, generations = [], []
+    for kind, span in (("single_line", (1, 1)), ("multi_line", (2, 4))):
+        for index in rng.choice(len(files), size=min(settings.infill_cases, len(files)), replace=False):
+            path, text = files[index]
+            lines = text.splitlines(keepends=True)
+            n = int(rng.integers(span[0], span[1] + 1))
+            starts = [i for i in range(1, len(lines) - n) if all(lines[j].strip() for j in range(i, i + n))]
+            if not starts:
+                continue
+            at = int(rng.choice(starts))
+            middle = "".join(lines[at : at + n])
+            prefix = _lines_that_fit(model, lines[:at], 120, from_end=True)
+            suffix = _lines_that_fit(model, lines[at + n :], 64, from_end=False)
+            generation = run_infill(model, prefix, suffix, 24 * n + 8, settings)
+            generations.append(generation)
+            records.append({"kind": kind, "path": path, "line": at + 1, "middle": middle, "completion": generation.text,
+                            "ended_with_eos": generation.ended_with_eos, "exact_match": middle_matches(generation.text, middle)})
+        log(f"infilling {kind}: {sum(r['exact_match'] for r in records if r['kind'] == kind)} exact")
+    limits = Limits(timeout_s=settings.timeout_s)
+    for task in tasks[: settings.infill_cases]:
+        code = task["code"].replace("\r\n", "\n").replace("\t", "    ")
+        lines = code.splitlines(keepends=True)
+        body = [i for i, line in enumerate(lines) if line.startswith(" ") and line.strip()]
+        if not body:
+            continue
+        at = body[len(body) // 2]
+        prefix = f'"""{task["text"].strip()}\n{task["test_list"][0].strip()}\n"""\n' + "".join(lines[:at])
+        suffix = "".join(lines[at + 1 :])
+        generation = run_infill(model, prefix, suffix, 32, settings)
+        generations.append(generation)
+        filled = "".join(lines[:at]) + generation.text.rstrip("\n") + "\n" + suffix
+        outcome = run_program(mbpp_program(task, filled), limits).outcome if parses(filled) else "syntax_error"
+        records.append({"kind": "mbpp_line", "task_id": task["task_id"], "line": at + 1, "middle": lines[at],
+                        "completion": generation.text, "exact_match": middle_matches(generation.text, lines[at]),
+                        "outcome": outcome})
+    log(f"infilling mbpp_line: {sum(r.get('outcome') == 'passed' for r in records)} passed")
+
+    def summary(kind: str) -> dict:
+        done = [r for r in records if r["kind"] == kind]
+        result = {"cases": len(done), "exact_match_rate": sum(r["exact_match"] for r in done) / len(done) if done else None}
+        if kind == "mbpp_line":
+            result["pass_rate"] = sum(r["outcome"] == "passed" for r in done) / len(done) if done else None
+        return result
+
+    return {
+        "single_line": summary("single_line"),
+        "multi_line": summary("multi_line"),
+        "mbpp_line": summary("mbpp_line"),
+        "measured": "prompt <|fim_prefix|> prefix <|fim_suffix|> suffix <|fim_middle|>; the model writes until <|eos|> "
+                    "(budget 24 tokens a line + 8); exact match line by line, trailing whitespace ignored; "
+                    "mbpp_line: the middle body line of the reference solution, filled program run on the task's tests",
+        "cases": records,
+    }, generations
+
+
+# --------------------------------------------------------------------------------------------
+# Repair: find and fix edited tokens in visible code
+# --------------------------------------------------------------------------------------------
+
+
+def inject_edits(tokens: list[int], block_size: int, n_edits: int, rng: np.random.Generator, pool: list[int]) -> list[int]:
+    """n substitutions/insertions/deletions at random places of the first `block_size` tokens;
+    returns `block_size` tokens (`tokens` holds n_edits more, which deletions pull in)."""
+    assert len(tokens) >= block_size + n_edits
+    out = list(tokens)
+    for _ in range(n_edits):
+        at, kind = int(rng.integers(0, block_size)), int(rng.integers(3))
+        if kind == 0:
+            out[at] = int(rng.choice(pool))
+        elif kind == 1:
+            out.insert(at, int(rng.choice(pool)))
+        else:
+            del out[at]
+    return out[:block_size]
+
+
+def repair(model: Model, context: list[int], block: list[int], threshold: float, rounds: int = 2) -> list[int]:
+    """Up to `rounds` passes: every position whose predicted token differs from the visible one
+    with probability ≥ threshold is replaced (both models, same rule; see position_predictions)."""
+    block = list(block)
+    for _ in range(rounds):
+        probs = position_predictions(model.forward, model.empty_cache(), context, block, model.objective)
+        confidence, best = probs.max(-1)
+        changes = [i for i in range(len(block)) if int(best[i]) != block[i] and float(confidence[i]) >= threshold]
+        if not changes:
+            break
+        for i in changes:
+            block[i] = int(best[i])
+    return block
+
+
+def token_distance(a: list[int], b: list[int]) -> int:
+    row = list(range(len(b) + 1))
+    for i, x in enumerate(a, 1):
+        row, previous = [i], row
+        for j, y in enumerate(b, 1):
+            row.append(min(previous[j] + 1, row[j - 1] + 1, previous[j - 1] + (x != y)))
+    return row[-1]
+
+
+def evaluate_repair(model: Model, settings: Settings, log: Callable[[str], None]) -> dict:
+    """Held-out code (corpus.py's validation split): a 64-token context, then a block of
+    `block_size` tokens with 1-2 injected edits; the model repairs the block in place. Reported:
+    exact restoration, the token edit distance to the original before and after, and how often the
+    same procedure changes an unedited block (false edits). QuixBugs: each buggy program is
+    repaired block by block (the repaired text is the next block's context) and run on its tests."""
+    rng = np.random.default_rng(settings.seed + 2)
+    files = list(corpus.iter_files("validation"))
+    bos = model.manifest["special_tokens"]["bos"]
+    block_size, threshold = settings.block_size, settings.repair_threshold
+    cases = []
+    while len(cases) < settings.repair_cases:
+        _, text = files[int(rng.integers(len(files)))]
+        ids = model.encode(text)
+        if len(ids) < 64 + block_size + 2:
+            continue
+        start = int(rng.integers(64, len(ids) - block_size - 1))
+        context, original = [bos, *ids[start - 64 : start]], ids[start : start + block_size]
+        corrupted = inject_edits(ids[start : start + block_size + 2], block_size, int(rng.integers(1, 3)), rng, ids)
+        repaired, untouched = repair(model, context, corrupted, threshold), repair(model, context, original, threshold)
+        cases.append({"before": token_distance(corrupted, original), "after": token_distance(repaired, original),
+                      "restored": repaired == original, "false_edit": untouched != original})
+    log(f"repair: {sum(c['restored'] for c in cases)}/{len(cases)} restored")
+    quixbugs = evaluate_quixbugs(model, settings) if QUIXBUGS_PATH.exists() else None
+    n = len(cases)
+    return {
+        "injected": {
+            "cases": n, "threshold": threshold,
+            "restored_rate": sum(c["restored"] for c in cases) / n,
+            "mean_distance_before": sum(c["before"] for c in cases) / n,
+            "mean_distance_after": sum(c["after"] for c in cases) / n,
+            "false_edit_rate": sum(c["false_edit"] for c in cases) / n,
+        },
+        "quixbugs": quixbugs,
+        "measured": f"position-wise repair: a visible token is replaced by the model's prediction when that has "
+                    f"probability >= {threshold} (up to 2 rounds); the denoiser sees the block bidirectionally, the "
+                    f"autoregressive twin predicts each token from those before it",
+    }
+
+
+
+def evaluate_quixbugs(model: Model, settings: Settings) -> dict:
+    limits = Limits(timeout_s=settings.timeout_s)
+    bos, block_size = model.manifest["special_tokens"]["bos"], settings.block_size
+    records = []
+    for line in QUIXBUGS_PATH.read_text().splitlines()[: settings.quixbugs_limit]:
+        task = json.loads(line)
+        ids = model.encode(task["buggy_program"])
+        fixed: list[int] = []
+        for start in range(0, len(ids), block_size):
+            context = [bos, *(fixed[-(model.context_length - block_size - 1) :])]
+            fixed += repair(model, context, ids[start : start + block_size], settings.repair_threshold)
+        program = model.tokenizer.decode(fixed)
+        changed = program != task["buggy_program"]
+        if not changed:
+            outcome = "unchanged"
+        elif not parses(program):
+            outcome = "syntax_error"
+        else:
+            outcome = run_program(f"{program}\n\n{task['tests']}\n", limits).outcome
+        records.append({"name": task["name"], "changed": changed, "outcome": outcome,
+                        "matches_solution": program.strip() == task["solution"].strip()})
+    return {"programs": len(records), "repaired_rate": sum(r["outcome"] == "passed" for r in records) / len(records),
+            "changed_rate": sum(r["changed"] for r in records) / len(records),
+            "matches_solution_rate": sum(r["matches_solution"] for r in records) / len(records), "records": records}
+
+
+# --------------------------------------------------------------------------------------------
 # Putting it together
 # --------------------------------------------------------------------------------------------
 
@@ -729,6 +977,14 @@ def evaluate(model_dir: Path, settings: Settings, mbpp_path: Path = MBPP_PATH, d
     wall["continuation"] = time.monotonic() - clock
 
     clock = time.monotonic()
+    infilling, infill_generations = evaluate_infilling(model, settings, tasks, log)
+    wall["infilling"] = time.monotonic() - clock
+
+    clock = time.monotonic()
+    repair_results = evaluate_repair(model, settings, log)
+    wall["repair"] = time.monotonic() - clock
+
+    clock = time.monotonic()
     validation = validation_loss(model, settings, data_dir)
     wall["validation_loss"] = time.monotonic() - clock
     wall["total"] = time.monotonic() - started
@@ -745,11 +1001,14 @@ def evaluate(model_dir: Path, settings: Settings, mbpp_path: Path = MBPP_PATH, d
         },
         "mbpp": mbpp,
         "continuation": continuation,
+        "infilling": infilling,
+        "repair": repair_results,
         "validation": validation,
         "decoding": {
             "mbpp": decoding_stats(mbpp_generations),
             "continuation": decoding_stats(continuation_generations),
-            "all": decoding_stats(mbpp_generations + continuation_generations),
+            "infilling": decoding_stats(infill_generations),
+            "all": decoding_stats(mbpp_generations + continuation_generations + infill_generations),
         },
         "wall_time_s": {k: round(v, 2) for k, v in wall.items()},
     }
@@ -759,35 +1018,56 @@ def _pct(x: float | None) -> str:
     return "n/a" if x is None else f"{100 * x:.1f}%"
 
 
-def format_table(results: dict) -> str:
+def table_rows(results: dict) -> list[tuple[str, str]]:
     m, c, v, d = results["mbpp"], results["continuation"], results["validation"], results["decoding"]["all"]
-    s, info = results["settings"], results["model"]
-    counts = ", ".join(f"{k} {n}" for k, n in m["outcomes"].items() if k != "passed")
-    sha = f"{info['onnx_sha256'][:12]} ({'matches' if info['sha256_matches_manifest'] else 'DOES NOT match'} manifest)"
-    rows = [
-        ("MBPP pass@1 (greedy)", f"{m['passed']}/{m['total']} = {_pct(m['pass_at_1'])}  [{counts}]"),
+    f, r = results["infilling"], results["repair"]
+    q, inj = r["quixbugs"], r["injected"]
+    mbpp_line = f["mbpp_line"]
+    return [
+        ("objective", results["model"]["objective"]),
+        ("MBPP pass@1 (greedy)", f"{m['passed']}/{m['total']} = {_pct(m['pass_at_1'])}"),
         ("MBPP candidates syntax-valid", _pct(m["syntax_valid_rate"])),
-        ("continuation syntax-valid", f"{_pct(c['syntax_valid_rate'])}  (true text: {_pct(c['reference_syntax_valid_rate'])}, {c['files']} files)"),
-        ("continuation next-line exact match", _pct(c["first_line_exact_match_rate"])),
-        ("val ELBO, train.py weighting", f"{v['train']['nats_per_token']:.3f} nats/token, {v['train']['bits_per_byte']:.3f} bits/byte"),
-        ("val ELBO, exact (NLL upper bound)", f"{v['exact']['nats_per_token']:.3f} nats/token, {v['exact']['bits_per_byte']:.3f} bits/byte"),
-        ("tokens per denoising step", "n/a" if d.get("tokens_per_step") is None else f"{d['tokens_per_step']:.2f}"),
+        ("continuation syntax-valid", f"{_pct(c['syntax_valid_rate'])} (true text {_pct(c['reference_syntax_valid_rate'])})"),
+        ("continuation next-line exact", _pct(c["first_line_exact_match_rate"])),
+        ("infill single line, exact", f"{_pct(f['single_line']['exact_match_rate'])} of {f['single_line']['cases']}"),
+        ("infill 2-4 lines, exact", f"{_pct(f['multi_line']['exact_match_rate'])} of {f['multi_line']['cases']}"),
+        ("infill MBPP line, tests pass", f"{_pct(mbpp_line['pass_rate'])} of {mbpp_line['cases']} (exact {_pct(mbpp_line['exact_match_rate'])})"),
+        ("repair injected edits, restored", f"{_pct(inj['restored_rate'])} of {inj['cases']}"),
+        ("repair: edit distance before → after", f"{inj['mean_distance_before']:.2f} → {inj['mean_distance_after']:.2f}"),
+        ("repair: clean blocks changed", _pct(inj["false_edit_rate"])),
+        ("QuixBugs repaired (tests pass)", "n/a" if q is None else f"{_pct(q['repaired_rate'])} of {q['programs']} (changed {_pct(q['changed_rate'])})"),
+        ("val bits/byte (ELBO bound | AR NLL)", f"{v['exact']['bits_per_byte']:.3f}"),
+        ("val nats/token (ELBO bound | AR NLL)", f"{v['exact']['nats_per_token']:.3f} ± {v['exact']['sem_over_windows'] or 0:.3f}"),
+        ("tokens per step", "n/a" if d.get("tokens_per_step") is None else f"{d['tokens_per_step']:.2f}"),
         ("forward passes per generation", "n/a" if "forwards_per_generation" not in d else f"{d['forwards_per_generation']:.1f}"),
-        ("wall time", f"{results['wall_time_s']['total']:.1f} s"),
+        ("wall time", f"{results['wall_time_s']['total']:.0f} s"),
     ]
-    width = max(len(name) for name, _ in rows)
-    header = [f"{info['name']}  onnx sha256 {sha}",
-              f"threshold {s['threshold']}, block {s['block_size']}, max tokens {s['max_tokens']}, "
-              f"limit {s['limit']}, sandbox network: {results['sandbox']['network_isolation'] or 'NOT isolated'}"]
-    notes = ["The exact ELBO is an upper bound on the negative log-likelihood, not the NLL; "
-             "the train.py-weighted value is comparable to training logs, not a strict bound."]
-    notes += [f"warning: {w}" for w in results["sandbox"]["warnings"]]
-    return "\n".join(header + [f"{name:<{width}}  {value}" for name, value in rows] + notes)
+
+
+def format_table(all_results: list[dict]) -> str:
+    """One column per model, side by side."""
+    columns = [dict(table_rows(results)) for results in all_results]
+    names = [results["model"]["name"] for results in all_results]
+    labels = [label for label, _ in table_rows(all_results[0])]
+    widths = [max(len(label) for label in labels)] + [max(len(name), *(len(col[label]) for label in labels)) for name, col in zip(names, columns)]
+    line = lambda cells: "  ".join(f"{cell:<{w}}" for cell, w in zip(cells, widths)).rstrip()  # noqa: E731
+    s = all_results[0]["settings"]
+    header = [f"threshold {s['threshold']}, block {s['block_size']}, max tokens {s['max_tokens']}, MBPP limit {s['limit']}, "
+              f"sandbox network: {all_results[0]['sandbox']['network_isolation'] or 'NOT isolated'}",
+              line(["", *names])]
+    notes = ["Denoiser: the exact ELBO is an upper bound on the NLL; the twin's figure is its NLL."]
+    for results in all_results:
+        info = results["model"]
+        if not info["sha256_matches_manifest"]:
+            notes.append(f"warning: {info['name']}: denoiser.onnx does not match its manifest's sha256")
+        notes += [f"warning: {w}" for w in results["sandbox"]["warnings"]]
+    return "\n".join(header + [line([label, *(col[label] for col in columns)]) for label in labels] + notes)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", type=Path, required=True, help="a model directory (manifest.json, denoiser.onnx, tokenizer.json)")
+    parser.add_argument("--model", type=Path, required=True, action="append",
+                        help="a model directory (manifest.json, denoiser.onnx, tokenizer.json); repeat to compare side by side")
     parser.add_argument("--limit", type=int, default=None, help="first N MBPP test tasks (default: all 500)")
     parser.add_argument("--threshold", type=float, default=0.9)
     parser.add_argument("--block-size", type=int, default=32)
@@ -800,17 +1080,21 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=5.0, help="wall-clock seconds per MBPP program")
     parser.add_argument("--mbpp", type=Path, default=MBPP_PATH)
     parser.add_argument("--data", type=Path, default=REPO_ROOT / "data", help="directory of validation.bin, data.json")
-    parser.add_argument("--out", type=Path, default=None, help="write the full results as JSON here")
+    parser.add_argument("--infill-cases", type=int, default=20, help="per kind: single line, 2-4 lines, MBPP line")
+    parser.add_argument("--repair-cases", type=int, default=50)
+    parser.add_argument("--repair-threshold", type=float, default=0.5)
+    parser.add_argument("--out", type=Path, default=None, help="write the full results as JSON here (a list with several models)")
     parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     args = parser.parse_args()
     settings = Settings(threshold=args.threshold, block_size=args.block_size, max_tokens=args.max_tokens,
                         limit=args.limit, continuation_files=args.continuation_files, val_windows=args.val_windows,
-                        val_draws=args.val_draws, val_length=args.val_length, seed=args.seed, timeout_s=args.timeout)
+                        val_draws=args.val_draws, val_length=args.val_length, seed=args.seed, timeout_s=args.timeout,
+                        infill_cases=args.infill_cases, repair_cases=args.repair_cases, repair_threshold=args.repair_threshold)
     log = (lambda message: None) if args.quiet else (lambda message: print(message, file=sys.stderr, flush=True))
-    results = evaluate(args.model, settings, args.mbpp, args.data, log)
-    print(format_table(results))
+    all_results = [evaluate(model, settings, args.mbpp, args.data, log) for model in args.model]
+    print(format_table(all_results))
     if args.out:
-        args.out.write_text(json.dumps(results, indent=2) + "\n")
+        args.out.write_text(json.dumps(all_results[0] if len(all_results) == 1 else all_results, indent=2) + "\n")
         print(f"wrote {args.out}")
 
 

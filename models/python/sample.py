@@ -9,6 +9,11 @@ confident one; exactly one when threshold ≥ 1). After an end token, the rest o
 settled as end tokens. A finished block is run once more, causally, to extend the cache (the
 TypeScript runtime fuses that into the next block's first step: the same computation, equal up
 to float rounding, one forward fewer per block). It must produce the same tokens (models/src/reference.test.ts checks it).
+
+Also here, for evaluation: `fim_prompt_ids` (the infilling prompt both models were trained on),
+`generate_autoregressive` (the twin: one token per forward against the cache) and
+`position_predictions` (what a model says belongs at each position of a visible block: the
+repair probe).
 """
 
 from __future__ import annotations
@@ -62,12 +67,30 @@ def empty_cache(layers: int, heads: int, head_dim: int):
     return torch.zeros(layers, 1, heads, 0, head_dim), torch.zeros(layers, 1, heads, 0, head_dim)
 
 
-def generate(forward, cache, tokenizer: Tokenizer, prompt: str, max_tokens: int, block_size: int, threshold: float):
-    ids = {name: tokenizer.token_to_id(name) for name in SPECIAL_TOKENS}
-    bos, eos, mask = ids["<|bos|>"], ids["<|eos|>"], ids["<|mask|>"]
-    banned = torch.tensor([i for i in ids.values() if i != eos])
+def special_ids(tokenizer: Tokenizer) -> dict[str, int]:
+    return {name.strip("<|>"): tokenizer.token_to_id(name) for name in SPECIAL_TOKENS}
 
-    prompt_ids = [bos, *tokenizer.encode(prompt, add_special_tokens=False).ids]
+
+def banned_ids(tokenizer: Tokenizer) -> torch.Tensor:
+    """Special tokens a model may not write: all but the end token."""
+    ids = special_ids(tokenizer)
+    return torch.tensor([i for name, i in ids.items() if name != "eos"])
+
+
+def fim_prompt_ids(tokenizer: Tokenizer, prefix: str, suffix: str) -> list[int]:
+    """`<|fim_prefix|> prefix <|fim_suffix|> suffix <|fim_middle|>`: the model writes the middle, then `<|eos|>`."""
+    ids = special_ids(tokenizer)
+    encode = lambda text: tokenizer.encode(text, add_special_tokens=False).ids  # noqa: E731
+    return [ids["fim_prefix"], *encode(prefix), ids["fim_suffix"], *encode(suffix), ids["fim_middle"]]
+
+
+def generate(forward, cache, tokenizer: Tokenizer, prompt: str, max_tokens: int, block_size: int, threshold: float,
+             prompt_ids: list[int] | None = None):
+    ids = special_ids(tokenizer)
+    bos, eos, mask = ids["bos"], ids["eos"], ids["mask"]
+    banned = banned_ids(tokenizer)
+
+    prompt_ids = prompt_ids or [bos, *tokenizer.encode(prompt, add_special_tokens=False).ids]
     _, k, v = forward(prompt_ids, *cache, causal=True)
     generated, blocks = [], []
     while len(generated) < max_tokens:
@@ -98,6 +121,43 @@ def generate(forward, cache, tokenizer: Tokenizer, prompt: str, max_tokens: int,
     return {"text": tokenizer.decode(generated, skip_special_tokens=False), "blocks": blocks}
 
 
+def generate_autoregressive(forward, cache, tokenizer: Tokenizer, prompt: str, max_tokens: int,
+                            prompt_ids: list[int] | None = None):
+    """Greedy next-token decoding of the autoregressive twin, one forward per token with the cache.
+    Returns generate()'s shape: one block whose steps are the forwards that chose a token."""
+    ids = special_ids(tokenizer)
+    banned = banned_ids(tokenizer)
+    prompt_ids = prompt_ids or [ids["bos"], *tokenizer.encode(prompt, add_special_tokens=False).ids]
+    logits, k, v = forward(prompt_ids, *cache, causal=True)
+    generated, steps = [], 0
+    while len(generated) < max_tokens:
+        scores = logits[0, -1].double()
+        scores[banned] = float("-inf")
+        token = int(scores.argmax())
+        steps += 1
+        if token == ids["eos"]:
+            break
+        generated.append(token)
+        if len(generated) < max_tokens:
+            logits, new_k, new_v = forward([token], k, v, causal=True)
+            k, v = torch.cat([k, new_k], dim=3), torch.cat([v, new_v], dim=3)
+    return {"text": tokenizer.decode(generated, skip_special_tokens=False),
+            "blocks": [{"tokens": len(generated), "steps": steps, "ids": generated}]}
+
+
+def position_predictions(forward, cache, context: list[int], block: list[int], objective: str) -> torch.Tensor:
+    """Probabilities [len(block), vocab] of what belongs at each position of a visible block.
+
+    The denoiser sees the context causally and the whole block at once (as when it denoises);
+    the autoregressive twin predicts each position from the tokens before it (teacher forcing)."""
+    if objective == "ar":
+        logits, _, _ = forward(context + block, *cache, causal=True)
+        return logits[0, len(context) - 1 : len(context) - 1 + len(block)].double().softmax(-1)
+    _, k, v = forward(context, *cache, causal=True)
+    logits, _, _ = forward(block, k, v, causal=False)
+    return logits[0].double().softmax(-1)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     source = parser.add_mutually_exclusive_group(required=True)
@@ -105,12 +165,14 @@ def main() -> None:
     source.add_argument("--onnx", type=Path, help="an exported denoiser.onnx (its manifest.json beside it)")
     parser.add_argument("--tokenizer", type=Path, default=Path(__file__).resolve().parents[1] / "sprout-tiny" / "tokenizer.json")
     parser.add_argument("--prompt", required=True)
+    parser.add_argument("--suffix", default=None, help="infill between --prompt and this")
     parser.add_argument("--max-tokens", type=int, default=64)
     parser.add_argument("--block-size", type=int, default=32)
     parser.add_argument("--threshold", type=float, default=0.9)
     args = parser.parse_args()
     if args.onnx:
-        arch = json.loads((args.onnx.parent / "manifest.json").read_text())["architecture"]
+        manifest = json.loads((args.onnx.parent / "manifest.json").read_text())
+        arch, objective = manifest["architecture"], manifest.get("objective", "diffusion")
         forward = onnx_forward(args.onnx)
     else:
         state = load_checkpoint(args.checkpoint)
@@ -118,10 +180,15 @@ def main() -> None:
         model.load_state_dict(state["model"])
         model.eval()
         arch = {**model.config.to_dict(), "head_dim": model.config.head_dim}
+        objective = state["args"].get("objective", "diffusion")
         forward = torch_forward(model)
     cache = empty_cache(arch["n_layers"], arch["n_heads"], arch["head_dim"])
     tokenizer = Tokenizer.from_file(str(args.tokenizer))
-    result = generate(forward, cache, tokenizer, args.prompt, args.max_tokens, args.block_size, args.threshold)
+    prompt_ids = None if args.suffix is None else fim_prompt_ids(tokenizer, args.prompt, args.suffix)
+    if objective == "ar":
+        result = generate_autoregressive(forward, cache, tokenizer, args.prompt, args.max_tokens, prompt_ids)
+    else:
+        result = generate(forward, cache, tokenizer, args.prompt, args.max_tokens, args.block_size, args.threshold, prompt_ids)
     print(json.dumps(result))
 
 

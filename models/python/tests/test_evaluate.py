@@ -170,12 +170,50 @@ def test_continuation_validity_needs_a_complete_non_blank_line():
     assert evaluate.first_line_matches("    return y  \nmore", "    return y")
 
 
+def test_infill_match_ignores_only_trailing_whitespace_and_outer_blank_lines():
+    assert evaluate.middle_matches("    x = 1  \n", "    x = 1\n")
+    assert evaluate.middle_matches("\n    x = 1\n    y = 2\n\n", "    x = 1\n    y = 2\n")
+    assert not evaluate.middle_matches("x = 1\n", "    x = 1\n"), "indentation is code"
+    assert not evaluate.middle_matches("    x = 1\n    y = 2\n", "    x = 1\n")
+
+
+def test_injected_edits_change_the_block_by_a_bounded_distance():
+    rng = np.random.default_rng(0)
+    tokens = list(range(100, 134))
+    for n in (1, 2):
+        for _ in range(20):
+            edited = evaluate.inject_edits(tokens, 32, n, rng, tokens)
+            assert len(edited) == 32
+            assert evaluate.token_distance(edited, tokens[:32]) <= 2 * n
+
+
+def test_repair_replaces_only_confident_disagreements():
+    """With a test double that is sure of the original (or unsure), the rule restores it (or leaves it)."""
+    import torch
+
+    original = [10, 11, 12, 13]
+
+    def model_that_knows(confidence: float):
+        def forward(tokens, past_k, past_v, causal):
+            probs = torch.full((1, len(tokens), 32), (1 - confidence) / 31)
+            probs[0, torch.arange(len(tokens)), torch.tensor(original[: len(tokens)], dtype=torch.long)] = confidence
+            return probs.log(), past_k[:, :, :, :0], past_v[:, :, :, :0]
+
+        return evaluate.Model(directory=Path("."), manifest={"architecture": {"n_layers": 1, "n_heads": 1, "head_dim": 2}},
+                              tokenizer=None, forward=evaluate.CountingForward(forward), session=None, onnx_sha256="")
+
+    corrupted = [10, 99, 12, 98]
+    assert evaluate.repair(model_that_knows(0.9), [], corrupted, threshold=0.5) == original
+    assert evaluate.repair(model_that_knows(0.3), [], corrupted, threshold=0.5) == corrupted
+
+
 # ---------------------------------------------------------------------------- end to end
 
 
 @mbpp_missing
 def test_tiny_end_to_end_run_on_the_shipped_model():
-    settings = evaluate.Settings(limit=2, max_tokens=16, continuation_files=1, val_windows=2, val_draws=1, val_length=64)
+    settings = evaluate.Settings(limit=2, max_tokens=16, continuation_files=1, val_windows=2, val_draws=1, val_length=64,
+                                 infill_cases=1, repair_cases=2, quixbugs_limit=2)
     results = evaluate.evaluate(MODEL_DIR, settings)
     model = results["model"]
     assert model["name"] and len(model["onnx_sha256"]) == 64 and isinstance(model["sha256_matches_manifest"], bool)
@@ -194,8 +232,15 @@ def test_tiny_end_to_end_run_on_the_shipped_model():
         assert math.isfinite(validation[estimator]["nats_per_token"]) and validation[estimator]["nats_per_token"] > 0
         assert validation[estimator]["bits_per_byte"] > 0
     assert "upper bound" in validation["note"]
+    infilling = results["infilling"]
+    assert infilling["mbpp_line"]["cases"] == 1 and 0 <= infilling["mbpp_line"]["pass_rate"] <= 1
+    assert infilling["single_line"]["cases"] + infilling["multi_line"]["cases"] >= 1
+    repair = results["repair"]
+    assert repair["injected"]["cases"] == 2 and repair["injected"]["mean_distance_before"] > 0
+    assert repair["quixbugs"]["programs"] == 2
     decoding = results["decoding"]["all"]
-    assert decoding["generations"] == 3 and decoding["tokens_per_step"] > 0
+    assert decoding["generations"] == 3 + len(infilling["cases"]) and decoding["tokens_per_step"] > 0
     assert decoding["forwards_per_generation"] >= 2  # a prefill and at least one denoising step
     assert results["wall_time_s"]["total"] > 0
-    assert "MBPP pass@1" in evaluate.format_table(results)
+    table = evaluate.format_table([results, results])
+    assert "MBPP pass@1" in table and table.count(model["name"]) == 2, "one column per model"

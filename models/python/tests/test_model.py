@@ -1,6 +1,8 @@
 """The properties the serving runtime relies on: an exact KV cache, and training that sees
 exactly what decoding will see."""
 
+from pathlib import Path
+
 import torch
 
 from model import Denoiser, ModelConfig, block_mask, causal_mask, training_mask
@@ -111,3 +113,32 @@ def test_edit_corruption_edits_visible_tokens_within_each_block_only():
             assert set(after) <= pool, "edits draw tokens of the batch (or leave masks)"
             # each edit is one substitution, or an insertion/deletion plus the token pushed or pulled at the end
             assert distance(before, after) <= 2 * 2
+
+
+def test_autoregressive_generation_with_the_cache_equals_greedy_recomputation():
+    """sample.generate_autoregressive (one token per forward, KV cache) against the slow way:
+    rerun the whole sequence causally for every token and take the argmax of the last position."""
+    from tokenizers import Tokenizer
+
+    from sample import banned_ids, empty_cache, fim_prompt_ids, generate_autoregressive, torch_forward
+
+    tokenizer = Tokenizer.from_file(str(Path(__file__).resolve().parents[2] / "sprout-tiny" / "tokenizer.json"))
+    torch.manual_seed(0)
+    model = Denoiser(ModelConfig(vocab_size=tokenizer.get_vocab_size(), d_model=32, n_layers=2, n_heads=2, ffn_hidden=64)).eval()
+    prompt = fim_prompt_ids(tokenizer, "def f(x):\n", "    return y\n")
+    cache = empty_cache(2, 2, 16)
+    result = generate_autoregressive(torch_forward(model), cache, tokenizer, "", 12, prompt_ids=prompt)
+
+    ids, expected, banned = list(prompt), [], banned_ids(tokenizer)
+    with torch.no_grad():
+        for _ in range(12):
+            logits, _, _ = model(torch.tensor([ids]), torch.arange(len(ids))[None], *model.empty_cache(1), causal_mask(1, 0, len(ids)))
+            scores = logits[0, -1].double()
+            scores[banned] = float("-inf")
+            token = int(scores.argmax())
+            if token == tokenizer.token_to_id("<|eos|>"):
+                break
+            expected.append(token)
+            ids.append(token)
+    assert result["blocks"][0]["ids"] == expected and len(expected) > 0
+    assert prompt[0] == tokenizer.token_to_id("<|fim_prefix|>") and prompt[-1] == tokenizer.token_to_id("<|fim_middle|>")

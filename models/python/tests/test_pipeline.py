@@ -51,9 +51,38 @@ def test_train_resumes_and_exports(tmp_path: Path):
     for name, entry in manifest["files"].items():
         assert hashlib.sha256((model_dir / name).read_bytes()).hexdigest() == entry["sha256"]
 
+    assert manifest["objective"] == "diffusion" and manifest["training"]["tokens"] == 4 * 2 * 32
+    assert manifest["graph"]["weights"] == "float32"
+
     # The GPU path: bf16 weight parts from step 2 export too.
     run("export.py", "--checkpoint", str(tmp_path / "weights"), "--out", str(model_dir), "--name", "test-tiny")
     assert json.loads((model_dir / "manifest.json").read_text())["training"]["steps"] == 2
+
+    # int8 weights: smaller, and golden.json holds what that graph computes (what the runtime must match).
+    float_bytes = (model_dir / "denoiser.onnx").stat().st_size
+    run("export.py", "--checkpoint", str(run_dir / "checkpoint.pt"), "--out", str(model_dir), "--name", "test-tiny", "--int8")
+    manifest = json.loads((model_dir / "manifest.json").read_text())
+    assert manifest["graph"]["weights"].startswith("int8") and (model_dir / "denoiser.onnx").stat().st_size < float_bytes
+    assert manifest["files"]["denoiser.onnx"]["sha256"] == hashlib.sha256((model_dir / "denoiser.onnx").read_bytes()).hexdigest()
+
+
+def test_the_autoregressive_twin_trains_and_exports_as_such(tmp_path: Path):
+    data = tmp_path / "data"
+    data.mkdir()
+    rng = np.random.default_rng(0)
+    for split in ("train", "validation"):
+        rng.integers(7, 8192, size=2000, dtype=np.uint16).tofile(data / f"{split}.bin")
+    run("train.py", "--data", str(data), "--run", str(tmp_path / "run"), "--steps", "2", "--objective", "ar", "--fim-rate", "0.5", *TINY)
+    model_dir = tmp_path / "model"
+    model_dir.mkdir()
+    shutil.copy(TOKENIZER, model_dir / "tokenizer.json")
+    run("export.py", "--checkpoint", str(tmp_path / "run" / "checkpoint.pt"), "--out", str(model_dir), "--name", "twin")
+    manifest = json.loads((model_dir / "manifest.json").read_text())
+    assert manifest["objective"] == "ar" and "autoregressive" in manifest["training"]["recipe"]
+    assert "fill-in-the-middle" in manifest["training"]["recipe"]
+    out = run("sample.py", "--onnx", str(model_dir / "denoiser.onnx"), "--prompt", "x = ", "--suffix", "\n", "--max-tokens", "3")
+    blocks = json.loads(out)["blocks"]
+    assert len(blocks) == 1 and blocks[0]["tokens"] <= blocks[0]["steps"] <= 3, "one token per forward"
 
 
 def test_weight_parts_round_trip(tmp_path: Path):
