@@ -142,3 +142,16 @@ def test_torchrun_data_parallel_with_two_processes_keeps_the_weights_identical(t
     assert [r["step"] for r in records] == [1, 2, 3], "only process 0 logs"
     assert all(r["world_size"] == 2 for r in records)
     assert records[-1]["stage"] == 2
+
+
+def test_loss_plot_is_a_png_of_every_run(tmp_path: Path):
+    from plot import plot
+
+    for name, stage2 in (("a", 30), ("b", None)):
+        (tmp_path / name).mkdir()
+        lines = [{"step": s, "loss": 5 - s / 100, "val_loss": 5.1 - s / 100, "stage": 2 if stage2 and s >= stage2 else 1}
+                 for s in range(1, 61)]
+        (tmp_path / name / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines) + '{"step": 61, "lo')
+    out = tmp_path / "loss.png"
+    plot([tmp_path / "a", tmp_path / "b"], out, tokens_per_step=4096)
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 10_000
