@@ -14,6 +14,8 @@ export const PROTOCOL_VERSION = 1;
 
 export const NodeGenerateRequest = z.object({
   prompt: z.string(),
+  /** Infilling: the text that follows the middle the model writes. */
+  suffix: z.string().optional(),
   max_tokens: z.number().int().min(1).max(4096),
   block_size: z.number().int().min(1).max(256).optional(),
   threshold: z.number().gt(0).max(1).optional(),

@@ -1,9 +1,11 @@
+import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { commitConfidentTokens, visibleText } from "./decode.ts";
 import type { DecodeEvent } from "./events.ts";
 import { loadModel, type Model, SHIPPED_MODEL_DIR } from "./index.ts";
 import type { Manifest } from "./manifest.ts";
 import { tokenPicker } from "./sampling.ts";
+import { TextTokenizer } from "./tokenizer.ts";
 
 const VOCAB = 16;
 const MASK = 3;
@@ -162,6 +164,20 @@ describe("decoding the shipped model", () => {
 
   it("refuses a request that overflows the context", async () => {
     await expect(collect({ prompt: "x", maxTokens: 5000 })).rejects.toThrow(/exceeds the context/);
+    const long = "y = 1\n".repeat(60);
+    await expect(collect({ prompt: "x", suffix: long, maxTokens: 100 })).rejects.toThrow(/and suffix/);
+  });
+
+  it("infills: the suffix is context and counts as prompt tokens (the markers do not)", async () => {
+    const prompt = "def area(r):\n";
+    const suffix = "    return 3.14 * r * r\n";
+    const tokenizer = await TextTokenizer.fromFile(join(SHIPPED_MODEL_DIR, "tokenizer.json"));
+    const plain = await collect({ prompt, maxTokens: 16 });
+    const infill = await collect({ prompt, suffix, maxTokens: 16 });
+    const promptTokens = (events: DecodeEvent[]) =>
+      (events[0] as Extract<DecodeEvent, { type: "start" }>).prompt_tokens;
+    expect(promptTokens(infill) - promptTokens(plain)).toBe(tokenizer.encode(suffix).length);
+    expect(infill.at(-1)).toMatchObject({ type: "done", usage: { prompt_tokens: promptTokens(infill) } });
   });
 });
 

@@ -17,6 +17,11 @@ import type { TextTokenizer } from "./tokenizer.ts";
 
 export interface DecodeOptions {
   prompt: string;
+  /**
+   * Infilling: write the middle between `prompt` and this, as the model was trained
+   * (`<|fim_prefix|> prompt <|fim_suffix|> suffix <|fim_middle|>`, the middle ends at `<|eos|>`).
+   */
+  suffix?: string;
   maxTokens: number;
   blockSize?: number;
   /** Commit masked tokens whose top probability is at least this; 1 means one token per step. */
@@ -47,10 +52,11 @@ export async function* decode(model: Decoder, options: DecodeOptions): AsyncGene
   const special = manifest.special_tokens;
   const blockSize = options.blockSize ?? manifest.block_sizes[0] ?? 32;
   const threshold = options.threshold ?? DEFAULT_THRESHOLD;
-  const promptIds = [special.bos, ...tokenizer.encode(options.prompt)];
+  const promptIds = promptTokens(model, options);
+  const markers = options.suffix === undefined ? 1 : 3; // <|bos|>, or the three infilling markers
   if (promptIds.length + options.maxTokens > manifest.context_length) {
     throw new DecodeInputError(
-      `prompt (${promptIds.length} tokens) plus max_tokens (${options.maxTokens}) exceeds the context of ${manifest.context_length} tokens`,
+      `prompt${options.suffix === undefined ? "" : " and suffix"} (${promptIds.length} tokens) plus max_tokens (${options.maxTokens}) exceeds the context of ${manifest.context_length} tokens`,
     );
   }
   const pick = tokenPicker(bannedTokenIds(manifest), options.sampling);
@@ -61,7 +67,12 @@ export async function* decode(model: Decoder, options: DecodeOptions): AsyncGene
     const text = tokenizer.decode([...before, ...prefix]);
     return stops.some((stop) => text.indexOf(stop, Math.max(0, shown - stop.length)) !== -1);
   };
-  yield { type: "start", model: manifest.name, prompt_tokens: promptIds.length - 1, block_size: blockSize };
+  yield {
+    type: "start",
+    model: manifest.name,
+    prompt_tokens: promptIds.length - markers,
+    block_size: blockSize,
+  };
 
   let forwardPasses = 0;
   let cache = KvCache.empty(manifest);
@@ -125,11 +136,22 @@ export async function* decode(model: Decoder, options: DecodeOptions): AsyncGene
     type: "done",
     finish_reason: finish,
     usage: {
-      prompt_tokens: promptIds.length - 1,
+      prompt_tokens: promptIds.length - markers,
       completion_tokens: generated.length,
       forward_passes: forwardPasses,
     },
   };
+}
+
+/** The context the model continues: `<|bos|> prompt`, or the infilling layout when a suffix is given. */
+function promptTokens({ manifest, tokenizer }: Decoder, options: DecodeOptions): number[] {
+  const special = manifest.special_tokens;
+  if (options.suffix === undefined) return [special.bos, ...tokenizer.encode(options.prompt)];
+  const { fim_prefix: prefix, fim_suffix: suffix, fim_middle: middle } = special;
+  if (prefix === undefined || suffix === undefined || middle === undefined) {
+    throw new DecodeInputError(`the model ${manifest.name} has no infilling tokens`);
+  }
+  return [prefix, ...tokenizer.encode(options.prompt), suffix, ...tokenizer.encode(options.suffix), middle];
 }
 
 /**

@@ -20,6 +20,11 @@ export interface Model {
 /** Loads `manifest.json`, verifies every file's sha256, and opens the graph and tokenizer. */
 export async function loadModel(modelDir: string): Promise<Model> {
   const manifest = await loadManifest(modelDir);
+  if (manifest.objective !== "diffusion") {
+    throw new Error(
+      `${manifest.name} is an autoregressive model; this runtime decodes block-diffusion models`,
+    );
+  }
   const tokenizer = await TextTokenizer.fromFile(join(modelDir, TOKENIZER_FILE));
   const session = await DenoiserSession.create(join(modelDir, manifest.graph.file), manifest);
   const decoder: Decoder = { manifest, session, tokenizer };

@@ -13,6 +13,8 @@ const TensorSpec = z.object({ type: z.string(), shape: z.array(z.string()) });
 export const ManifestSchema = z.object({
   schema_version: z.literal(1),
   name: z.string().min(1),
+  /** How the model decodes: "diffusion" (blocks of masks, denoised) or "ar" (the autoregressive twin). */
+  objective: z.enum(["diffusion", "ar"]).default("diffusion"),
   architecture: z.object({
     vocab_size: z.number().int().positive(),
     d_model: z.number().int().positive(),

@@ -12,7 +12,13 @@ import { loadModel, type Model, SHIPPED_MODEL_DIR } from "./index.ts";
 
 const root = fileURLToPath(new URL("../../", import.meta.url));
 
-function pythonSample(prompt: string, maxTokens: number, blockSize: number, threshold: number) {
+function pythonSample(
+  prompt: string,
+  maxTokens: number,
+  blockSize: number,
+  threshold: number,
+  suffix?: string,
+) {
   const out = execFileSync(
     venvPython(),
     [
@@ -27,6 +33,7 @@ function pythonSample(prompt: string, maxTokens: number, blockSize: number, thre
       String(blockSize),
       "--threshold",
       String(threshold),
+      ...(suffix === undefined ? [] : ["--suffix", suffix]),
     ],
     { encoding: "utf8" },
   );
@@ -41,20 +48,24 @@ describe("greedy decoding matches the Python reference sampler", () => {
   afterAll(() => model.close());
 
   it.each([
-    ["def add(a, b):\n", 40, 16, 0.9],
-    ["import os\n\n\nclass Config:\n", 48, 32, 0.5],
-    ["x = ", 12, 4, 1],
-  ])("for %j (max %i, block %i, τ %f)", async (prompt, maxTokens, blockSize, threshold) => {
-    const blocks: { tokens: number; steps: number }[] = [];
-    let text = "";
-    for await (const event of model.generate({ prompt, maxTokens, blockSize, threshold })) {
-      if (event.type === "block") {
-        blocks.push({ tokens: event.tokens, steps: event.steps });
-        text += event.text;
+    ["def add(a, b):\n", 40, 16, 0.9, undefined],
+    ["import os\n\n\nclass Config:\n", 48, 32, 0.5, undefined],
+    ["x = ", 12, 4, 1, undefined],
+    ["def area(r):\n", 24, 16, 0.9, "    return result\n"], // infilling
+  ])(
+    "for %j (max %i, block %i, τ %f, suffix %j)",
+    async (prompt, maxTokens, blockSize, threshold, suffix) => {
+      const blocks: { tokens: number; steps: number }[] = [];
+      let text = "";
+      for await (const event of model.generate({ prompt, suffix, maxTokens, blockSize, threshold })) {
+        if (event.type === "block") {
+          blocks.push({ tokens: event.tokens, steps: event.steps });
+          text += event.text;
+        }
       }
-    }
-    const reference = pythonSample(prompt, maxTokens, blockSize, threshold);
-    expect(text).toBe(reference.text);
-    expect(blocks).toEqual(reference.blocks.map(({ tokens, steps }) => ({ tokens, steps })));
-  });
+      const reference = pythonSample(prompt, maxTokens, blockSize, threshold, suffix);
+      expect(text).toBe(reference.text);
+      expect(blocks).toEqual(reference.blocks.map(({ tokens, steps }) => ({ tokens, steps })));
+    },
+  );
 });

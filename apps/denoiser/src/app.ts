@@ -46,6 +46,7 @@ export function createDenoiserApp({ model, secret, log = console.error }: Denois
       c.req.raw.signal.addEventListener("abort", () => cancel.abort(), { once: true });
       const events = model.generate({
         prompt: request.prompt,
+        suffix: request.suffix,
         maxTokens: request.max_tokens,
         blockSize: request.block_size,
         threshold: request.threshold,

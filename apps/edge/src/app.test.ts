@@ -151,12 +151,19 @@ describe("POST /v1/completions", () => {
     expect(chunks.every((c) => c.usage === undefined && c.choices.length === 1)).toBe(true);
   });
 
-  it("answers 400 for suffix until infilling exists", async () => {
-    const response = await post("/v1/completions", { model: env.MODEL_ID, prompt: "x", suffix: "y" });
-    expect(response.status).toBe(400);
-    expect(await response.json()).toMatchObject({
-      error: { code: "unsupported_parameter", param: "suffix" },
-    });
+  it("infills between prompt and suffix: the node sees both", async () => {
+    const ask = async (suffix?: string) => {
+      const response = await post("/v1/completions", {
+        model: env.MODEL_ID,
+        prompt: "def area(r):\n",
+        suffix,
+        max_tokens: 8,
+      });
+      expect(response.status).toBe(200);
+      return (await response.json()) as { usage: { prompt_tokens: number } };
+    };
+    const [plain, infill] = await Promise.all([ask(), ask("    return result\n")]);
+    expect(infill.usage.prompt_tokens).toBeGreaterThan(plain.usage.prompt_tokens + 2);
   });
 
   it.each([

@@ -61,15 +61,14 @@ export const completions = new Hono<{ Bindings: Env }>().post("/", jsonBody(Comp
   if (body.model !== c.env.MODEL_ID) {
     throw new ApiError(404, "model_not_found", `The model '${body.model}' does not exist.`, "model");
   }
-  if (body.suffix) {
-    throw new ApiError(400, "unsupported_parameter", "suffix (infilling) is not supported yet.", "suffix");
-  }
   // A streaming client that leaves cancels the node's work (onAbort below). A non-streamed
   // request runs to its end: under wrangler dev, workerd does not tell the worker that such a
   // client left (not even with the `enable_request_signal` flag); max_tokens bounds the waste.
   const cancel = new AbortController();
   const request = {
     prompt: body.prompt,
+    // OpenAI treats an empty suffix as none; so does Sprout (infilling needs text after the middle).
+    suffix: body.suffix || undefined,
     max_tokens: body.max_tokens,
     block_size: body.block_size,
     threshold: body.threshold,
