@@ -89,9 +89,10 @@ def fim_windows(windows: np.ndarray, rate: float, rng: np.random.Generator) -> n
 
 
 def edit_corrupt(noisy: np.ndarray, t_block: np.ndarray, block_size: int, rng: np.random.Generator,
-                 alpha_max: float = 0.1) -> np.ndarray:
+                 alpha_max: float = 0.1, row_rate: float = 1.0) -> np.ndarray:
     """Stage 2's edit corruption of the noisy copy, block by block: ⌊L·α_t⌋ edits with
-    α_t = alpha_max·t (so α_t ≤ 0.1), each a substitution, an insertion or a deletion of a token.
+    α_t = alpha_max·t (so α_t ≤ 0.1), each a substitution, an insertion or a deletion of a token,
+    in a share `row_rate` of the rows (the others stay plain masked diffusion: a mixture).
 
     Substituted and inserted tokens are drawn from the batch itself (plausible tokens, not rare
     ids that are trivial to spot). An insertion pushes the block's last token out; a deletion
@@ -100,7 +101,7 @@ def edit_corrupt(noisy: np.ndarray, t_block: np.ndarray, block_size: int, rng: n
     """
     out = noisy.copy()
     pool = noisy[noisy != MASK_ID]
-    for row in range(out.shape[0]):
+    for row in np.flatnonzero(rng.random(out.shape[0]) < row_rate):
         for index, start in enumerate(range(0, out.shape[1], block_size)):
             block = list(out[row, start : start + block_size])
             for _ in range(int(len(block) * alpha_max * t_block[row, index])):
@@ -119,11 +120,11 @@ def edit_corrupt(noisy: np.ndarray, t_block: np.ndarray, block_size: int, rng: n
 
 
 def diffusion_loss(model: Denoiser, clean: torch.Tensor, block_size: int, generator: torch.Generator, t_min: float = 0.02,
-                   edit_rng: np.random.Generator | None = None):
+                   edit_rng: np.random.Generator | None = None, edit_rows: float = 1.0):
     """Masked-diffusion ELBO for one batch of clean windows [batch, length].
 
-    With `edit_rng` (stage 2), the visible tokens of the noisy copy are also edited
-    (`edit_corrupt`) and every visible position is trained to give its clean token as well:
+    With `edit_rng` (stage 2), the visible tokens of a share `edit_rows` of the noisy rows are also
+    edited (`edit_corrupt`) and every visible position is trained to give its clean token as well:
     loss = (Σ_masked nll/t + Σ_visible nll) / (batch·length).
     """
     batch, length = clean.shape
@@ -134,7 +135,7 @@ def diffusion_loss(model: Denoiser, clean: torch.Tensor, block_size: int, genera
     masked = torch.rand(batch, length, generator=generator, device=device) < t
     noisy = torch.where(masked, torch.full_like(clean, MASK_ID), clean)
     if edit_rng is not None:
-        edited = edit_corrupt(noisy.cpu().numpy(), t_block.cpu().numpy(), block_size, edit_rng)
+        edited = edit_corrupt(noisy.cpu().numpy(), t_block.cpu().numpy(), block_size, edit_rng, row_rate=edit_rows)
         noisy = torch.from_numpy(edited).to(device)
         masked = noisy == MASK_ID
 
@@ -180,7 +181,7 @@ def batch_loss(model: Denoiser, clean: torch.Tensor, block_size: int, generator:
                edit_rng: np.random.Generator | None = None):
     if args.objective == "ar":
         return autoregressive_loss(model, clean)
-    return diffusion_loss(model, clean, block_size, generator, args.t_min, edit_rng)
+    return diffusion_loss(model, clean, block_size, generator, args.t_min, edit_rng, args.edit_rows)
 
 
 @torch.no_grad()
@@ -210,6 +211,8 @@ def main() -> None:
     parser.add_argument("--fim-rate", type=float, default=0.0, help="share of windows in fill-in-the-middle order")
     parser.add_argument("--stage2-from", type=int, default=None,
                         help="from this step on, stage 2: edit corruption of visible tokens (diffusion only)")
+    parser.add_argument("--edit-rows", type=float, default=0.5,
+                        help="stage 2: share of sequences whose visible tokens are edited (the rest: masking only)")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="CPU threads for torch")
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--length", type=int, default=256)

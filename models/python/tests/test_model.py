@@ -98,6 +98,7 @@ def test_edit_corruption_edits_visible_tokens_within_each_block_only():
     assert (none == noisy).all()
     edited = edit_corrupt(noisy, np.ones((2, 4)), 8, rng, alpha_max=0.25)  # 2 edits per block
     assert edited.shape == noisy.shape and (edited != noisy).any()
+    assert (edit_corrupt(noisy, np.ones((2, 4)), 8, rng, alpha_max=0.25, row_rate=0.0) == noisy).all(), "a mixture: rows left alone"
     def distance(a, b):  # Levenshtein
         row = list(range(len(b) + 1))
         for i, x in enumerate(a, 1):
