@@ -1044,6 +1044,35 @@ def table_rows(results: dict) -> list[tuple[str, str]]:
     ]
 
 
+def summary(results: dict) -> dict:
+    """The headline figures of one model, for its manifest."""
+    f, inj, q = results["infilling"], results["repair"]["injected"], results["repair"]["quixbugs"]
+    return {
+        "objective": results["model"]["objective"],
+        "mbpp_pass_at_1": results["mbpp"]["pass_at_1"], "mbpp_tasks": results["mbpp"]["total"],
+        "mbpp_syntax_valid_rate": results["mbpp"]["syntax_valid_rate"],
+        "continuation_syntax_valid_rate": results["continuation"]["syntax_valid_rate"],
+        "infill_single_line_exact": f["single_line"]["exact_match_rate"],
+        "infill_multi_line_exact": f["multi_line"]["exact_match_rate"],
+        "infill_mbpp_line_pass_rate": f["mbpp_line"]["pass_rate"],
+        "repair_restored_rate": inj["restored_rate"], "repair_false_edit_rate": inj["false_edit_rate"],
+        "quixbugs_repaired_rate": None if q is None else q["repaired_rate"],
+        "validation_bits_per_byte": results["validation"]["exact"]["bits_per_byte"],
+        "validation_measure": "NLL" if results["model"]["objective"] == "ar" else "ELBO (upper bound on NLL)",
+        "tokens_per_step": results["decoding"]["all"].get("tokens_per_step"),
+    }
+
+
+def record_in_manifests(all_results: list[dict]) -> None:
+    """Every evaluated model's manifest gets the headline figures of all of them, side by side."""
+    figures = {results["model"]["name"]: summary(results) for results in all_results}
+    for results in all_results:
+        path = Path(results["model"]["directory"]) / "manifest.json"
+        manifest = json.loads(path.read_text())
+        manifest["evaluation"] = {"harness": "models/python/evaluate.py", "settings": results["settings"], "models": figures}
+        path.write_text(json.dumps(manifest, indent=2) + "\n")
+
+
 def format_table(all_results: list[dict]) -> str:
     """One column per model, side by side."""
     columns = [dict(table_rows(results)) for results in all_results]
@@ -1085,6 +1114,7 @@ def main() -> None:
     parser.add_argument("--repair-threshold", type=float, default=0.5)
     parser.add_argument("--out", type=Path, default=None, help="write the full results as JSON here (a list with several models)")
     parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    parser.add_argument("--record", action="store_true", help="write the headline figures into each model's manifest.json")
     args = parser.parse_args()
     settings = Settings(threshold=args.threshold, block_size=args.block_size, max_tokens=args.max_tokens,
                         limit=args.limit, continuation_files=args.continuation_files, val_windows=args.val_windows,
@@ -1093,6 +1123,8 @@ def main() -> None:
     log = (lambda message: None) if args.quiet else (lambda message: print(message, file=sys.stderr, flush=True))
     all_results = [evaluate(model, settings, args.mbpp, args.data, log) for model in args.model]
     print(format_table(all_results))
+    if args.record:
+        record_in_manifests(all_results)
     if args.out:
         args.out.write_text(json.dumps(all_results[0] if len(all_results) == 1 else all_results, indent=2) + "\n")
         print(f"wrote {args.out}")

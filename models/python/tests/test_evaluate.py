@@ -1,6 +1,7 @@
 """evaluate.py: the sandbox holds, MBPP is read and prompted as documented, the truncation rule
 cuts where it should, and a tiny run on the shipped model returns every metric."""
 
+import json
 import math
 import os
 import resource
@@ -211,7 +212,7 @@ def test_repair_replaces_only_confident_disagreements():
 
 
 @mbpp_missing
-def test_tiny_end_to_end_run_on_the_shipped_model():
+def test_tiny_end_to_end_run_on_the_shipped_model(tmp_path: Path):
     settings = evaluate.Settings(limit=2, max_tokens=16, continuation_files=1, val_windows=2, val_draws=1, val_length=64,
                                  infill_cases=1, repair_cases=2, quixbugs_limit=2)
     results = evaluate.evaluate(MODEL_DIR, settings)
@@ -244,3 +245,9 @@ def test_tiny_end_to_end_run_on_the_shipped_model():
     assert results["wall_time_s"]["total"] > 0
     table = evaluate.format_table([results, results])
     assert "MBPP pass@1" in table and table.count(model["name"]) == 2, "one column per model"
+
+    (tmp_path / "manifest.json").write_text((MODEL_DIR / "manifest.json").read_text())
+    evaluate.record_in_manifests([{**results, "model": {**model, "directory": str(tmp_path)}}])
+    recorded = json.loads((tmp_path / "manifest.json").read_text())
+    assert recorded["evaluation"]["models"][model["name"]]["mbpp_tasks"] == 2
+    assert recorded["files"] == json.loads((MODEL_DIR / "manifest.json").read_text())["files"], "the rest is kept"
