@@ -76,11 +76,24 @@ Metrics
    the NLL (a Monte-Carlo estimate of it: see sem_over_windows); the first block of each window
    has no context, as in training.
 
-4. Continuation of held-out code: `--continuation-files` files of corpus.iter_files("validation"),
+4. Continuation of held-out code (`held_out_files`: the built corpus's test split when present):
+   `--continuation-files` files of it,
    chosen with the seed. Each is cut at a random line boundary where the file's text so far parses
    and the next line is not blank; the prompt is the longest run of whole lines ending at the cut
    that fits the context together with `--max-tokens`. Reported: syntax validity (2) and exact
    match of the first generated line against the true next line (trailing whitespace ignored).
+
+5. Infilling (`evaluate_infilling`): single lines and runs of 2-4 lines cut out of held-out
+   files, written between their prefix and suffix (exact match), and the middle body line of
+   MBPP reference solutions (the filled program run on the task's tests). The model gets the
+   fill-in-the-middle prompt both models were trained on and writes until its end token.
+
+6. Repair (`evaluate_repair`): blocks of held-out code with 1-2 injected edits (substitution,
+   insertion, deletion), repaired in place by the position-wise rule of `repair`; and QuixBugs'
+   40 one-line bugs, repaired block by block and run on their tests.
+
+Several `--model`s are evaluated one after another and printed side by side (the denoiser and
+its autoregressive twin: the twin decodes one token per forward, its loss is its exact NLL).
 
 Decoding statistics (all generations): tokens per denoising step (committed tokens / denoising
 forwards), forward passes per generation (prefill + denoising steps + cache commits, counted by
@@ -129,6 +142,24 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 EVAL_DIR = Path(os.environ.get("SPROUT_EVAL_DIR", Path(__file__).resolve().parents[3] / "shared" / "eval"))
 MBPP_PATH = EVAL_DIR / "mbpp" / "mbpp.jsonl"
 QUIXBUGS_PATH = EVAL_DIR / "quixbugs" / "quixbugs_python.jsonl"
+CORPUS_TEST = REPO_ROOT / "data" / "corpus" / "test.jsonl"  # build_corpus.py's test split, when built here
+
+
+@functools.cache
+def held_out_files() -> tuple[list[tuple[str, str]], str]:
+    """(files, description) of code no training phase saw, for continuation, infilling and repair.
+
+    The built corpus's test split without its standard-library files (the first training phase
+    read the standard library through corpus.py, whose split differs). Without a built corpus
+    (CI), corpus.py's validation split of the standard library, which is held out of that phase
+    but may overlap the built corpus's training split: said in the results."""
+    if CORPUS_TEST.exists():
+        records = (json.loads(line) for line in CORPUS_TEST.read_text().splitlines() if line.strip())
+        files = [(f"{r['source'].split('==')[0]}/{r['path']}", r["text"]) for r in records
+                 if not r["source"].startswith("cpython-stdlib")]
+        return files, f"{CORPUS_TEST.relative_to(REPO_ROOT)} without the standard library ({len(files)} files)"
+    files = list(corpus.iter_files("validation"))
+    return files, f"corpus.py's standard-library validation split ({len(files)} files; may overlap the built corpus's train split)"
 MBPP_TEST_IDS = range(11, 511)  # the dataset's README: task ids 11-510 are the test split
 T_MIN = 0.02  # train.py's diffusion_loss default
 
@@ -717,7 +748,7 @@ def first_line_matches(completion: str, next_line: str) -> bool:
 
 def evaluate_continuation(model: Model, settings: Settings, log: Callable[[str], None]) -> tuple[dict, list[Generation]]:
     rng = np.random.default_rng(settings.seed)
-    files = list(corpus.iter_files("validation"))
+    files = held_out_files()[0]
     chosen = sorted(rng.choice(len(files), size=min(settings.continuation_files, len(files)), replace=False))
     budget = model.context_length - 1 - settings.max_tokens
     records, generations = [], []
@@ -787,7 +818,7 @@ def evaluate_infilling(model: Model, settings: Settings, tasks: list[dict], log:
     split: exact match), and single-line infilling of MBPP reference solutions (pass rate of the
     filled program on the task's tests). Prefix: up to 120 tokens of whole lines; suffix: up to 64."""
     rng = np.random.default_rng(settings.seed + 1)
-    files = list(corpus.iter_files("validation"))
+    files = held_out_files()[0]
     records, generations = [], []
     for kind, span in (("single_line", (1, 1)), ("multi_line", (2, 4))):
         for index in rng.choice(len(files), size=min(settings.infill_cases, len(files)), replace=False):
@@ -895,7 +926,7 @@ def evaluate_repair(model: Model, settings: Settings, log: Callable[[str], None]
     same procedure changes an unedited block (false edits). QuixBugs: each buggy program is
     repaired block by block (the repaired text is the next block's context) and run on its tests."""
     rng = np.random.default_rng(settings.seed + 2)
-    files = list(corpus.iter_files("validation"))
+    files = held_out_files()[0]
     bos = model.manifest["special_tokens"]["bos"]
     block_size, threshold = settings.block_size, settings.repair_threshold
     cases = []
@@ -999,6 +1030,7 @@ def evaluate(model_dir: Path, settings: Settings, mbpp_path: Path = MBPP_PATH, d
             "wall_timeout_s": limits.timeout_s, "cpu_s": limits.cpu_s,
             "memory_bytes": limits.memory_bytes, "file_bytes": limits.file_bytes,
         },
+        "held_out_code": held_out_files()[1],
         "mbpp": mbpp,
         "continuation": continuation,
         "infilling": infilling,
