@@ -302,6 +302,7 @@ def main() -> None:
     progress = tqdm(total=args.steps, initial=step, unit="step", dynamic_ncols=True) if tqdm and rank == 0 else None
     tokens_seen, started = 0, time.time()
     last_step = min(args.steps, args.stop_at or args.steps)
+
     def keep_going() -> bool:
         go = step < last_step and time.time() < deadline
         if world > 1:  # every process stops at the same step, or the others would wait forever
@@ -318,7 +319,7 @@ def main() -> None:
         clean = sample_windows(train_tokens, args.batch, args.length, np_rng)
         # FIM and edits draw from their own generator, keyed by step: the windows (np_rng) stay
         # the same whatever the recipe, so the twin and the denoiser see identical data.
-        recipe_rng = np.random.default_rng([args.seed, step])
+        recipe_rng = np.random.default_rng([args.seed, step, rank] if rank else [args.seed, step])
         if args.fim_rate > 0:
             clean = torch.from_numpy(fim_windows(clean.numpy(), args.fim_rate, recipe_rng))
         stage2 = args.objective == "diffusion" and args.stage2_from is not None and step >= args.stage2_from
