@@ -135,7 +135,7 @@ from tokenizers import Tokenizer
 
 import corpus
 from model import training_mask
-from sample import empty_cache, fim_prompt_ids, generate, generate_autoregressive, onnx_forward, position_predictions
+from sample import empty_cache, generate, generate_autoregressive, onnx_forward, position_predictions
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 # The evaluation sets sit in shared/ beside the checkout (SPROUT_EVAL_DIR overrides).
@@ -282,14 +282,13 @@ class Generation:
         return self.tokens < self.budget  # generate() stops early only at <|eos|>
 
 
-def run_generation(model: Model, prompt: str, max_tokens: int, settings: Settings,
-                   prompt_ids: list[int] | None = None) -> Generation:
+def run_generation(model: Model, prompt: str, max_tokens: int, settings: Settings, suffix: str | None = None) -> Generation:
     before = model.forward.calls
     if model.objective == "ar":
-        result = generate_autoregressive(model.forward, model.empty_cache(), model.tokenizer, prompt, max_tokens, prompt_ids)
+        result = generate_autoregressive(model.forward, model.empty_cache(), model.tokenizer, prompt, max_tokens, suffix)
     else:
         result = generate(model.forward, model.empty_cache(), model.tokenizer, prompt, max_tokens,
-                          settings.block_size, settings.threshold, prompt_ids)
+                          settings.block_size, settings.threshold, suffix)
     blocks = result["blocks"]
     return Generation(
         text=result["text"],
@@ -810,7 +809,7 @@ def middle_matches(completion: str, middle: str) -> bool:
 
 
 def run_infill(model: Model, prefix: str, suffix: str, max_tokens: int, settings: Settings) -> Generation:
-    return run_generation(model, "", max_tokens, settings, prompt_ids=fim_prompt_ids(model.tokenizer, prefix, suffix))
+    return run_generation(model, prefix, max_tokens, settings, suffix=suffix)
 
 
 def evaluate_infilling(model: Model, settings: Settings, tasks: list[dict], log: Callable[[str], None]) -> tuple[dict, list[Generation]]:

@@ -10,7 +10,8 @@ settled as end tokens. A finished block is run once more, causally, to extend th
 TypeScript runtime fuses that into the next block's first step: the same computation, equal up
 to float rounding, one forward fewer per block). It must produce the same tokens (models/src/reference.test.ts checks it).
 
-Also here, for evaluation: `fim_prompt_ids` (the infilling prompt both models were trained on),
+The prompt is token-healed (`encode_prompt`: its last token is given back and the first generated
+token must begin with its text), and a `suffix` asks for infilling. Also here, for evaluation:
 `generate_autoregressive` (the twin: one token per forward against the cache) and
 `position_predictions` (what a model says belongs at each position of a visible block: the
 repair probe).
@@ -19,7 +20,9 @@ repair probe).
 from __future__ import annotations
 
 import argparse
+import functools
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -77,21 +80,57 @@ def banned_ids(tokenizer: Tokenizer) -> torch.Tensor:
     return torch.tensor([i for name, i in ids.items() if name != "eos"])
 
 
-def fim_prompt_ids(tokenizer: Tokenizer, prefix: str, suffix: str) -> list[int]:
-    """`<|fim_prefix|> prefix <|fim_suffix|> suffix <|fim_middle|>`: the model writes the middle, then `<|eos|>`."""
+@dataclass
+class Prompt:
+    """What the model is given: token ids, and the healed text its first token must begin with."""
+
+    ids: list[int]
+    healed: str = ""
+
+
+def encode_prompt(tokenizer: Tokenizer, prompt: str, suffix: str | None = None) -> Prompt:
+    """`<|bos|> prompt`, or for infilling `<|fim_prefix|> prompt <|fim_suffix|> suffix <|fim_middle|>`
+    (the model writes the middle, then `<|eos|>`), with **token healing**: the prompt's last token
+    is taken back and the first generated token must begin with its text.
+
+    Why: BPE merges across the point where a prompt ends. In training text "):\n    return" is
+    `):` `\n   ` ` return`, so a prompt ending in a lone `\n` token is a boundary the model has
+    only seen before unindented lines (comments, decorators), and it writes those. Letting the
+    model choose the token that covers the boundary (`\n   `) puts it back on familiar ground.
+    """
     ids = special_ids(tokenizer)
     encode = lambda text: tokenizer.encode(text, add_special_tokens=False).ids  # noqa: E731
-    return [ids["fim_prefix"], *encode(prefix), ids["fim_suffix"], *encode(suffix), ids["fim_middle"]]
+    head = encode(prompt)
+    healed = tokenizer.decode(head[-1:], skip_special_tokens=False)
+    if suffix is None:
+        return Prompt([ids["bos"], *head[:-1]], healed)
+    return Prompt([ids["fim_prefix"], *head[:-1], ids["fim_suffix"], *encode(suffix), ids["fim_middle"]], healed)
+
+
+@functools.cache
+def _token_texts(tokenizer_json: str) -> tuple[str, ...]:
+    tokenizer = Tokenizer.from_str(tokenizer_json)
+    return tuple(tokenizer.decode([i], skip_special_tokens=False) for i in range(tokenizer.get_vocab_size()))
+
+
+def first_token_ban(tokenizer: Tokenizer, healed: str) -> torch.Tensor:
+    """Bool [vocab]: what the first generated token may not be (specials, and any token whose text
+    does not begin with the healed text)."""
+    texts = _token_texts(tokenizer.to_str())
+    ban = torch.tensor([not text.startswith(healed) for text in texts])
+    ban[list(special_ids(tokenizer).values())] = True
+    return ban
 
 
 def generate(forward, cache, tokenizer: Tokenizer, prompt: str, max_tokens: int, block_size: int, threshold: float,
-             prompt_ids: list[int] | None = None):
+             suffix: str | None = None):
     ids = special_ids(tokenizer)
-    bos, eos, mask = ids["bos"], ids["eos"], ids["mask"]
+    eos, mask = ids["eos"], ids["mask"]
     banned = banned_ids(tokenizer)
+    given = encode_prompt(tokenizer, prompt, suffix)
+    first_ban = first_token_ban(tokenizer, given.healed) if given.healed else None
 
-    prompt_ids = prompt_ids or [bos, *tokenizer.encode(prompt, add_special_tokens=False).ids]
-    _, k, v = forward(prompt_ids, *cache, causal=True)
+    _, k, v = forward(given.ids, *cache, causal=True)
     generated, blocks = [], []
     while len(generated) < max_tokens:
         block = [mask] * min(block_size, max_tokens - len(generated))
@@ -101,6 +140,8 @@ def generate(forward, cache, tokenizer: Tokenizer, prompt: str, max_tokens: int,
             steps += 1
             logits = logits[0].double()
             logits[:, banned] = float("-inf")
+            if first_ban is not None and not generated:
+                logits[0, first_ban] = float("-inf")
             confidence, token = logits.softmax(-1).max(-1)
             masked = [i for i, t in enumerate(block) if t == mask]
             chosen = [i for i in masked if threshold < 1 and confidence[i] >= threshold]
@@ -118,21 +159,24 @@ def generate(forward, cache, tokenizer: Tokenizer, prompt: str, max_tokens: int,
         if len(generated) < max_tokens:
             _, new_k, new_v = forward(block, k, v, causal=True)
             k, v = torch.cat([k, new_k], dim=3), torch.cat([v, new_v], dim=3)
-    return {"text": tokenizer.decode(generated, skip_special_tokens=False), "blocks": blocks}
+    return {"text": tokenizer.decode(generated, skip_special_tokens=False)[len(given.healed):], "blocks": blocks}
 
 
 def generate_autoregressive(forward, cache, tokenizer: Tokenizer, prompt: str, max_tokens: int,
-                            prompt_ids: list[int] | None = None):
+                            suffix: str | None = None):
     """Greedy next-token decoding of the autoregressive twin, one forward per token with the cache.
     Returns generate()'s shape: one block whose steps are the forwards that chose a token."""
     ids = special_ids(tokenizer)
     banned = banned_ids(tokenizer)
-    prompt_ids = prompt_ids or [ids["bos"], *tokenizer.encode(prompt, add_special_tokens=False).ids]
-    logits, k, v = forward(prompt_ids, *cache, causal=True)
+    given = encode_prompt(tokenizer, prompt, suffix)
+    first_ban = first_token_ban(tokenizer, given.healed) if given.healed else None
+    logits, k, v = forward(given.ids, *cache, causal=True)
     generated, steps = [], 0
     while len(generated) < max_tokens:
         scores = logits[0, -1].double()
         scores[banned] = float("-inf")
+        if first_ban is not None and not generated:
+            scores[first_ban] = float("-inf")
         token = int(scores.argmax())
         steps += 1
         if token == ids["eos"]:
@@ -141,7 +185,7 @@ def generate_autoregressive(forward, cache, tokenizer: Tokenizer, prompt: str, m
         if len(generated) < max_tokens:
             logits, new_k, new_v = forward([token], k, v, causal=True)
             k, v = torch.cat([k, new_k], dim=3), torch.cat([v, new_v], dim=3)
-    return {"text": tokenizer.decode(generated, skip_special_tokens=False),
+    return {"text": tokenizer.decode(generated, skip_special_tokens=False)[len(given.healed):],
             "blocks": [{"tokens": len(generated), "steps": steps, "ids": generated}]}
 
 
@@ -184,11 +228,10 @@ def main() -> None:
         forward = torch_forward(model)
     cache = empty_cache(arch["n_layers"], arch["n_heads"], arch["head_dim"])
     tokenizer = Tokenizer.from_file(str(args.tokenizer))
-    prompt_ids = None if args.suffix is None else fim_prompt_ids(tokenizer, args.prompt, args.suffix)
     if objective == "ar":
-        result = generate_autoregressive(forward, cache, tokenizer, args.prompt, args.max_tokens, prompt_ids)
+        result = generate_autoregressive(forward, cache, tokenizer, args.prompt, args.max_tokens, args.suffix)
     else:
-        result = generate(forward, cache, tokenizer, args.prompt, args.max_tokens, args.block_size, args.threshold, prompt_ids)
+        result = generate(forward, cache, tokenizer, args.prompt, args.max_tokens, args.block_size, args.threshold, args.suffix)
     print(json.dumps(result))
 
 

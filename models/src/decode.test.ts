@@ -58,6 +58,18 @@ describe("commitConfidentTokens", () => {
     expect(block).toEqual([MASK, 6]);
   });
 
+  it("applies the first-token ban (token healing) at position 0 only", () => {
+    const block = [MASK, MASK];
+    const logits = logitsFor([
+      { token: 5, probability: 0.95 },
+      { token: 5, probability: 0.95 },
+    ]);
+    const firstBan = new Uint8Array(VOCAB).fill(1);
+    firstBan[6] = 0; // position 0 may only be token 6
+    commitConfidentTokens(block, logits, manifest, greedy, 0.01, firstBan);
+    expect(block).toEqual([6, 5]);
+  });
+
   it("never commits a banned control token", () => {
     const banned = new Uint8Array(VOCAB);
     banned[MASK] = 1;

@@ -52,8 +52,13 @@ export async function* decode(model: Decoder, options: DecodeOptions): AsyncGene
   const special = manifest.special_tokens;
   const blockSize = options.blockSize ?? manifest.block_sizes[0] ?? 32;
   const threshold = options.threshold ?? DEFAULT_THRESHOLD;
-  const promptIds = promptTokens(model, options);
-  const markers = options.suffix === undefined ? 1 : 3; // <|bos|>, or the three infilling markers
+  const { ids: promptIds, healed } = promptTokens(model, options);
+  const firstBan = healed === "" ? undefined : healingBan(model, healed);
+  /** The completion's text: the generated tokens' text after the healed part, which is prompt. */
+  const textOf = (ids: readonly number[]) => tokenizer.decode(ids).slice(healed.length);
+  // The prompt's own tokens: not <|bos|> or the three infilling markers; the healed token counts.
+  const promptTokenCount =
+    promptIds.length - (options.suffix === undefined ? 1 : 3) + (healed === "" ? 0 : 1);
   if (promptIds.length + options.maxTokens > manifest.context_length) {
     throw new DecodeInputError(
       `prompt${options.suffix === undefined ? "" : " and suffix"} (${promptIds.length} tokens) plus max_tokens (${options.maxTokens}) exceeds the context of ${manifest.context_length} tokens`,
@@ -64,13 +69,13 @@ export async function* decode(model: Decoder, options: DecodeOptions): AsyncGene
   /** Whether text before the block plus the block's committed prefix completes a stop sequence. */
   const stopsWithin = (before: readonly number[], prefix: readonly number[], shown: number): boolean => {
     if (prefix.length === 0 || prefix.includes(special.eos)) return false;
-    const text = tokenizer.decode([...before, ...prefix]);
+    const text = textOf([...before, ...prefix]);
     return stops.some((stop) => text.indexOf(stop, Math.max(0, shown - stop.length)) !== -1);
   };
   yield {
     type: "start",
     model: manifest.name,
-    prompt_tokens: promptIds.length - markers,
+    prompt_tokens: promptTokenCount,
     block_size: blockSize,
   };
 
@@ -99,7 +104,14 @@ export async function* decode(model: Decoder, options: DecodeOptions): AsyncGene
         cache = cache.append(newKey, newValue, uncached.length);
         uncached = [];
       }
-      const committed = commitConfidentTokens(block, blockLogits, manifest, pick, threshold);
+      const committed = commitConfidentTokens(
+        block,
+        blockLogits,
+        manifest,
+        pick,
+        threshold,
+        generated.length === 0 ? firstBan : undefined,
+      );
       const firstMask = block.indexOf(special.mask);
       if (
         firstMask > 0 &&
@@ -119,7 +131,7 @@ export async function* decode(model: Decoder, options: DecodeOptions): AsyncGene
     const kept = eosAt === -1 ? block : block.slice(0, eosAt);
     generated.push(...kept);
     const { text, final } = visibleText(
-      tokenizer.decode(generated),
+      textOf(generated),
       stops,
       eosAt !== -1,
       generated.length >= options.maxTokens,
@@ -136,22 +148,43 @@ export async function* decode(model: Decoder, options: DecodeOptions): AsyncGene
     type: "done",
     finish_reason: finish,
     usage: {
-      prompt_tokens: promptIds.length - markers,
+      prompt_tokens: promptTokenCount,
       completion_tokens: generated.length,
       forward_passes: forwardPasses,
     },
   };
 }
 
-/** The context the model continues: `<|bos|> prompt`, or the infilling layout when a suffix is given. */
-function promptTokens({ manifest, tokenizer }: Decoder, options: DecodeOptions): number[] {
+/**
+ * The context the model continues: `<|bos|> prompt`, or the infilling layout when a suffix is
+ * given, with token healing: the prompt's last token is given back (`healed`, its text) and the
+ * first generated token must begin with that text. BPE merges across the point where a prompt
+ * ends: in training, "):\n    return" is `):` `\n   ` ` return`, so a prompt that ends in a lone
+ * `\n` token sits on a boundary the model has only seen before unindented lines.
+ * models/python/sample.py's `encode_prompt` is the same.
+ */
+function promptTokens(
+  { manifest, tokenizer }: Decoder,
+  options: DecodeOptions,
+): { ids: number[]; healed: string } {
   const special = manifest.special_tokens;
-  if (options.suffix === undefined) return [special.bos, ...tokenizer.encode(options.prompt)];
+  const head = tokenizer.encode(options.prompt);
+  const healed = tokenizer.decode(head.slice(-1));
+  const kept = head.slice(0, -1);
+  if (options.suffix === undefined) return { ids: [special.bos, ...kept], healed };
   const { fim_prefix: prefix, fim_suffix: suffix, fim_middle: middle } = special;
   if (prefix === undefined || suffix === undefined || middle === undefined) {
     throw new DecodeInputError(`the model ${manifest.name} has no infilling tokens`);
   }
-  return [prefix, ...tokenizer.encode(options.prompt), suffix, ...tokenizer.encode(options.suffix), middle];
+  return { ids: [prefix, ...kept, suffix, ...tokenizer.encode(options.suffix), middle], healed };
+}
+
+/** Banned ids for the first generated token: special tokens, and any token not beginning with `healed`. */
+function healingBan({ manifest, tokenizer }: Decoder, healed: string): Uint8Array {
+  const texts = tokenizer.tokenTexts(manifest.architecture.vocab_size);
+  const ban = Uint8Array.from(texts, (text) => (text.startsWith(healed) ? 0 : 1));
+  for (const id of Object.values(manifest.special_tokens)) ban[id] = 1;
+  return ban;
 }
 
 /**
@@ -205,6 +238,8 @@ export function commitConfidentTokens(
   manifest: Manifest,
   pick: Pick,
   threshold: number,
+  /** Banned ids at position 0 instead of the picker's own (token healing's first token). */
+  firstBan?: Uint8Array,
 ): number {
   const vocab = manifest.architecture.vocab_size;
   const { mask, eos } = manifest.special_tokens;
@@ -212,7 +247,7 @@ export function commitConfidentTokens(
   for (let position = 0; position < block.length; position++) {
     if (block[position] !== mask) continue;
     const row = logits.subarray(position * vocab, (position + 1) * vocab);
-    candidates.push({ position, ...pick(row) });
+    candidates.push({ position, ...pick(row, position === 0 ? firstBan : undefined) });
   }
   // threshold ≥ 1 means one token per step (a probability can round to exactly 1.0).
   let chosen = threshold < 1 ? candidates.filter((c) => c.confidence >= threshold) : [];

@@ -12,7 +12,8 @@ export interface Choice {
   confidence: number;
 }
 
-export type Pick = (row: Float32Array) => Choice;
+/** Chooses a token from one position's logits; `banned` overrides the picker's own banned ids. */
+export type Pick = (row: Float32Array, banned?: Uint8Array) => Choice;
 
 export interface SamplingOptions {
   /** 0 (the default) is greedy. */
@@ -27,9 +28,9 @@ export function tokenPicker(
   banned: Uint8Array,
   { temperature = 0, topP = 1, seed }: SamplingOptions = {},
 ): Pick {
-  if (temperature <= 0) return (row) => greedy(row, banned);
+  if (temperature <= 0) return (row, override) => greedy(row, override ?? banned);
   const random = mulberry32(seed ?? Math.floor(Math.random() * 2 ** 32));
-  return (row) => sample(row, banned, temperature, topP, random);
+  return (row, override) => sample(row, override ?? banned, temperature, topP, random);
 }
 
 function greedy(row: Float32Array, banned: Uint8Array): Choice {

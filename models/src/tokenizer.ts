@@ -3,6 +3,8 @@ import { readFile } from "node:fs/promises";
 import { Tokenizer } from "@huggingface/tokenizers";
 
 export class TextTokenizer {
+  private texts: string[] | undefined;
+
   private constructor(private readonly tokenizer: Tokenizer) {}
 
   static async fromFile(path: string): Promise<TextTokenizer> {
@@ -12,6 +14,12 @@ export class TextTokenizer {
 
   encode(text: string): number[] {
     return this.tokenizer.encode(text, { add_special_tokens: false }).ids;
+  }
+
+  /** The text of each token id on its own (computed once). */
+  tokenTexts(vocabSize: number): readonly string[] {
+    this.texts ??= Array.from({ length: vocabSize }, (_, id) => this.decode([id]));
+    return this.texts;
   }
 
   decode(ids: readonly number[]): string {

@@ -121,25 +121,44 @@ def test_autoregressive_generation_with_the_cache_equals_greedy_recomputation():
     rerun the whole sequence causally for every token and take the argmax of the last position."""
     from tokenizers import Tokenizer
 
-    from sample import banned_ids, empty_cache, fim_prompt_ids, generate_autoregressive, torch_forward
+    from sample import banned_ids, empty_cache, encode_prompt, first_token_ban, generate_autoregressive, torch_forward
 
     tokenizer = Tokenizer.from_file(str(Path(__file__).resolve().parents[2] / "sprout-tiny" / "tokenizer.json"))
     torch.manual_seed(0)
     model = Denoiser(ModelConfig(vocab_size=tokenizer.get_vocab_size(), d_model=32, n_layers=2, n_heads=2, ffn_hidden=64)).eval()
-    prompt = fim_prompt_ids(tokenizer, "def f(x):\n", "    return y\n")
+    given = encode_prompt(tokenizer, "def f(x):\n", "    return y\n")
     cache = empty_cache(2, 2, 16)
-    result = generate_autoregressive(torch_forward(model), cache, tokenizer, "", 12, prompt_ids=prompt)
+    result = generate_autoregressive(torch_forward(model), cache, tokenizer, "def f(x):\n", 12, suffix="    return y\n")
 
-    ids, expected, banned = list(prompt), [], banned_ids(tokenizer)
+    ids, expected, banned = list(given.ids), [], banned_ids(tokenizer)
     with torch.no_grad():
         for _ in range(12):
             logits, _, _ = model(torch.tensor([ids]), torch.arange(len(ids))[None], *model.empty_cache(1), causal_mask(1, 0, len(ids)))
             scores = logits[0, -1].double()
             scores[banned] = float("-inf")
+            if not expected:  # token healing: the first token begins with the prompt's last token's text
+                scores[first_token_ban(tokenizer, given.healed)] = float("-inf")
             token = int(scores.argmax())
             if token == tokenizer.token_to_id("<|eos|>"):
                 break
             expected.append(token)
             ids.append(token)
     assert result["blocks"][0]["ids"] == expected and len(expected) > 0
-    assert prompt[0] == tokenizer.token_to_id("<|fim_prefix|>") and prompt[-1] == tokenizer.token_to_id("<|fim_middle|>")
+    assert tokenizer.decode(expected[:1]).startswith(given.healed) and given.healed == "\n"
+    assert result["text"] == tokenizer.decode(expected)[len(given.healed):]
+    assert given.ids[0] == tokenizer.token_to_id("<|fim_prefix|>") and given.ids[-1] == tokenizer.token_to_id("<|fim_middle|>")
+
+
+def test_token_healing_gives_back_the_last_prompt_token():
+    from tokenizers import Tokenizer
+
+    from sample import encode_prompt, first_token_ban
+
+    tokenizer = Tokenizer.from_file(str(Path(__file__).resolve().parents[2] / "sprout-tiny" / "tokenizer.json"))
+    given = encode_prompt(tokenizer, "def f(n):\n")
+    assert given.healed == "\n" and tokenizer.decode(given.ids[1:]) == "def f(n):"
+    allowed = [i for i, banned in enumerate(first_token_ban(tokenizer, given.healed).tolist()) if not banned]
+    assert tokenizer.encode("\n", add_special_tokens=False).ids[0] in allowed
+    assert tokenizer.encode("\n    return", add_special_tokens=False).ids[0] in allowed, "the token that spans the boundary"
+    assert all(tokenizer.decode([i]).startswith("\n") for i in allowed)
+    assert encode_prompt(tokenizer, "").ids == [tokenizer.token_to_id("<|bos|>")] and encode_prompt(tokenizer, "").healed == ""
