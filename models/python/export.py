@@ -115,17 +115,21 @@ def golden(model: Denoiser, tokenizer: Tokenizer, graph=None) -> dict:
     }
 
 
-def recipe(args: dict) -> str:
-    """What the training run did, in words, from the arguments its checkpoint kept."""
+def recipe(args: dict, records: list[dict]) -> str:
+    """What the training run did, in words, from the arguments its checkpoint kept (and its log,
+    which says where stage 2 really began when a run was resumed past --stage2-from)."""
     if args.get("objective") == "ar":
         text = "autoregressive twin: causal mask, next-token cross-entropy"
     else:
         text = "stage 1: absorbing-state masked diffusion, ELBO weighting, block sizes sampled per step"
         if args.get("stage2_from") is not None:
-            text += (f"; stage 2 from step {args['stage2_from']}: edit corruption of visible tokens (substitutions, "
-                     "insertions, deletions; floor(L*alpha_t) per block, alpha_t <= 0.1) with loss on every visible token")
+            first = next((r["step"] for r in records if r.get("stage") == 2), args["stage2_from"] + 1)
+            text += (f"; stage 2 from step {first}: edit corruption of visible tokens (substitutions, insertions, "
+                     f"deletions; floor(L*alpha_t) per block, alpha_t <= 0.1) on {args.get('edit_rows', 1):.0%} of sequences, "
+                     "loss on every visible token")
     if args.get("fim_rate"):
-        text += f"; fill-in-the-middle (PSM, middle ends with <|eos|>) on {args['fim_rate']:.0%} of windows"
+        first = next((f" from step {r['step']}" for r in records if r.get("fim_rate")), "")
+        text += f"; fill-in-the-middle (PSM, middle ends with <|eos|>) on {args['fim_rate']:.0%} of windows{first}"
     return text
 
 
@@ -220,7 +224,7 @@ def main() -> None:
             "max_abs_diff_vs_torch": worst,
         },
         "training": {
-            "recipe": recipe(state["args"]),
+            "recipe": recipe(state["args"], records),
             "steps": state["step"],
             "tokens": state["step"] * int(state["args"]["batch"]) * int(state["args"]["length"])
                       * max([r.get("world_size", 1) for r in records] or [1]),

@@ -342,6 +342,8 @@ def main() -> None:
         tokens_seen += clean.numel() * world
         record = {"step": step, "loss": round(loss.item(), 4), "masked_nll": round(masked_nll.item(), 4), "lr": lr, "stage": 2 if stage2 else 1,
                   "tokens_per_s": round(tokens_seen / (time.time() - started), 1)}
+        if args.fim_rate > 0:
+            record["fim_rate"] = args.fim_rate
         if world > 1:
             record["world_size"] = world
         if rank > 0:
