@@ -1,6 +1,6 @@
 """Exports a trained checkpoint to ONNX and writes the model manifest.
 
-    python models/python/export.py --checkpoint runs/tiny/checkpoint.pt --out models/sprout-tiny
+    python models/python/export.py --checkpoint runs/sprout/checkpoint.pt --out models/sprout-tiny
 
 Writes `denoiser.onnx` (one graph: logits plus the new tokens' keys/values, given a KV cache and
 an attention mask), `manifest.json` (the seam the TypeScript runtime reads: special ids, shapes,

@@ -1,6 +1,6 @@
 """Reference sampler: the decoding algorithm of models/src/decode.ts, in PyTorch, on one screen.
 
-    python models/python/sample.py --checkpoint runs/tiny/checkpoint.pt --prompt 'def add(a, b):\n'
+    python models/python/sample.py --checkpoint runs/sprout/checkpoint.pt --prompt 'def add(a, b):\n'
     python models/python/sample.py --onnx models/sprout-tiny/denoiser.onnx --prompt 'import os\n'
 
 Blocks in order; inside a block every step is one forward of the block against the cached

@@ -16,7 +16,7 @@ probability t.
   loss, one stream, same windows (the same seed draws the same windows whatever the objective),
   same FIM.
 
-    OMP_WAIT_POLICY=PASSIVE python models/python/train.py --data data/ --run runs/tiny --minutes 30
+    OMP_WAIT_POLICY=PASSIVE python models/python/train.py --data data/ --run runs/sprout --minutes 30
     OMP_WAIT_POLICY=PASSIVE torchrun --nproc_per_node 2 -- models/python/train.py ... --threads 1
 
 Resumable: a run directory holds `checkpoint.pt` (model, optimiser, step, RNG) and `log.jsonl`;
