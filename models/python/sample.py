@@ -20,7 +20,6 @@ repair probe).
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -107,16 +106,21 @@ def encode_prompt(tokenizer: Tokenizer, prompt: str, suffix: str | None = None) 
     return Prompt([ids["fim_prefix"], *head[:-1], ids["fim_suffix"], *encode(suffix), ids["fim_middle"]], healed)
 
 
-@functools.cache
-def _token_texts(tokenizer_json: str) -> tuple[str, ...]:
-    tokenizer = Tokenizer.from_str(tokenizer_json)
-    return tuple(tokenizer.decode([i], skip_special_tokens=False) for i in range(tokenizer.get_vocab_size()))
+_TOKEN_TEXTS: dict[int, tuple[Tokenizer, tuple[str, ...]]] = {}
+
+
+def _token_texts(tokenizer: Tokenizer) -> tuple[str, ...]:
+    """Each token id's text on its own, decoded once per tokenizer (kept alive with its texts)."""
+    if id(tokenizer) not in _TOKEN_TEXTS:
+        texts = tuple(tokenizer.decode([i], skip_special_tokens=False) for i in range(tokenizer.get_vocab_size()))
+        _TOKEN_TEXTS[id(tokenizer)] = (tokenizer, texts)
+    return _TOKEN_TEXTS[id(tokenizer)][1]
 
 
 def first_token_ban(tokenizer: Tokenizer, healed: str) -> torch.Tensor:
     """Bool [vocab]: what the first generated token may not be (specials, and any token whose text
     does not begin with the healed text)."""
-    texts = _token_texts(tokenizer.to_str())
+    texts = _token_texts(tokenizer)
     ban = torch.tensor([not text.startswith(healed) for text in texts])
     ban[list(special_ids(tokenizer).values())] = True
     return ban

@@ -89,6 +89,7 @@ def test_fim_windows_keep_every_token_in_prefix_suffix_middle_order():
 def test_edit_corruption_edits_visible_tokens_within_each_block_only():
     import numpy as np
 
+    from evaluate import token_distance
     from train import MASK_ID, edit_corrupt
 
     rng = np.random.default_rng(0)
@@ -99,21 +100,13 @@ def test_edit_corruption_edits_visible_tokens_within_each_block_only():
     edited = edit_corrupt(noisy, np.ones((2, 4)), 8, rng, alpha_max=0.25)  # 2 edits per block
     assert edited.shape == noisy.shape and (edited != noisy).any()
     assert (edit_corrupt(noisy, np.ones((2, 4)), 8, rng, alpha_max=0.25, row_rate=0.0) == noisy).all(), "a mixture: rows left alone"
-    def distance(a, b):  # Levenshtein
-        row = list(range(len(b) + 1))
-        for i, x in enumerate(a, 1):
-            row, prev = [i], row
-            for j, y in enumerate(b, 1):
-                row.append(min(prev[j] + 1, row[j - 1] + 1, prev[j - 1] + (x != y)))
-        return row[-1]
-
     pool = set(noisy.ravel())
     for r in range(2):
         for block in range(4):
             before, after = list(noisy[r, 8 * block : 8 * block + 8]), list(edited[r, 8 * block : 8 * block + 8])
             assert set(after) <= pool, "edits draw tokens of the batch (or leave masks)"
             # each edit is one substitution, or an insertion/deletion plus the token pushed or pulled at the end
-            assert distance(before, after) <= 2 * 2
+            assert token_distance(before, after) <= 2 * 2
 
 
 def test_autoregressive_generation_with_the_cache_equals_greedy_recomputation():

@@ -21,12 +21,18 @@ def run(script: str, *args: str) -> str:
     return done.stdout
 
 
-def test_train_resumes_and_exports(tmp_path: Path):
+def synthetic_data(tmp_path: Path) -> Path:
+    """Random token ids as train/validation splits: enough for a few tiny training steps."""
     data = tmp_path / "data"
     data.mkdir()
     rng = np.random.default_rng(0)
     for split in ("train", "validation"):
         rng.integers(7, 8192, size=2000, dtype=np.uint16).tofile(data / f"{split}.bin")
+    return data
+
+
+def test_train_resumes_and_exports(tmp_path: Path):
+    data = synthetic_data(tmp_path)
     run_dir = tmp_path / "run"
 
     run("train.py", "--data", str(data), "--run", str(run_dir), "--steps", "2", *TINY,
@@ -67,11 +73,7 @@ def test_train_resumes_and_exports(tmp_path: Path):
 
 
 def test_the_autoregressive_twin_trains_and_exports_as_such(tmp_path: Path):
-    data = tmp_path / "data"
-    data.mkdir()
-    rng = np.random.default_rng(0)
-    for split in ("train", "validation"):
-        rng.integers(7, 8192, size=2000, dtype=np.uint16).tofile(data / f"{split}.bin")
+    data = synthetic_data(tmp_path)
     run("train.py", "--data", str(data), "--run", str(tmp_path / "run"), "--steps", "2", "--objective", "ar", "--fim-rate", "0.5", *TINY)
     model_dir = tmp_path / "model"
     model_dir.mkdir()
@@ -124,11 +126,7 @@ def test_packing_a_built_corpus_samples_whole_files_under_a_cap(tmp_path: Path):
 
 def test_torchrun_data_parallel_with_two_processes_keeps_the_weights_identical(tmp_path: Path):
     """Two gloo processes draw different windows; the all-reduce must leave them with the same weights."""
-    data = tmp_path / "data"
-    data.mkdir()
-    rng = np.random.default_rng(0)
-    for split in ("train", "validation"):
-        rng.integers(7, 8192, size=2000, dtype=np.uint16).tofile(data / f"{split}.bin")
+    data = synthetic_data(tmp_path)
     run_dir = tmp_path / "run"
     done = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517", "--",
