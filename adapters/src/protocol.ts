@@ -3,7 +3,7 @@
  *
  * Request: `POST {node}/v1/generate` with `Authorization: Bearer <node secret>` and a JSON
  * `NodeGenerateRequest`. Response: `text/event-stream`; each SSE message has `event: <type>` and
- * `data: <NodeEvent as JSON>`, in the order start, (step…, block)…, then done or error.
+ * `data: <NodeEvent as JSON>`, in the order start, (step…, edit…, block)…, then done or error.
  * Errors before the stream starts are JSON `{error: {code, message}}` with an HTTP status.
  *
  * One zod schema per message; TypeScript types are inferred from them. Both sides validate.
@@ -12,26 +12,45 @@ import { z } from "zod";
 
 export const PROTOCOL_VERSION = 1;
 
-export const NodeGenerateRequest = z.object({
-  prompt: z.string(),
-  /** Infilling: the text that follows the middle the model writes. */
-  suffix: z.string().optional(),
-  max_tokens: z.number().int().min(1).max(4096),
-  block_size: z.number().int().min(1).max(256).optional(),
-  threshold: z.number().gt(0).max(1).optional(),
-  emit_steps: z.boolean().optional(),
-  /** 0 or absent: greedy. Otherwise sampled, reproducibly for a given seed. */
-  temperature: z.number().min(0).max(2).optional(),
-  top_p: z.number().gt(0).max(1).optional(),
-  seed: z
-    .number()
-    .int()
-    .min(0)
-    .max(2 ** 32 - 1)
-    .optional(),
-  /** Generation ends before the first occurrence of any of these (not included). */
-  stop: z.array(z.string().min(1).max(256)).max(4).optional(),
-});
+export const NodeGenerateRequest = z
+  .object({
+    prompt: z.string(),
+    /** Infilling: the text that follows the middle the model writes. */
+    suffix: z.string().optional(),
+    max_tokens: z.number().int().min(1).max(4096),
+    block_size: z.number().int().min(1).max(256).optional(),
+    /** Unmasking, at most one of: commit tokens at least this probable (default 0.9)… */
+    threshold: z.number().gt(0).max(1).optional(),
+    /** …a fixed number of denoising steps per block… */
+    steps: z.number().int().min(1).max(256).optional(),
+    /** …or as many tokens per step as keep their summed entropy (nats) within this. */
+    entropy_bound: z.number().min(0).max(100).optional(),
+    /** Edit rounds per finished block: revise visible tokens the model confidently disagrees with. */
+    edit_rounds: z.number().int().min(0).max(8).optional(),
+    edit_threshold: z.number().gt(0).max(1).optional(),
+    emit_steps: z.boolean().optional(),
+    /** 0 or absent: greedy. Otherwise sampled, reproducibly for a given seed. */
+    temperature: z.number().min(0).max(2).optional(),
+    top_p: z.number().gt(0).max(1).optional(),
+    seed: z
+      .number()
+      .int()
+      .min(0)
+      .max(2 ** 32 - 1)
+      .optional(),
+    /** Generation ends before the first occurrence of any of these (not included). */
+    stop: z.array(z.string().min(1).max(256)).max(4).optional(),
+    /**
+     * Resume: the token ids already streamed (the `ids` of the earlier `block` events, in order),
+     * e.g. from a node that died mid-stream. With the same request otherwise (seed included), the
+     * rest of the stream equals what the uninterrupted generation would have sent.
+     */
+    committed: z.array(z.number().int().nonnegative()).max(4096).optional(),
+  })
+  .refine((r) => [r.threshold, r.steps, r.entropy_bound].filter((v) => v !== undefined).length <= 1, {
+    message: "give at most one of threshold, steps and entropy_bound",
+    path: ["threshold"],
+  });
 export type NodeGenerateRequest = z.infer<typeof NodeGenerateRequest>;
 
 export const Usage = z.object({
@@ -57,11 +76,18 @@ export const NodeEvent = z.discriminatedUnion("type", [
     remaining: z.number().int().nonnegative(),
   }),
   z.object({
+    type: z.literal("edit"),
+    block: z.number().int().nonnegative(),
+    round: z.number().int().positive(),
+    edits: z.array(z.object({ position: z.number().int().nonnegative(), from: z.string(), to: z.string() })),
+  }),
+  z.object({
     type: z.literal("block"),
     index: z.number().int().nonnegative(),
     text: z.string(),
     tokens: z.number().int().nonnegative(),
     steps: z.number().int().nonnegative(),
+    ids: z.array(z.number().int().nonnegative()),
   }),
   z.object({
     type: z.literal("done"),

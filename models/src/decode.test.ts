@@ -1,11 +1,12 @@
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { commitConfidentTokens, visibleText } from "./decode.ts";
 import type { DecodeEvent } from "./events.ts";
 import { loadModel, type Model, SHIPPED_MODEL_DIR } from "./index.ts";
 import type { Manifest } from "./manifest.ts";
-import { tokenPicker } from "./sampling.ts";
+import { type Pick, tokenPicker } from "./sampling.ts";
+import { visibleText } from "./text.ts";
 import { TextTokenizer } from "./tokenizer.ts";
+import { commitTokens, reviseTokens } from "./unmask.ts";
 
 const VOCAB = 16;
 const MASK = 3;
@@ -15,6 +16,14 @@ const manifest = {
   special_tokens: { pad: 0, bos: 1, eos: EOS, mask: MASK },
 } as unknown as Manifest;
 const greedy = tokenPicker(new Uint8Array(VOCAB));
+const commitConfidentTokens = (
+  block: number[],
+  logits: Float32Array,
+  m: Manifest,
+  pick: Pick,
+  threshold: number,
+  firstBan?: Uint8Array,
+) => commitTokens(block, logits, m, pick, { kind: "threshold", threshold }, 0, firstBan);
 
 /** Logits whose softmax puts `probability` on `token` at each row (rest spread evenly). */
 function logitsFor(rows: { token: number; probability: number }[]): Float32Array {
@@ -97,6 +106,50 @@ describe("commitConfidentTokens", () => {
   });
 });
 
+describe("the other unmasking policies and edit rounds", () => {
+  const rows = [
+    { token: 5, probability: 0.3 },
+    { token: 6, probability: 0.97 },
+    { token: 7, probability: 0.6 },
+    { token: 8, probability: 0.99 },
+  ];
+
+  it("spreads a block over a fixed number of steps, most confident first", () => {
+    const block = [MASK, MASK, MASK, MASK];
+    const steps = { kind: "steps", steps: 3 } as const;
+    expect(commitTokens(block, logitsFor(rows), manifest, greedy, steps, 0)).toBe(2); // ⌈4 / 3⌉
+    expect(block).toEqual([MASK, 6, MASK, 8]);
+    expect(commitTokens(block, logitsFor(rows), manifest, greedy, steps, 1)).toBe(1); // ⌈2 / 2⌉
+    expect(block).toEqual([MASK, 6, 7, 8]);
+    expect(commitTokens(block, logitsFor(rows), manifest, greedy, steps, 2)).toBe(1);
+    expect(block).not.toContain(MASK);
+  });
+
+  it("commits the least uncertain positions while their summed entropy stays within the bound", () => {
+    const entropyOf = (p: number) => -(p * Math.log(p)) - (1 - p) * Math.log((1 - p) / (VOCAB - 1));
+    const bound = entropyOf(0.99) + entropyOf(0.97) + 1e-6;
+    const block = [MASK, MASK, MASK, MASK];
+    expect(commitTokens(block, logitsFor(rows), manifest, greedy, { kind: "entropy", bound }, 0)).toBe(2);
+    expect(block).toEqual([MASK, 6, MASK, 8]);
+    const none = [MASK, MASK];
+    expect(
+      commitTokens(none, logitsFor(rows.slice(0, 2)), manifest, greedy, { kind: "entropy", bound: 0 }, 0),
+    ).toBe(1);
+  });
+
+  it("revises only the visible tokens the model confidently disagrees with", () => {
+    const block = [5, 9, 7, EOS];
+    const logits = logitsFor([
+      { token: 5, probability: 0.99 }, // agrees
+      { token: 6, probability: 0.95 }, // disagrees, sure: revised
+      { token: 8, probability: 0.5 }, // disagrees, unsure: kept
+      { token: 9, probability: 0.99 }, // after the end token: left alone
+    ]);
+    expect(reviseTokens(block, logits, manifest, greedy, 0.9)).toEqual([{ position: 1, from: 9, to: 6 }]);
+    expect(block).toEqual([5, 6, 7, EOS]);
+  });
+});
+
 describe("decoding the shipped model", () => {
   let model: Model;
   beforeAll(async () => {
@@ -174,6 +227,56 @@ describe("decoding the shipped model", () => {
     expect(events.some((e) => e.type === "block")).toBe(false);
   });
 
+  const blockEvents = (events: DecodeEvent[]) =>
+    events.filter((e): e is Extract<DecodeEvent, { type: "block" }> => e.type === "block");
+  const doneOf = (events: DecodeEvent[]) => events.at(-1) as Extract<DecodeEvent, { type: "done" }>;
+
+  it.each([
+    ["greedy", undefined],
+    ["sampled", { temperature: 0.9, seed: 11 }],
+  ])("resumes from a committed prefix exactly where an uninterrupted run goes (%s)", async (_, sampling) => {
+    const options = { prompt: "def parse(line):\n", maxTokens: 40, blockSize: 8, sampling };
+    const whole = blockEvents(await collect(options));
+    expect(whole.length).toBeGreaterThan(3);
+    const committed = whole.slice(0, 2).flatMap((b) => b.ids);
+    const resumed = await collect({ ...options, committed });
+    expect(blockEvents(resumed).map((b) => b.text)).toEqual(whole.slice(2).map((b) => b.text));
+    expect(blockEvents(resumed)[0]?.index).toBe(2);
+    expect(doneOf(resumed).usage.completion_tokens).toBe(whole.slice(2).reduce((n, b) => n + b.tokens, 0));
+  });
+
+  it("spends exactly the fixed number of steps on a block that does not end early", async () => {
+    const events = await collect({ prompt: "import os\n", maxTokens: 24, blockSize: 8, steps: 2 });
+    const blocks = blockEvents(events);
+    expect(blocks[0]?.steps).toBe(2);
+    expect(blocks.every((b) => b.steps <= 2)).toBe(true);
+    expect(doneOf(events).usage.forward_passes).toBe(blocks.reduce((n, b) => n + b.steps, 0));
+  });
+
+  it("commits more per step as the entropy bound grows", async () => {
+    const forwards = async (entropyBound: number) =>
+      doneOf(await collect({ prompt: "x = [", maxTokens: 32, blockSize: 16, entropyBound })).usage
+        .forward_passes;
+    expect(await forwards(50)).toBeLessThan(await forwards(0));
+  });
+
+  it("runs edit rounds before a block is final, as edit events, each a forward", async () => {
+    const options = { prompt: "def add(a, b):\n", maxTokens: 16, blockSize: 16, threshold: 0.05 };
+    const plain = await collect(options);
+    const edited = await collect({ ...options, editRounds: 2, editThreshold: 0.3 });
+    const edits = edited.filter((e) => e.type === "edit");
+    expect(edits.length).toBeGreaterThan(0);
+    for (const edit of edits) {
+      expect(edit).toMatchObject({ block: 0 });
+      for (const token of edit.type === "edit" ? edit.edits : []) expect(token.to).not.toBe(token.from);
+    }
+    // Rounds run until nothing changes or the budget is spent: one or two forwards more.
+    const extra = doneOf(edited).usage.forward_passes - doneOf(plain).usage.forward_passes;
+    expect(extra).toBeGreaterThanOrEqual(1);
+    expect(extra).toBeLessThanOrEqual(2);
+    expect(doneOf(edited).usage.forward_passes).toBe(blockEvents(edited).reduce((n, b) => n + b.steps, 0));
+  });
+
   it("refuses a request that overflows the context", async () => {
     await expect(collect({ prompt: "x", maxTokens: 5000 })).rejects.toThrow(/exceeds the context/);
     const long = "y = 1\n".repeat(60);
@@ -225,7 +328,7 @@ describe("sampling", () => {
     const greedyChoice = tokenPicker(none)(row);
     for (const temperature of [0.05, 1, 1.9]) {
       const pick = tokenPicker(none, { temperature, topP: 1e-9, seed: 2 });
-      expect(pick(row)).toEqual({ token: 3, confidence: expect.closeTo(greedyChoice.confidence, 9) });
+      expect(pick(row)).toMatchObject({ token: 3, confidence: expect.closeTo(greedyChoice.confidence, 9) });
     }
   });
 

@@ -1,39 +1,54 @@
 /** Sprout's model runtime: load a shipped model directory, then decode it as a stream of events. */
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { type DecodeOptions, type Decoder, decode } from "./decode.ts";
+import { AutoregressiveGeneration } from "./autoregressive.ts";
+import { DiffusionGeneration } from "./decode.ts";
 import type { DecodeEvent } from "./events.ts";
+import { type DecodeOptions, type Decoder, type Generation, runAlone } from "./generation.ts";
 import { loadManifest, type Manifest, TOKENIZER_FILE } from "./manifest.ts";
-import { DenoiserSession } from "./session.ts";
+import { DenoiserSession, type SessionOptions } from "./session.ts";
 import { TextTokenizer } from "./tokenizer.ts";
 
-export { DEFAULT_THRESHOLD, DecodeInputError, type DecodeOptions } from "./decode.ts";
-export type { DecodeEvent, FinishReason, Usage } from "./events.ts";
+export type { DecodeEvent, EditedToken, FinishReason, Usage } from "./events.ts";
+export { DEFAULT_EDIT_THRESHOLD, DEFAULT_THRESHOLD, type DecodeOptions, Generation } from "./generation.ts";
 export { type Manifest, ModelIntegrityError } from "./manifest.ts";
+export { DecodeInputError } from "./prompt.ts";
+export type { DenoiserSession, ForwardInput, ForwardResult, SessionOptions } from "./session.ts";
 
 export interface Model {
   readonly manifest: Manifest;
+  readonly session: DenoiserSession;
+  /** A generation to drive yourself (a scheduler batching many); throws DecodeInputError for a bad request. */
+  start(options: DecodeOptions): Generation;
+  /** Decodes one request by itself: its events in order. */
   generate(options: DecodeOptions): AsyncGenerator<DecodeEvent>;
   close(): Promise<void>;
 }
 
-/** Loads `manifest.json`, verifies every file's sha256, and opens the graph and tokenizer. */
-export async function loadModel(modelDir: string): Promise<Model> {
+/**
+ * Loads `manifest.json`, verifies every file's sha256, and opens the graph and tokenizer. A
+ * block-diffusion model decodes block by block; an autoregressive one (the twin) token by token.
+ */
+export async function loadModel(modelDir: string, sessionOptions?: SessionOptions): Promise<Model> {
   const manifest = await loadManifest(modelDir);
-  if (manifest.objective !== "diffusion") {
-    throw new Error(
-      `${manifest.name} is an autoregressive model; this runtime decodes block-diffusion models`,
-    );
-  }
   const tokenizer = await TextTokenizer.fromFile(join(modelDir, TOKENIZER_FILE));
-  const session = await DenoiserSession.create(join(modelDir, manifest.graph.file), manifest);
+  const session = await DenoiserSession.create(join(modelDir, manifest.graph.file), manifest, sessionOptions);
   const decoder: Decoder = { manifest, session, tokenizer };
+  const start = (options: DecodeOptions): Generation =>
+    manifest.objective === "ar"
+      ? new AutoregressiveGeneration(decoder, options)
+      : new DiffusionGeneration(decoder, options);
   return {
     manifest,
-    generate: (options) => decode(decoder, options),
-    close: () => decoder.session.release(),
+    session,
+    start,
+    async *generate(options) {
+      yield* runAlone(start(options), session, options.signal);
+    },
+    close: () => session.release(),
   };
 }
 
-/** The model that ships in this repository. */
+/** The model that ships in this repository, and its autoregressive twin. */
 export const SHIPPED_MODEL_DIR = fileURLToPath(new URL("../sprout-tiny/", import.meta.url));
+export const TWIN_MODEL_DIR = fileURLToPath(new URL("../sprout-tiny-ar/", import.meta.url));

@@ -27,12 +27,4 @@ describe("the model manifest", () => {
     writeFileSync(tokenizer, readFileSync(tokenizer, "utf8").replace('"<|mask|>"', '"<|MASK|>"'));
     await expect(loadModel(copy)).rejects.toBeInstanceOf(ModelIntegrityError);
   });
-
-  it("refuses to decode the autoregressive twin as a denoiser", async () => {
-    copy = mkdtempSync(join(tmpdir(), "sprout-model-"));
-    cpSync(SHIPPED_MODEL_DIR, copy, { recursive: true });
-    const path = join(copy, "manifest.json");
-    writeFileSync(path, JSON.stringify({ ...JSON.parse(readFileSync(path, "utf8")), objective: "ar" }));
-    await expect(loadModel(copy)).rejects.toThrow(/autoregressive/);
-  });
 });

@@ -21,6 +21,8 @@ export const ManifestSchema = z.object({
     n_layers: z.number().int().positive(),
     n_heads: z.number().int().positive(),
     head_dim: z.number().int().positive(),
+    /** Positions the graph can encode (RoPE); context_length is what it was trained on. */
+    max_positions: z.number().int().positive(),
     parameters: z.number().int().positive(),
   }),
   special_tokens: z

@@ -8,11 +8,12 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { venvPython } from "../../test/support/python.ts";
-import { loadModel, type Model, SHIPPED_MODEL_DIR } from "./index.ts";
+import { loadModel, type Model, SHIPPED_MODEL_DIR, TWIN_MODEL_DIR } from "./index.ts";
 
 const root = fileURLToPath(new URL("../../", import.meta.url));
 
 function pythonSample(
+  modelDir: string,
   prompt: string,
   maxTokens: number,
   blockSize: number,
@@ -24,7 +25,7 @@ function pythonSample(
     [
       join(root, "models/python/sample.py"),
       "--onnx",
-      join(SHIPPED_MODEL_DIR, "denoiser.onnx"),
+      join(modelDir, "denoiser.onnx"),
       "--prompt",
       prompt,
       "--max-tokens",
@@ -63,9 +64,32 @@ describe("greedy decoding matches the Python reference sampler", () => {
           text += event.text;
         }
       }
-      const reference = pythonSample(prompt, maxTokens, blockSize, threshold, suffix);
+      const reference = pythonSample(SHIPPED_MODEL_DIR, prompt, maxTokens, blockSize, threshold, suffix);
       expect(text).toBe(reference.text);
       expect(blocks).toEqual(reference.blocks.map(({ tokens, steps }) => ({ tokens, steps })));
     },
   );
+});
+
+describe("autoregressive decoding of the twin matches the Python reference", () => {
+  let twin: Model;
+  beforeAll(async () => {
+    twin = await loadModel(TWIN_MODEL_DIR);
+  });
+  afterAll(() => twin.close());
+
+  it.each([
+    ["def add(a, b):\n", 40, undefined],
+    ["def area(r):\n", 24, "    return result\n"], // infilling
+  ])("for %j (max %i, suffix %j): same text, one forward per token", async (prompt, maxTokens, suffix) => {
+    let text = "";
+    let forwards = 0;
+    for await (const event of twin.generate({ prompt, suffix, maxTokens, blockSize: 8 })) {
+      if (event.type === "block") text += event.text;
+      if (event.type === "done") forwards = event.usage.forward_passes;
+    }
+    const reference = pythonSample(TWIN_MODEL_DIR, prompt, maxTokens, 8, 1, suffix);
+    expect(text).toBe(reference.text);
+    expect(forwards).toBe(reference.blocks[0]?.steps);
+  });
 });

@@ -10,6 +10,8 @@
 export interface Choice {
   token: number;
   confidence: number;
+  /** Entropy (nats) of the model's distribution at this position, control tokens excluded. */
+  entropy: number;
 }
 
 /** Chooses a token from one position's logits; `banned` overrides the picker's own banned ids. */
@@ -43,11 +45,8 @@ function greedy(row: Float32Array, banned: Uint8Array): Choice {
       best = id;
     }
   }
-  let sum = 0;
-  for (let id = 0; id < row.length; id++) {
-    if (banned[id] === 0) sum += Math.exp((row[id] as number) - max);
-  }
-  return { token: best, confidence: 1 / sum };
+  const { sum, entropy } = softmaxStats(row, banned, max);
+  return { token: best, confidence: 1 / sum, entropy };
 }
 
 function sample(
@@ -60,25 +59,33 @@ function sample(
   let max = Number.NEGATIVE_INFINITY;
   for (let id = 0; id < row.length; id++) if (banned[id] === 0) max = Math.max(max, row[id] as number);
   const probabilities = new Float64Array(row.length);
-  let sum = 0;
+  let mass = 0;
   for (let id = 0; id < row.length; id++) {
     if (banned[id] === 0) {
       probabilities[id] = Math.exp(((row[id] as number) - max) / temperature);
-      sum += probabilities[id] as number;
+      mass += probabilities[id] as number;
     }
   }
-  for (let id = 0; id < row.length; id++) probabilities[id] = (probabilities[id] as number) / sum;
+  for (let id = 0; id < row.length; id++) probabilities[id] = (probabilities[id] as number) / mass;
   // The nucleus: most likely first, until their mass reaches topP (always at least one token).
-  let candidates = Array.from({ length: row.length }, (_, id) => id).filter((id) => banned[id] === 0);
+  // A native sort of the probabilities finds the cutoff; ids tied with it are all kept.
+  let cutoff = 0;
   if (topP < 1) {
-    candidates.sort((a, b) => (probabilities[b] as number) - (probabilities[a] as number));
-    let mass = 0;
-    let keep = 0;
-    while (keep < candidates.length && (keep === 0 || mass < topP))
-      mass += probabilities[candidates[keep++] as number] as number;
-    candidates = candidates.slice(0, keep);
+    const sorted = probabilities.slice().sort().reverse();
+    let kept = 0;
+    for (let i = 0; i < sorted.length && (i === 0 || kept < topP); i++) {
+      cutoff = sorted[i] as number;
+      kept += cutoff;
+    }
   }
-  const total = candidates.reduce((s, id) => s + (probabilities[id] as number), 0);
+  const candidates: number[] = [];
+  let total = 0;
+  for (let id = 0; id < row.length; id++) {
+    if (banned[id] === 0 && (probabilities[id] as number) >= cutoff) {
+      candidates.push(id);
+      total += probabilities[id] as number;
+    }
+  }
   let draw = random() * total;
   let token = candidates.at(-1) as number;
   for (const id of candidates) {
@@ -88,14 +95,25 @@ function sample(
       break;
     }
   }
-  return { token, confidence: modelProbability(row, banned, token, max) };
+  const { sum, entropy } = softmaxStats(row, banned, max);
+  return { token, confidence: Math.exp((row[token] as number) - max) / sum, entropy };
 }
 
-/** The softmax probability of `token` at temperature 1 (`max`: the largest allowed logit). */
-function modelProbability(row: Float32Array, banned: Uint8Array, token: number, max: number): number {
+/**
+ * The softmax's normaliser Σ exp(x − max) at temperature 1 over allowed ids, and its entropy
+ * H = log Σ − Σ exp(x − max)(x − max) / Σ, in one pass (`max`: the largest allowed logit).
+ */
+function softmaxStats(row: Float32Array, banned: Uint8Array, max: number): { sum: number; entropy: number } {
   let sum = 0;
-  for (let id = 0; id < row.length; id++) if (banned[id] === 0) sum += Math.exp((row[id] as number) - max);
-  return Math.exp((row[token] as number) - max) / sum;
+  let weighted = 0;
+  for (let id = 0; id < row.length; id++) {
+    if (banned[id] !== 0) continue;
+    const shifted = (row[id] as number) - max;
+    const e = Math.exp(shifted);
+    sum += e;
+    weighted += e * shifted;
+  }
+  return { sum, entropy: Math.log(sum) - weighted / sum };
 }
 
 /** A small, fast, seedable generator of uniform floats in [0, 1). */

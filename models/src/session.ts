@@ -31,41 +31,65 @@ export class KvCache {
     );
   }
 
-  /** A new cache: this one's tokens followed by the first `count` of `added` (length axis 3). */
-  append(addedKey: ort.Tensor, addedValue: ort.Tensor, count = addedKey.dims[3] ?? 0): KvCache {
+  /**
+   * A new cache: this one's tokens followed by the first `count` positions of row `batchRow` of
+   * a forward's `[layers, batch, heads, time, head_dim]` keys/values.
+   */
+  append(addedKey: ort.Tensor, addedValue: ort.Tensor, count = addedKey.dims[3] ?? 0, batchRow = 0): KvCache {
     if (count < 0 || count > (addedKey.dims[3] ?? 0)) {
       throw new RangeError(`cannot append ${count} positions from ${addedKey.dims[3]}`);
     }
     return new KvCache(
-      concatOnLengthAxis(this.key, addedKey, count),
-      concatOnLengthAxis(this.value, addedValue, count),
+      appendOnLengthAxis(this.key, addedKey, count, batchRow),
+      appendOnLengthAxis(this.value, addedValue, count, batchRow),
       this.length + count,
     );
   }
 }
 
-function concatOnLengthAxis(a: ort.Tensor, b: ort.Tensor, take: number): ort.Tensor {
-  const [layers = 0, batch = 0, heads = 0, lengthA = 0, headDim = 0] = a.dims;
-  const lengthB = b.dims[3] ?? 0;
-  const rows = layers * batch * heads;
+/** `a` (batch 1) followed on the length axis by `take` positions of batch row `row` of `b`. */
+function appendOnLengthAxis(a: ort.Tensor, b: ort.Tensor, take: number, row: number): ort.Tensor {
+  const [layers = 0, , heads = 0, lengthA = 0, headDim = 0] = a.dims;
+  const [, batchB = 1, , lengthB = 0] = b.dims;
   const dataA = a.data as Float32Array;
   const dataB = b.data as Float32Array;
-  const out = new Float32Array(rows * (lengthA + take) * headDim);
+  const out = new Float32Array(layers * heads * (lengthA + take) * headDim);
   const strideA = lengthA * headDim;
   const strideB = lengthB * headDim;
-  for (let row = 0; row < rows; row++) {
-    const base = row * (strideA + take * headDim);
-    out.set(dataA.subarray(row * strideA, (row + 1) * strideA), base);
-    out.set(dataB.subarray(row * strideB, row * strideB + take * headDim), base + strideA);
+  for (let layer = 0; layer < layers; layer++) {
+    for (let head = 0; head < heads; head++) {
+      const r = layer * heads + head;
+      const fromB = ((layer * batchB + row) * heads + head) * strideB;
+      const base = r * (strideA + take * headDim);
+      out.set(dataA.subarray(r * strideA, (r + 1) * strideA), base);
+      out.set(dataB.subarray(fromB, fromB + take * headDim), base + strideA);
+    }
   }
-  return new ort.Tensor("float32", out, [layers, batch, heads, lengthA + take, headDim]);
+  return new ort.Tensor("float32", out, [layers, 1, heads, lengthA + take, headDim]);
+}
+
+/** What one sequence puts into a forward pass. */
+export interface ForwardInput {
+  /** Committed tokens not cached yet: causal; their keys/values are appended to the cache. */
+  context: readonly number[];
+  /** Tokens being denoised: they see all context and each other. */
+  block: readonly number[];
+  cache: KvCache;
 }
 
 export interface ForwardResult {
-  /** `[tokens, vocab]`, row-major. */
+  /** `[context + block, vocab]`, row-major: this sequence's rows only. */
   logits: Float32Array;
+  /** `[layers, batch, heads, time, head_dim]` for the whole batch; this sequence is `batchRow`. */
   newKey: ort.Tensor;
   newValue: ort.Tensor;
+  batchRow: number;
+}
+
+export interface SessionOptions {
+  /** onnxruntime execution providers in order of preference, e.g. `["cuda", "cpu"]`. */
+  executionProviders?: string[];
+  intraOpNumThreads?: number;
 }
 
 export class DenoiserSession {
@@ -74,8 +98,15 @@ export class DenoiserSession {
     readonly manifest: Manifest,
   ) {}
 
-  static async create(graphPath: string, manifest: Manifest): Promise<DenoiserSession> {
-    const session = await ort.InferenceSession.create(graphPath, { executionProviders: ["cpu"] });
+  static async create(
+    graphPath: string,
+    manifest: Manifest,
+    { executionProviders = ["cpu"], intraOpNumThreads }: SessionOptions = {},
+  ): Promise<DenoiserSession> {
+    const session = await ort.InferenceSession.create(graphPath, {
+      executionProviders,
+      ...(intraOpNumThreads === undefined ? {} : { intraOpNumThreads }),
+    });
     return new DenoiserSession(session, manifest);
   }
 
@@ -89,28 +120,93 @@ export class DenoiserSession {
     block: readonly number[],
     cache: KvCache,
   ): Promise<ForwardResult> {
-    const tokens = [...context, ...block];
-    const time = tokens.length;
-    const past = cache.length;
+    const [result] = await this.forwardBatch([{ context, block, cache }]);
+    return result as ForwardResult;
+  }
+
+  /**
+   * One forward pass for several sequences at once (batching). Rows are padded to the longest
+   * input and the longest cache; the attention mask hides the padding, so each row computes
+   * what it would alone. A padded query attends only to itself, which keeps its (discarded)
+   * values finite. A batch of one with nothing to pad passes its cache through without a copy.
+   */
+  async forwardBatch(inputs: readonly ForwardInput[]): Promise<ForwardResult[]> {
+    const { n_layers: layers, n_heads: heads, head_dim: headDim } = this.manifest.architecture;
+    const maxPosition = this.manifest.architecture.max_positions - 1;
+    const batch = inputs.length;
+    const time = Math.max(...inputs.map((i) => i.context.length + i.block.length));
+    const past = Math.max(...inputs.map((i) => i.cache.length));
     const width = past + time;
-    const ids = BigInt64Array.from(tokens, (t) => BigInt(t));
-    const positions = BigInt64Array.from({ length: time }, (_, i) => BigInt(past + i));
-    const mask = new Uint8Array(time * width).fill(1);
-    // A context token does not see the tokens after it; block tokens see everything.
-    for (let i = 0; i < context.length; i++) mask.fill(0, i * width + past + i + 1, (i + 1) * width);
+    const pad = BigInt(this.manifest.special_tokens.pad);
+    const ids = new BigInt64Array(batch * time).fill(pad);
+    const positions = new BigInt64Array(batch * time);
+    const mask = new Uint8Array(batch * time * width);
+    inputs.forEach(({ context, block, cache }, row) => {
+      const length = context.length + block.length;
+      for (let i = 0; i < time; i++) {
+        const at = row * time + i;
+        if (i < context.length) ids[at] = BigInt(context[i] as number);
+        else if (i < length) ids[at] = BigInt(block[i - context.length] as number);
+        positions[at] = BigInt(Math.min(cache.length + i, maxPosition));
+        const rowMask = at * width;
+        if (i >= length) {
+          mask[rowMask + past + i] = 1; // padding: itself only
+          continue;
+        }
+        mask.fill(1, rowMask, rowMask + cache.length); // its own past, not the padding after it
+        // Context sees itself and what precedes it; the block sees all the new tokens.
+        mask.fill(1, rowMask + past, rowMask + past + (i < context.length ? i + 1 : length));
+      }
+    });
+    const [pastKey, pastValue] = batchedPast(inputs, past, [layers, heads, headDim]);
     const out = await this.session.run({
-      input_ids: new ort.Tensor("int64", ids, [1, time]),
-      positions: new ort.Tensor("int64", positions, [1, time]),
-      past_key: cache.key,
-      past_value: cache.value,
-      attention_mask: new ort.Tensor("bool", mask, [1, time, past + time]),
+      input_ids: new ort.Tensor("int64", ids, [batch, time]),
+      positions: new ort.Tensor("int64", positions, [batch, time]),
+      past_key: pastKey,
+      past_value: pastValue,
+      attention_mask: new ort.Tensor("bool", mask, [batch, time, width]),
     });
     const { logits, new_key, new_value } = out;
     if (!logits || !new_key || !new_value) throw new Error("denoiser graph is missing an output");
-    return { logits: logits.data as Float32Array, newKey: new_key, newValue: new_value };
+    const vocab = this.manifest.architecture.vocab_size;
+    const all = logits.data as Float32Array;
+    return inputs.map(({ context, block }, row) => ({
+      logits: all.subarray(row * time * vocab, (row * time + context.length + block.length) * vocab),
+      newKey: new_key,
+      newValue: new_value,
+      batchRow: row,
+    }));
   }
 
   async release(): Promise<void> {
     await this.session.release();
   }
+}
+
+/** The caches of a batch as `[layers, batch, heads, past, head_dim]`, each row padded with zeros. */
+function batchedPast(
+  inputs: readonly ForwardInput[],
+  past: number,
+  [layers, heads, headDim]: [number, number, number],
+): [ort.Tensor, ort.Tensor] {
+  const only = inputs[0]?.cache;
+  if (inputs.length === 1 && only) return [only.key, only.value];
+  const batch = inputs.length;
+  const dims = [layers, batch, heads, past, headDim];
+  const key = new Float32Array(layers * batch * heads * past * headDim);
+  const value = new Float32Array(key.length);
+  inputs.forEach(({ cache }, row) => {
+    const from = cache.length * headDim;
+    const sourceKey = cache.key.data as Float32Array;
+    const sourceValue = cache.value.data as Float32Array;
+    for (let layer = 0; layer < layers; layer++) {
+      for (let head = 0; head < heads; head++) {
+        const source = (layer * heads + head) * from;
+        const target = ((layer * batch + row) * heads + head) * past * headDim;
+        key.set(sourceKey.subarray(source, source + from), target);
+        value.set(sourceValue.subarray(source, source + from), target);
+      }
+    }
+  });
+  return [new ort.Tensor("float32", key, dims), new ort.Tensor("float32", value, dims)];
 }

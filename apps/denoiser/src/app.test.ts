@@ -1,7 +1,7 @@
 import { createParser } from "eventsource-parser";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { NodeEvent } from "../../../adapters/src/protocol.ts";
-import { type DecodeEvent, loadModel, type Model, SHIPPED_MODEL_DIR } from "../../../models/src/index.ts";
+import { loadModel, type Model, SHIPPED_MODEL_DIR } from "../../../models/src/index.ts";
 import { listen } from "../../../test/support/servers.ts";
 import { createDenoiserApp } from "./app.ts";
 
@@ -17,21 +17,10 @@ function parseSse(text: string): { event?: string; data: string }[] {
 
 describe("the denoiser node", () => {
   let model: Model;
-  /** Every event the model yielded, seen from inside the node (a spy around the real model). */
-  const yielded: DecodeEvent[] = [];
   let app: ReturnType<typeof createDenoiserApp>;
   beforeAll(async () => {
     model = await loadModel(SHIPPED_MODEL_DIR);
-    const spy: Model = {
-      ...model,
-      async *generate(options) {
-        for await (const event of model.generate(options)) {
-          yielded.push(event);
-          yield event;
-        }
-      },
-    };
-    app = createDenoiserApp({ model: spy, secret: SECRET, log: () => {} });
+    app = createDenoiserApp({ model, secret: SECRET, log: () => {} });
   });
   afterAll(() => model.close());
 
@@ -98,10 +87,9 @@ describe("the denoiser node", () => {
     expect(events.at(-1)?.type).toBe("done");
   });
 
-  it("stops decoding when the client goes away", async () => {
+  it("stops decoding when the client goes away, and says so in its metrics", async () => {
     const server = await listen(app);
     try {
-      yielded.length = 0;
       const cancel = new AbortController();
       const response = await fetch(`${server.url}/v1/generate`, {
         method: "POST",
@@ -112,17 +100,78 @@ describe("the denoiser node", () => {
       const reader = response.body?.getReader();
       await reader?.read();
       cancel.abort();
-      await expect
-        .poll(() => yielded.at(-1), { timeout: 10_000 })
-        .toMatchObject({
-          type: "done",
-          finish_reason: "cancelled",
-        });
-      const done = yielded.at(-1) as Extract<DecodeEvent, { type: "done" }>;
-      expect(done.usage.completion_tokens).toBeLessThan(200);
+      const health = async () =>
+        ((await (await app.request("/healthz")).json()) as { generations: Record<string, number> })
+          .generations;
+      await expect.poll(health, { timeout: 10_000 }).toMatchObject({ active: 0, cancelled: 1 });
+      const metrics = await (await app.request("/metrics")).text();
+      expect(metrics).toMatch(/sprout_generations_total\{outcome="cancelled"\} 1/);
+      const generated = Number(/^sprout_generated_tokens_total (\d+)/m.exec(metrics)?.[1]);
+      expect(generated).toBeLessThan(200);
     } finally {
       await server.close();
     }
+  });
+
+  it("is ready once its model is loaded, and not while loading or after a failed load", async () => {
+    const ready = await app.request("/readyz");
+    expect(ready.status).toBe(200);
+    expect(await ready.json()).toMatchObject({
+      ready: true,
+      model: model.manifest.name,
+      sha256: expect.stringMatching(/^[0-9a-f]{64}$/),
+    });
+
+    let finishLoading: (m: Model) => void = () => {};
+    const loading = createDenoiserApp({
+      model: new Promise<Model>((r) => (finishLoading = r)),
+      secret: SECRET,
+      log: () => {},
+    });
+    expect((await loading.request("/readyz")).status).toBe(503);
+    const early = await loading.request("/v1/generate", {
+      method: "POST",
+      headers: auth,
+      body: JSON.stringify({ prompt: "x", max_tokens: 1 }),
+    });
+    expect(early.status).toBe(503);
+    expect(await early.json()).toMatchObject({ error: { code: "model_unavailable" } });
+    finishLoading(model);
+    await loading.ready;
+    expect((await loading.request("/readyz")).status).toBe(200);
+
+    const broken = createDenoiserApp({
+      model: Promise.reject(new Error("denoiser.onnx does not match its sha256")),
+      secret: SECRET,
+      log: () => {},
+    });
+    await broken.ready;
+    const refused = await broken.request("/readyz");
+    expect(refused.status).toBe(503);
+    expect(await refused.json()).toMatchObject({ ready: false, reason: expect.stringMatching(/sha256/) });
+  });
+
+  it("answers 503 with Retry-After when every slot and the queue are full", async () => {
+    const tight = createDenoiserApp({
+      model,
+      secret: SECRET,
+      log: () => {},
+      scheduler: { maxBatch: 1, maxQueue: 1 },
+    });
+    const long = {
+      method: "POST",
+      headers: auth,
+      body: JSON.stringify({ prompt: "x", max_tokens: 64, threshold: 1 }),
+    };
+    const running = [await tight.request("/v1/generate", long), await tight.request("/v1/generate", long)];
+    const refused = await tight.request("/v1/generate", long);
+    expect(refused.status).toBe(503);
+    expect(Number(refused.headers.get("retry-after"))).toBeGreaterThanOrEqual(1);
+    expect(await refused.json()).toMatchObject({ error: { code: "overloaded" } });
+    const bodies = Promise.all(running.map((r) => r.text())); // clients reading along
+    await tight.drain();
+    await bodies;
+    expect(await (await tight.request("/metrics")).text()).toMatch(/sprout_generations_rejected_total 1/);
   });
 
   it("drains on shutdown: in-flight streams end cancelled, new work gets 503", async () => {

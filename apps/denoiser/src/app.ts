@@ -1,33 +1,91 @@
 /**
- * The denoiser node's HTTP face: protocol v1 (adapters/src/protocol.ts) over a loaded model.
- * It trusts only the edge (shared secret); end users and their keys are the edge's business.
+ * The denoiser node's HTTP face: protocol v1 (adapters/src/protocol.ts) over a loaded model,
+ * with every generation run by the batching scheduler. It trusts only the edge (shared secret);
+ * end users and their keys are the edge's business.
+ *
+ *   GET  /healthz      alive (no secret): model, protocol, generation counts
+ *   GET  /readyz       200 once the model is loaded and verified against its sha256, 503 before,
+ *                      when loading failed, or while draining
+ *   GET  /metrics      Prometheus text: tokens, forwards, batch sizes, queue, latencies
+ *   POST /v1/generate  a generation as an SSE stream of protocol events
  */
 import { zValidator } from "@hono/zod-validator";
 import { Hono } from "hono";
 import { HTTPException } from "hono/http-exception";
 import { streamSSE } from "hono/streaming";
 import { type NodeEvent, NodeGenerateRequest, PROTOCOL_VERSION } from "../../../adapters/src/protocol.ts";
-import { type DecodeEvent, DecodeInputError, type Model } from "../../../models/src/index.ts";
+import {
+  type DecodeEvent,
+  DecodeInputError,
+  type Generation,
+  type Model,
+} from "../../../models/src/index.ts";
 import { edgeSecret } from "./auth.ts";
+import { NodeMetrics } from "./metrics.ts";
+import { QueueFullError, Scheduler, type SchedulerOptions } from "./scheduler.ts";
 
 export interface DenoiserAppOptions {
-  model: Model;
+  /** The model, or its loading (the node answers /healthz and /readyz meanwhile). */
+  model: Model | Promise<Model>;
   secret: string;
+  /** Batching limits (scheduler.ts); the forward is the model's. */
+  scheduler?: Omit<SchedulerOptions, "forward" | "onForward">;
   log?: (message: string) => void;
 }
 
 const errorBody = (code: string, message: string) => ({ error: { code, message } });
 
-export function createDenoiserApp({ model, secret, log = console.error }: DenoiserAppOptions) {
+export function createDenoiserApp({
+  model: loading,
+  secret,
+  scheduler: limits,
+  log = console.error,
+}: DenoiserAppOptions) {
   const app = new Hono();
+  const metrics = new NodeMetrics();
   /** How generations ended since start, and how many are in flight (shown by /healthz). */
   const generations = { active: 0, finished: 0, cancelled: 0, failed: 0 };
   const inFlight = new Set<AbortController>();
   let draining = false;
+  let model: Model | undefined;
+  let scheduler: Scheduler | undefined;
+  let loadError: string | undefined;
+  const ready = Promise.resolve(loading).then(
+    (loaded) => {
+      model = loaded;
+      scheduler = new Scheduler({
+        ...limits,
+        forward: (inputs) => loaded.session.forwardBatch(inputs),
+        onForward: (stats) => metrics.forward(stats),
+      });
+    },
+    (error: unknown) => {
+      loadError = error instanceof Error ? error.message : String(error);
+      log(`model failed to load: ${loadError}`);
+    },
+  );
 
   app.get("/healthz", (c) =>
-    c.json({ ok: true, model: model.manifest.name, protocol: PROTOCOL_VERSION, generations }),
+    c.json({ ok: true, model: model?.manifest.name ?? null, protocol: PROTOCOL_VERSION, generations }),
   );
+
+  app.get("/readyz", (c) => {
+    if (model && scheduler && !draining) {
+      return c.json({
+        ready: true,
+        model: model.manifest.name,
+        sha256: model.manifest.files[model.manifest.graph.file]?.sha256,
+        ...scheduler.load,
+      });
+    }
+    const reason = draining ? "draining" : (loadError ?? "loading the model");
+    return c.json({ ready: false, reason }, 503);
+  });
+
+  app.get("/metrics", async (c) => {
+    if (scheduler) metrics.load(scheduler.load);
+    return c.text(await metrics.text(), 200, { "content-type": metrics.contentType });
+  });
 
   app.post(
     "/v1/generate",
@@ -41,44 +99,72 @@ export function createDenoiserApp({ model, secret, log = console.error }: Denois
     }),
     async (c) => {
       if (draining) return c.json(errorBody("shutting_down", "this node is shutting down"), 503);
+      if (!model || !scheduler) {
+        return c.json(
+          errorBody("model_unavailable", loadError ? "the model failed to load" : "the model is loading"),
+          503,
+        );
+      }
       const request = c.req.valid("json");
       const cancel = new AbortController();
       c.req.raw.signal.addEventListener("abort", () => cancel.abort(), { once: true });
-      const events = model.generate({
-        prompt: request.prompt,
-        suffix: request.suffix,
-        maxTokens: request.max_tokens,
-        blockSize: request.block_size,
-        threshold: request.threshold,
-        emitSteps: request.emit_steps,
-        sampling: { temperature: request.temperature, topP: request.top_p, seed: request.seed },
-        stop: request.stop,
-        signal: cancel.signal,
-      });
-      // Pull the first event before answering, so a request the model refuses gets a 400.
-      let first: IteratorResult<DecodeEvent>;
+      let generation: Generation;
+      let events: AsyncIterable<DecodeEvent>;
       try {
-        first = await events.next();
+        generation = model.start({
+          prompt: request.prompt,
+          suffix: request.suffix,
+          maxTokens: request.max_tokens,
+          blockSize: request.block_size,
+          threshold: request.threshold,
+          steps: request.steps,
+          entropyBound: request.entropy_bound,
+          editRounds: request.edit_rounds,
+          editThreshold: request.edit_threshold,
+          emitSteps: request.emit_steps,
+          sampling: { temperature: request.temperature, topP: request.top_p, seed: request.seed },
+          stop: request.stop,
+          committed: request.committed,
+        });
+        events = scheduler.submit(generation, cancel.signal);
       } catch (error) {
         if (error instanceof DecodeInputError)
           return c.json(errorBody("invalid_request", error.message), 400);
+        if (error instanceof QueueFullError) {
+          metrics.rejected();
+          c.header("retry-after", String(error.retryAfterSeconds));
+          return c.json(errorBody("overloaded", error.message), 503);
+        }
         throw error;
       }
       generations.active++;
       inFlight.add(cancel);
+      const started = performance.now();
       return streamSSE(c, async (stream) => {
         stream.onAbort(() => cancel.abort());
         const send = (event: NodeEvent) =>
           stream.writeSSE({ event: event.type, data: JSON.stringify(event) });
+        let firstBlock = true;
         try {
-          for (let next = first; !next.done; next = await events.next()) {
-            const event = next.value;
-            if (event.type === "done")
-              generations[event.finish_reason === "cancelled" ? "cancelled" : "finished"]++;
+          for await (const event of events) {
+            if (event.type === "block" && firstBlock) {
+              firstBlock = false;
+              metrics.firstBlock((performance.now() - started) / 1000);
+            }
+            if (event.type === "done") {
+              const outcome = event.finish_reason === "cancelled" ? "cancelled" : "finished";
+              generations[outcome]++;
+              metrics.generation(
+                outcome,
+                (performance.now() - started) / 1000,
+                event.usage.completion_tokens,
+              );
+            }
             await send(toNodeEvent(event));
           }
         } catch (error) {
           generations.failed++;
+          metrics.generation("failed", (performance.now() - started) / 1000, 0);
           log(`generate failed: ${error instanceof Error ? error.message : String(error)}`);
           await send({ type: "error", code: "internal", message: "decoding failed on the node" });
         } finally {
@@ -105,7 +191,7 @@ export function createDenoiserApp({ model, secret, log = console.error }: Denois
     for (const cancel of inFlight) cancel.abort();
     while (generations.active > 0) await new Promise((resolve) => setTimeout(resolve, 20));
   }
-  return Object.assign(app, { drain });
+  return Object.assign(app, { drain, ready });
 }
 
 function toNodeEvent(event: DecodeEvent): NodeEvent {

@@ -1,0 +1,100 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import {
+  type DecodeEvent,
+  type DecodeOptions,
+  type ForwardInput,
+  loadModel,
+  type Model,
+  SHIPPED_MODEL_DIR,
+} from "../../../models/src/index.ts";
+import { type ForwardStats, QueueFullError, Scheduler } from "./scheduler.ts";
+
+const PROMPTS = ["def add(a, b):\n", "import os\n\n\nclass Config:\n    ", "x = [", "for i in range(10):\n"];
+
+async function collect(events: AsyncIterable<DecodeEvent>): Promise<DecodeEvent[]> {
+  const out: DecodeEvent[] = [];
+  for await (const event of events) out.push(event);
+  return out;
+}
+const textOf = (events: DecodeEvent[]) => events.map((e) => (e.type === "block" ? e.text : "")).join("");
+const doneOf = (events: DecodeEvent[]) => events.at(-1) as Extract<DecodeEvent, { type: "done" }>;
+
+describe("the batching scheduler", () => {
+  let model: Model;
+  beforeAll(async () => {
+    model = await loadModel(SHIPPED_MODEL_DIR);
+  });
+  afterAll(() => model.close());
+
+  function scheduler(options: Partial<ConstructorParameters<typeof Scheduler>[0]> = {}) {
+    const forwards: ForwardStats[] = [];
+    const s = new Scheduler({
+      forward: (inputs) => model.session.forwardBatch(inputs),
+      onForward: (stats) => forwards.push(stats),
+      ...options,
+    });
+    return { s, forwards };
+  }
+
+  it("runs concurrent generations in shared forwards, each as it would run alone", async () => {
+    const options = (prompt: string): DecodeOptions => ({
+      prompt,
+      maxTokens: 24,
+      blockSize: 8,
+      threshold: 0.7,
+    });
+    const alone = await Promise.all(PROMPTS.map(async (p) => collect(model.generate(options(p)))));
+    const { s, forwards } = scheduler({ maxBatch: 4 });
+    const together = await Promise.all(PROMPTS.map((p) => collect(s.submit(model.start(options(p))))));
+    expect(together.map(textOf)).toEqual(alone.map(textOf));
+    expect(together.map((e) => doneOf(e).usage)).toEqual(alone.map((e) => doneOf(e).usage));
+    // Shared: fewer forward calls than the generations' forwards added up, several rows per call.
+    const separate = alone.reduce((n, e) => n + doneOf(e).usage.forward_passes, 0);
+    expect(forwards.length).toBeLessThan(separate);
+    expect(Math.max(...forwards.map((f) => f.sequences))).toBe(4);
+    expect(forwards.reduce((n, f) => n + f.sequences, 0)).toBe(separate);
+  });
+
+  it("keeps each forward within its padded-token budget", async () => {
+    const { s, forwards } = scheduler({ maxBatch: 4, maxBatchTokens: 40 });
+    const runs = PROMPTS.map((p) =>
+      collect(s.submit(model.start({ prompt: p, maxTokens: 16, blockSize: 8 }))),
+    );
+    const results = await Promise.all(runs);
+    expect(results.every((e) => doneOf(e).finish_reason !== "cancelled")).toBe(true);
+    for (const f of forwards) if (f.sequences > 1) expect(f.paddedTokens).toBeLessThanOrEqual(40);
+    expect(forwards.some((f) => f.sequences > 1)).toBe(true);
+  });
+
+  it("queues beyond its slots, refuses beyond its queue, and frees a slot at once on cancel", async () => {
+    const { s } = scheduler({ maxBatch: 1, maxQueue: 1 });
+    const cancel = new AbortController();
+    const long = { prompt: "x", maxTokens: 200, blockSize: 4, threshold: 1 };
+    const first = collect(s.submit(model.start(long), cancel.signal));
+    const second = collect(s.submit(model.start({ ...long, maxTokens: 8 })));
+    expect(s.load).toEqual({ active: 1, queued: 1 });
+    expect(() => s.submit(model.start(long))).toThrow(QueueFullError);
+    cancel.abort();
+    const [cancelled, next] = await Promise.all([first, second]);
+    expect(doneOf(cancelled).finish_reason).toBe("cancelled");
+    expect(doneOf(cancelled).usage.completion_tokens).toBeLessThan(200);
+    expect(doneOf(next).finish_reason).not.toBe("cancelled");
+    expect(s.load).toEqual({ active: 0, queued: 0 });
+  });
+
+  it("fails only the generations of a forward that throws, and keeps serving", async () => {
+    let failNext = false;
+    const flaky = (inputs: readonly ForwardInput[]) => {
+      if (failNext) {
+        failNext = false;
+        return Promise.reject(new Error("test double: the device fell over"));
+      }
+      return model.session.forwardBatch(inputs);
+    };
+    const { s } = scheduler({ forward: flaky });
+    failNext = true;
+    await expect(collect(s.submit(model.start({ prompt: "x", maxTokens: 4 })))).rejects.toThrow(/fell over/);
+    const after = await collect(s.submit(model.start({ prompt: "x", maxTokens: 4 })));
+    expect(doneOf(after).type).toBe("done");
+  });
+});
