@@ -3,7 +3,8 @@
  *
  * Request: `POST {node}/v1/generate` with `Authorization: Bearer <node secret>` and a JSON
  * `NodeGenerateRequest`. Response: `text/event-stream`; each SSE message has `event: <type>` and
- * `data: <NodeEvent as JSON>`, in the order start, (step…, edit…, block)…, then done or error.
+ * `data: <NodeEvent as JSON>`, in the order start, (step…, edit…, block)…, verify if asked, then done or error.
+ * `POST {node}/v1/verify` answers a JSON `Verification`.
  * Errors before the stream starts are JSON `{error: {code, message}}` with an HTTP status.
  *
  * One zod schema per message; TypeScript types are inferred from them. Both sides validate.
@@ -46,12 +47,40 @@ export const NodeGenerateRequest = z
      * rest of the stream equals what the uninterrupted generation would have sent.
      */
     committed: z.array(z.number().int().nonnegative()).max(4096).optional(),
+    /** Self-verify the finished text (a `verify` event before `done`). */
+    verify: z.boolean().optional(),
   })
   .refine((r) => [r.threshold, r.steps, r.entropy_bound].filter((v) => v !== undefined).length <= 1, {
     message: "give at most one of threshold, steps and entropy_bound",
     path: ["threshold"],
   });
 export type NodeGenerateRequest = z.infer<typeof NodeGenerateRequest>;
+
+/** `POST {node}/v1/verify`: how plausible the model finds `code` (after `prompt`), and whether it parses. */
+export const NodeVerifyRequest = z.object({
+  code: z.string().max(200_000),
+  prompt: z.string().max(200_000).optional(),
+  language: z.literal("python").default("python"),
+  threshold: z.number().min(0).max(1).optional(),
+});
+export type NodeVerifyRequest = z.infer<typeof NodeVerifyRequest>;
+
+export const Verification = z.object({
+  syntax: z.union([
+    z.object({ ok: z.literal(true) }),
+    z.object({
+      ok: z.literal(false),
+      error: z.object({ line: z.number().int(), column: z.number().int(), message: z.string() }),
+    }),
+  ]),
+  /** Geometric-mean probability of the code's tokens, each re-masked once (0…1]. */
+  score: z.number().min(0).max(1),
+  bits_per_token: z.number().nonnegative(),
+  tokens: z.number().int().nonnegative(),
+  verdict: z.enum(["plausible", "doubtful", "syntax_error"]),
+  forward_passes: z.number().int().nonnegative(),
+});
+export type Verification = z.infer<typeof Verification>;
 
 export const Usage = z.object({
   prompt_tokens: z.number().int().nonnegative(),
@@ -89,6 +118,7 @@ export const NodeEvent = z.discriminatedUnion("type", [
     steps: z.number().int().nonnegative(),
     ids: z.array(z.number().int().nonnegative()),
   }),
+  z.object({ type: z.literal("verify"), verification: Verification }),
   z.object({
     type: z.literal("done"),
     finish_reason: z.enum(["stop", "length", "cancelled"]),

@@ -9,7 +9,7 @@
 import type { DecodeEvent } from "./events.ts";
 import { type DecodeOptions, type Decoder, Generation } from "./generation.ts";
 import { DecodeInputError } from "./prompt.ts";
-import type { ForwardInput } from "./session.ts";
+import type { ForwardInput, ForwardResult } from "./session.ts";
 
 export class AutoregressiveGeneration extends Generation {
   private pending: number[] = [];
@@ -26,8 +26,9 @@ export class AutoregressiveGeneration extends Generation {
     return { context: this.uncached, block: [], cache: this.cache };
   }
 
-  protected apply(logits: Float32Array, contextLength: number, vocab: number): DecodeEvent[] {
+  protected apply({ logits }: ForwardResult, contextLength: number): DecodeEvent[] {
     this.steps++;
+    const vocab = this.manifest.architecture.vocab_size;
     const last = logits.subarray((contextLength - 1) * vocab, contextLength * vocab);
     const index = this.generated.length + this.pending.length;
     const { token } = this.picker()(last, this.banAt(index));

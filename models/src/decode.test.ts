@@ -6,7 +6,7 @@ import type { Manifest } from "./manifest.ts";
 import { type Pick, tokenPicker } from "./sampling.ts";
 import { visibleText } from "./text.ts";
 import { TextTokenizer } from "./tokenizer.ts";
-import { commitTokens, reviseTokens } from "./unmask.ts";
+import { commitTokens, logitsChooser, reviseTokens, type Unmasking } from "./unmask.ts";
 
 const VOCAB = 16;
 const MASK = 3;
@@ -23,7 +23,10 @@ const commitConfidentTokens = (
   pick: Pick,
   threshold: number,
   firstBan?: Uint8Array,
-) => commitTokens(block, logits, m, pick, { kind: "threshold", threshold }, 0, firstBan);
+) => commitTokens(block, logitsChooser(logits, VOCAB, pick, firstBan), m, { kind: "threshold", threshold });
+/** commitTokens over logits, greedily. */
+const commit = (block: number[], logits: Float32Array, unmasking: Unmasking, stepsTaken: number) =>
+  commitTokens(block, logitsChooser(logits, VOCAB, greedy), manifest, unmasking, stepsTaken);
 
 /** Logits whose softmax puts `probability` on `token` at each row (rest spread evenly). */
 function logitsFor(rows: { token: number; probability: number }[]): Float32Array {
@@ -117,11 +120,11 @@ describe("the other unmasking policies and edit rounds", () => {
   it("spreads a block over a fixed number of steps, most confident first", () => {
     const block = [MASK, MASK, MASK, MASK];
     const steps = { kind: "steps", steps: 3 } as const;
-    expect(commitTokens(block, logitsFor(rows), manifest, greedy, steps, 0)).toBe(2); // ⌈4 / 3⌉
+    expect(commit(block, logitsFor(rows), steps, 0)).toBe(2); // ⌈4 / 3⌉
     expect(block).toEqual([MASK, 6, MASK, 8]);
-    expect(commitTokens(block, logitsFor(rows), manifest, greedy, steps, 1)).toBe(1); // ⌈2 / 2⌉
+    expect(commit(block, logitsFor(rows), steps, 1)).toBe(1); // ⌈2 / 2⌉
     expect(block).toEqual([MASK, 6, 7, 8]);
-    expect(commitTokens(block, logitsFor(rows), manifest, greedy, steps, 2)).toBe(1);
+    expect(commit(block, logitsFor(rows), steps, 2)).toBe(1);
     expect(block).not.toContain(MASK);
   });
 
@@ -129,12 +132,10 @@ describe("the other unmasking policies and edit rounds", () => {
     const entropyOf = (p: number) => -(p * Math.log(p)) - (1 - p) * Math.log((1 - p) / (VOCAB - 1));
     const bound = entropyOf(0.99) + entropyOf(0.97) + 1e-6;
     const block = [MASK, MASK, MASK, MASK];
-    expect(commitTokens(block, logitsFor(rows), manifest, greedy, { kind: "entropy", bound }, 0)).toBe(2);
+    expect(commit(block, logitsFor(rows), { kind: "entropy", bound }, 0)).toBe(2);
     expect(block).toEqual([MASK, 6, MASK, 8]);
     const none = [MASK, MASK];
-    expect(
-      commitTokens(none, logitsFor(rows.slice(0, 2)), manifest, greedy, { kind: "entropy", bound: 0 }, 0),
-    ).toBe(1);
+    expect(commit(none, logitsFor(rows.slice(0, 2)), { kind: "entropy", bound: 0 }, 0)).toBe(1);
   });
 
   it("revises only the visible tokens the model confidently disagrees with", () => {
@@ -145,7 +146,9 @@ describe("the other unmasking policies and edit rounds", () => {
       { token: 8, probability: 0.5 }, // disagrees, unsure: kept
       { token: 9, probability: 0.99 }, // after the end token: left alone
     ]);
-    expect(reviseTokens(block, logits, manifest, greedy, 0.9)).toEqual([{ position: 1, from: 9, to: 6 }]);
+    expect(reviseTokens(block, logitsChooser(logits, VOCAB, greedy), manifest, 0.9)).toEqual([
+      { position: 1, from: 9, to: 6 },
+    ]);
     expect(block).toEqual([5, 6, 7, EOS]);
   });
 });

@@ -20,8 +20,8 @@ import {
   Generation,
 } from "./generation.ts";
 import { DecodeInputError } from "./prompt.ts";
-import type { ForwardInput } from "./session.ts";
-import { commitTokens, reviseTokens, type Unmasking } from "./unmask.ts";
+import type { ForwardInput, ForwardResult } from "./session.ts";
+import { type Chooser, commitTokens, logitsChooser, reviseTokens, type Unmasking } from "./unmask.ts";
 
 export class DiffusionGeneration extends Generation {
   private readonly unmasking: Unmasking;
@@ -42,22 +42,17 @@ export class DiffusionGeneration extends Generation {
     return { context: this.uncached, block: this.block, cache: this.cache };
   }
 
-  protected apply(logits: Float32Array, contextLength: number, vocab: number): DecodeEvent[] {
-    const blockLogits = logits.subarray(contextLength * vocab);
+  override get wantsStats(): boolean {
+    return this.greedy;
+  }
+
+  protected apply(result: ForwardResult, contextLength: number): DecodeEvent[] {
+    const choose = this.chooser(result, contextLength);
     const { mask, eos } = this.manifest.special_tokens;
-    const firstBan = this.banAt(this.generated.length);
     const events: DecodeEvent[] = [];
     this.steps++;
     if (this.block.includes(mask)) {
-      const committed = commitTokens(
-        this.block,
-        blockLogits,
-        this.manifest,
-        this.picker(),
-        this.unmasking,
-        this.steps - 1,
-        firstBan,
-      );
+      const committed = commitTokens(this.block, choose, this.manifest, this.unmasking, this.steps - 1);
       const firstMask = this.block.indexOf(mask);
       if (firstMask > 0 && this.stopsWithin(this.block.slice(0, firstMask))) {
         this.block.length = firstMask; // what follows the stop is never shown: drop it
@@ -69,14 +64,7 @@ export class DiffusionGeneration extends Generation {
       if (this.block.includes(mask) || this.editRounds > 0) return events;
     } else {
       const threshold = this.options.editThreshold ?? DEFAULT_EDIT_THRESHOLD;
-      const revisions = reviseTokens(
-        this.block,
-        blockLogits,
-        this.manifest,
-        this.picker(),
-        threshold,
-        firstBan,
-      );
+      const revisions = reviseTokens(this.block, choose, this.manifest, threshold);
       this.editRound++;
       if (revisions.length > 0) {
         const text = (id: number) => this.tokenizer.decode([id]);
@@ -100,6 +88,27 @@ export class DiffusionGeneration extends Generation {
       this.editRound = 0;
     }
     return events;
+  }
+
+  /**
+   * How the block's positions get their tokens this step: from the forward's row statistics
+   * (greedy; computed by onnxruntime), or by reading the logits in JavaScript (sampling, and
+   * the first token under token healing, whose banned ids differ).
+   */
+  private chooser({ logits, stats }: ForwardResult, contextLength: number): Chooser {
+    const vocab = this.manifest.architecture.vocab_size;
+    const firstBan = this.banAt(this.generated.length);
+    const fromLogits = logitsChooser(logits.subarray(contextLength * vocab), vocab, this.picker(), firstBan);
+    if (!stats) return fromLogits;
+    return (position) => {
+      if (position === 0 && firstBan) return fromLogits(position);
+      const row = contextLength + position;
+      return {
+        token: Number(stats.topId[row]),
+        confidence: Math.exp(stats.topLogprob[row] as number),
+        entropy: stats.entropy[row] as number,
+      };
+    };
   }
 
   private maskedBlock(): number[] {

@@ -139,16 +139,23 @@ export abstract class Generation {
     return this.finished ? null : this.input();
   }
 
+  /**
+   * Whether this generation uses the forward's greedy row statistics (onnxruntime computes them
+   * for the whole batch at once); otherwise it reads the logits in JavaScript.
+   */
+  get wantsStats(): boolean {
+    return false;
+  }
+
   /** Applies this sequence's rows of a forward's result; returns the events they produce. */
   take(result: ForwardResult): DecodeEvent[] {
     this.forwardPasses++;
-    const vocab = this.manifest.architecture.vocab_size;
     const contextLength = this.uncached.length;
     if (contextLength > 0) {
       this.cache = this.cache.append(result.newKey, result.newValue, contextLength, result.batchRow);
       this.uncached = [];
     }
-    return this.apply(result.logits, contextLength, vocab);
+    return this.apply(result, contextLength);
   }
 
   /** Ends the generation early (the caller went away): a final `done` with what was used. */
@@ -157,8 +164,13 @@ export abstract class Generation {
   }
 
   protected abstract input(): ForwardInput;
-  /** `logits` has `contextLength` rows for the context that was uncached, then the block's. */
-  protected abstract apply(logits: Float32Array, contextLength: number, vocab: number): DecodeEvent[];
+  /** `result` has `contextLength` rows for the context that was uncached, then the block's. */
+  protected abstract apply(result: ForwardResult, contextLength: number): DecodeEvent[];
+
+  /** Whether tokens are chosen greedily (no temperature). */
+  protected get greedy(): boolean {
+    return this.seed === undefined;
+  }
 
   /** The completion's text: the generated tokens' text after the healed part, which is prompt. */
   protected textOf(ids: readonly number[]): string {
@@ -234,7 +246,7 @@ export async function* runAlone(
       yield* generation.cancel();
       return;
     }
-    const [result] = await session.forwardBatch([input]);
+    const [result] = await session.forwardBatch([input], { stats: generation.wantsStats });
     yield* generation.take(result as ForwardResult);
   }
 }

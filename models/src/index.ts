@@ -8,12 +8,15 @@ import { type DecodeOptions, type Decoder, type Generation, runAlone } from "./g
 import { loadManifest, type Manifest, TOKENIZER_FILE } from "./manifest.ts";
 import { DenoiserSession, type SessionOptions } from "./session.ts";
 import { TextTokenizer } from "./tokenizer.ts";
+import { type Verification, type VerifyOptions, verifyCode } from "./verify.ts";
 
 export type { DecodeEvent, EditedToken, FinishReason, Usage } from "./events.ts";
 export { DEFAULT_EDIT_THRESHOLD, DEFAULT_THRESHOLD, type DecodeOptions, Generation } from "./generation.ts";
 export { type Manifest, ModelIntegrityError } from "./manifest.ts";
 export { DecodeInputError } from "./prompt.ts";
 export type { DenoiserSession, ForwardInput, ForwardResult, SessionOptions } from "./session.ts";
+export type { SyntaxResult } from "./syntax.ts";
+export { DEFAULT_VERIFY_THRESHOLD, type Verification, type VerifyOptions } from "./verify.ts";
 
 export interface Model {
   readonly manifest: Manifest;
@@ -22,6 +25,8 @@ export interface Model {
   start(options: DecodeOptions): Generation;
   /** Decodes one request by itself: its events in order. */
   generate(options: DecodeOptions): AsyncGenerator<DecodeEvent>;
+  /** Self-verification of a piece of code: the model's score and a syntax check (verify.ts). */
+  verify(options: VerifyOptions): Promise<Verification>;
   close(): Promise<void>;
 }
 
@@ -45,6 +50,7 @@ export async function loadModel(modelDir: string, sessionOptions?: SessionOption
     async *generate(options) {
       yield* runAlone(start(options), session, options.signal);
     },
+    verify: (options) => verifyCode(decoder, options),
     close: () => session.release(),
   };
 }

@@ -3,6 +3,8 @@ import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { SHIPPED_MODEL_DIR } from "./index.ts";
 import { loadManifest } from "./manifest.ts";
+import { bannedTokenIds } from "./prompt.ts";
+import { tokenPicker } from "./sampling.ts";
 import { DenoiserSession, KvCache } from "./session.ts";
 
 /** Written by models/python/export.py from PyTorch: prefill a prompt, then one masked block step. */
@@ -72,6 +74,28 @@ describe("the ONNX graph under onnxruntime-node", () => {
     const rest = await session.forward(tokens.slice(3), [], cache);
     const tail = whole.logits.subarray(3 * vocab);
     for (let i = 0; i < tail.length; i += 997) expect(rest.logits[i]).toBeCloseTo(tail[i] as number, 3);
+    await session.release();
+  });
+
+  it("computes in onnxruntime the greedy choice, confidence and entropy JavaScript would", async () => {
+    const { manifest, session, vocab } = await open();
+    const [result] = await session.forwardBatch(
+      [{ context: golden.prompt_ids, block: golden.block_ids, cache: KvCache.empty(manifest) }],
+      {
+        stats: true,
+      },
+    );
+    const stats = result?.stats;
+    if (!result || !stats) throw new Error("no statistics came back");
+    const greedy = tokenPicker(bannedTokenIds(manifest));
+    const rows = golden.prompt_ids.length + golden.block_ids.length;
+    expect(stats.topId.length).toBe(rows);
+    for (let row = 0; row < rows; row++) {
+      const choice = greedy(result.logits.subarray(row * vocab, (row + 1) * vocab));
+      expect(Number(stats.topId[row])).toBe(choice.token);
+      expect(Math.exp(stats.topLogprob[row] as number)).toBeCloseTo(choice.confidence, 5);
+      expect(stats.entropy[row]).toBeCloseTo(choice.entropy, 3);
+    }
     await session.release();
   });
 });

@@ -10,8 +10,12 @@
  * tokens may still change). Prefill and committing a block thus ride along with the next block's
  * first denoising step instead of costing forwards of their own.
  */
+import { fileURLToPath } from "node:url";
 import * as ort from "onnxruntime-node";
 import type { Manifest } from "./manifest.ts";
+
+/** Per-row argmax, log-probability and entropy (written by models/python/pick_graph.py). */
+const PICK_GRAPH = fileURLToPath(new URL("./pick.onnx", import.meta.url));
 
 /** Keys and values of committed tokens, `[layers, 1, heads, length, head_dim]` each. */
 export class KvCache {
@@ -47,6 +51,12 @@ export class KvCache {
   }
 }
 
+/** The first `length` positions of a cache, as a cache of its own (a copy). */
+export function cachePrefix(cache: KvCache, length: number, manifest: Manifest): KvCache {
+  if (length === cache.length) return cache;
+  return KvCache.empty(manifest).append(cache.key, cache.value, length);
+}
+
 /** `a` (batch 1) followed on the length axis by `take` positions of batch row `row` of `b`. */
 function appendOnLengthAxis(a: ort.Tensor, b: ort.Tensor, take: number, row: number): ort.Tensor {
   const [layers = 0, , heads = 0, lengthA = 0, headDim = 0] = a.dims;
@@ -77,9 +87,18 @@ export interface ForwardInput {
   cache: KvCache;
 }
 
+/** Per row of logits, computed by onnxruntime (models/src/pick.onnx) over the allowed ids. */
+export interface RowStats {
+  topId: BigInt64Array;
+  topLogprob: Float32Array;
+  entropy: Float32Array;
+}
+
 export interface ForwardResult {
   /** `[context + block, vocab]`, row-major: this sequence's rows only. */
   logits: Float32Array;
+  /** The same rows' greedy statistics, when the forward was asked for them. */
+  stats?: RowStats;
   /** `[layers, batch, heads, time, head_dim]` for the whole batch; this sequence is `batchRow`. */
   newKey: ort.Tensor;
   newValue: ort.Tensor;
@@ -93,21 +112,36 @@ export interface SessionOptions {
 }
 
 export class DenoiserSession {
+  /** 0 for ids the model may produce in text, -inf for control tokens (end-of-sequence is allowed). */
+  private readonly bias: ort.Tensor;
+
   private constructor(
     private readonly session: ort.InferenceSession,
+    private readonly pick: ort.InferenceSession,
     readonly manifest: Manifest,
-  ) {}
+  ) {
+    const bias = new Float32Array(manifest.architecture.vocab_size);
+    for (const id of Object.values(manifest.special_tokens)) bias[id] = Number.NEGATIVE_INFINITY;
+    bias[manifest.special_tokens.eos] = 0;
+    this.bias = new ort.Tensor("float32", bias, [bias.length]);
+  }
 
   static async create(
     graphPath: string,
     manifest: Manifest,
     { executionProviders = ["cpu"], intraOpNumThreads }: SessionOptions = {},
   ): Promise<DenoiserSession> {
-    const session = await ort.InferenceSession.create(graphPath, {
+    const options: ort.InferenceSession.SessionOptions = {
       executionProviders,
       ...(intraOpNumThreads === undefined ? {} : { intraOpNumThreads }),
-    });
-    return new DenoiserSession(session, manifest);
+      // The graph and the pick graph run one after the other, each with its own thread pool: a
+      // pool that spins after its run takes the cores from the other (measured: the pick graph
+      // 5× slower right after a forward). So threads sleep when idle.
+      extra: { session: { intra_op: { allow_spinning: "0" } } },
+    };
+    const session = await ort.InferenceSession.create(graphPath, options);
+    const pick = await ort.InferenceSession.create(PICK_GRAPH, options);
+    return new DenoiserSession(session, pick, manifest);
   }
 
   /**
@@ -130,7 +164,7 @@ export class DenoiserSession {
    * what it would alone. A padded query attends only to itself, which keeps its (discarded)
    * values finite. A batch of one with nothing to pad passes its cache through without a copy.
    */
-  async forwardBatch(inputs: readonly ForwardInput[]): Promise<ForwardResult[]> {
+  async forwardBatch(inputs: readonly ForwardInput[], { stats = false } = {}): Promise<ForwardResult[]> {
     const { n_layers: layers, n_heads: heads, head_dim: headDim } = this.manifest.architecture;
     const maxPosition = this.manifest.architecture.max_positions - 1;
     const batch = inputs.length;
@@ -170,16 +204,41 @@ export class DenoiserSession {
     if (!logits || !new_key || !new_value) throw new Error("denoiser graph is missing an output");
     const vocab = this.manifest.architecture.vocab_size;
     const all = logits.data as Float32Array;
-    return inputs.map(({ context, block }, row) => ({
-      logits: all.subarray(row * time * vocab, (row * time + context.length + block.length) * vocab),
-      newKey: new_key,
-      newValue: new_value,
-      batchRow: row,
-    }));
+    const rowStats = stats ? await this.rowStats(logits, batch * time) : undefined;
+    return inputs.map(({ context, block }, row) => {
+      const [from, to] = [row * time, row * time + context.length + block.length];
+      return {
+        logits: all.subarray(from * vocab, to * vocab),
+        ...(rowStats && {
+          stats: {
+            topId: rowStats.topId.subarray(from, to),
+            topLogprob: rowStats.topLogprob.subarray(from, to),
+            entropy: rowStats.entropy.subarray(from, to),
+          },
+        }),
+        newKey: new_key,
+        newValue: new_value,
+        batchRow: row,
+      };
+    });
+  }
+
+  /** Greedy statistics of every row of `logits` in one onnxruntime call (pick.onnx). */
+  private async rowStats(logits: ort.Tensor, rows: number): Promise<RowStats> {
+    const vocab = this.manifest.architecture.vocab_size;
+    const input = new ort.Tensor("float32", logits.data as Float32Array, [rows, vocab]);
+    const { top_id, top_logprob, entropy } = await this.pick.run({ logits: input, bias: this.bias });
+    if (!top_id || !top_logprob || !entropy) throw new Error("pick graph is missing an output");
+    return {
+      topId: top_id.data as BigInt64Array,
+      topLogprob: top_logprob.data as Float32Array,
+      entropy: entropy.data as Float32Array,
+    };
   }
 
   async release(): Promise<void> {
     await this.session.release();
+    await this.pick.release();
   }
 }
 

@@ -12,35 +12,46 @@
 import type { Manifest } from "./manifest.ts";
 import type { Choice, Pick } from "./sampling.ts";
 
+/** The token chosen for a block position, with the model's confidence in it and its entropy. */
+export type Chooser = (position: number) => Choice;
+
+/**
+ * A chooser over `[block, vocab]` logits in JavaScript: `pick` each position's row, with
+ * `firstBan` instead of the picker's own banned ids at position 0 (token healing's first token).
+ */
+export function logitsChooser(
+  logits: Float32Array,
+  vocab: number,
+  pick: Pick,
+  firstBan?: Uint8Array,
+): Chooser {
+  return (position) =>
+    pick(logits.subarray(position * vocab, (position + 1) * vocab), position === 0 ? firstBan : undefined);
+}
+
 export type Unmasking =
   | { kind: "threshold"; threshold: number }
   | { kind: "steps"; steps: number }
   | { kind: "entropy"; bound: number };
 
 /**
- * Fills masked positions of `block` in place from one step's logits (`[block, vocab]`) and
- * returns how many were committed. `stepsTaken` counts this block's earlier steps. Once an end
- * token is committed, masked positions after it are settled as end tokens too (they are cut).
+ * Fills masked positions of `block` in place from one step's choices and returns how many were
+ * committed. `stepsTaken` counts this block's earlier steps. Once an end token is committed,
+ * masked positions after it are settled as end tokens too (they are cut).
  */
 export function commitTokens(
   block: number[],
-  logits: Float32Array,
+  choose: Chooser,
   manifest: Manifest,
-  pick: Pick,
   unmasking: Unmasking,
   stepsTaken = 0,
-  /** Banned ids at position 0 instead of the picker's own (token healing's first token). */
-  firstBan?: Uint8Array,
 ): number {
-  const vocab = manifest.architecture.vocab_size;
   const { mask, eos } = manifest.special_tokens;
   const candidates: (Choice & { position: number })[] = [];
   for (let position = 0; position < block.length; position++) {
-    if (block[position] !== mask) continue;
-    const row = logits.subarray(position * vocab, (position + 1) * vocab);
-    candidates.push({ position, ...pick(row, position === 0 ? firstBan : undefined) });
+    if (block[position] === mask) candidates.push({ position, ...choose(position) });
   }
-  const chosen = choose(candidates, unmasking, stepsTaken);
+  const chosen = selectPositions(candidates, unmasking, stepsTaken);
   for (const c of chosen) block[c.position] = c.token;
   let committed = chosen.length;
   const eosAt = block.indexOf(eos);
@@ -55,7 +66,7 @@ export function commitTokens(
   return committed;
 }
 
-function choose<C extends Choice>(candidates: C[], unmasking: Unmasking, stepsTaken: number): C[] {
+function selectPositions<C extends Choice>(candidates: C[], unmasking: Unmasking, stepsTaken: number): C[] {
   const byConfidence = () => [...candidates].sort((a, b) => b.confidence - a.confidence);
   switch (unmasking.kind) {
     case "threshold": {
@@ -98,19 +109,15 @@ export interface Revision {
  */
 export function reviseTokens(
   block: number[],
-  logits: Float32Array,
+  choose: Chooser,
   manifest: Manifest,
-  pick: Pick,
   threshold: number,
-  firstBan?: Uint8Array,
 ): Revision[] {
-  const vocab = manifest.architecture.vocab_size;
   const { eos } = manifest.special_tokens;
   const end = block.includes(eos) ? block.indexOf(eos) : block.length;
   const revisions: Revision[] = [];
   for (let position = 0; position < end; position++) {
-    const row = logits.subarray(position * vocab, (position + 1) * vocab);
-    const { token, confidence } = pick(row, position === 0 ? firstBan : undefined);
+    const { token, confidence } = choose(position);
     if (token !== block[position] && confidence >= threshold) {
       revisions.push({ position, from: block[position] as number, to: token });
     }

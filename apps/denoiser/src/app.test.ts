@@ -1,6 +1,6 @@
 import { createParser } from "eventsource-parser";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { NodeEvent } from "../../../adapters/src/protocol.ts";
+import { NodeEvent, Verification } from "../../../adapters/src/protocol.ts";
 import { loadModel, type Model, SHIPPED_MODEL_DIR } from "../../../models/src/index.ts";
 import { listen } from "../../../test/support/servers.ts";
 import { createDenoiserApp } from "./app.ts";
@@ -85,6 +85,30 @@ describe("the denoiser node", () => {
     expect(events[0]?.type).toBe("start");
     expect(events.some((e) => e.type === "step")).toBe(true);
     expect(events.at(-1)?.type).toBe("done");
+  });
+
+  it("verifies code on request, and a generation's own text before done when asked", async () => {
+    const response = await app.request("/v1/verify", {
+      method: "POST",
+      headers: auth,
+      body: JSON.stringify({ code: "def f(x):\n    return x + 1\n" }),
+    });
+    expect(response.status).toBe(200);
+    expect(Verification.parse(await response.json())).toMatchObject({ syntax: { ok: true } });
+    const bad = await app.request("/v1/verify", {
+      method: "POST",
+      headers: auth,
+      body: JSON.stringify({ code: 3 }),
+    });
+    expect(bad.status).toBe(400);
+
+    const stream = await app.request("/v1/generate", {
+      method: "POST",
+      headers: auth,
+      body: JSON.stringify({ prompt: "def f(x):\n", max_tokens: 16, verify: true }),
+    });
+    const events = parseSse(await stream.text()).map((m) => NodeEvent.parse(JSON.parse(m.data)));
+    expect(events.slice(-2).map((e) => e.type)).toEqual(["verify", "done"]);
   });
 
   it("stops decoding when the client goes away, and says so in its metrics", async () => {

@@ -8,12 +8,21 @@
  *                      when loading failed, or while draining
  *   GET  /metrics      Prometheus text: tokens, forwards, batch sizes, queue, latencies
  *   POST /v1/generate  a generation as an SSE stream of protocol events
+ *   POST /v1/verify    self-verification of a piece of code (JSON)
+ *
+ * Verification runs its two forwards on the model session directly, beside the scheduler's
+ * batches (onnxruntime sessions take concurrent runs), not inside them.
  */
 import { zValidator } from "@hono/zod-validator";
-import { Hono } from "hono";
+import { type Context, Hono } from "hono";
 import { HTTPException } from "hono/http-exception";
 import { streamSSE } from "hono/streaming";
-import { type NodeEvent, NodeGenerateRequest, PROTOCOL_VERSION } from "../../../adapters/src/protocol.ts";
+import {
+  type NodeEvent,
+  NodeGenerateRequest,
+  NodeVerifyRequest,
+  PROTOCOL_VERSION,
+} from "../../../adapters/src/protocol.ts";
 import {
   type DecodeEvent,
   DecodeInputError,
@@ -35,6 +44,18 @@ export interface DenoiserAppOptions {
 
 const errorBody = (code: string, message: string) => ({ error: { code, message } });
 
+/** zValidator's hook: the first problem, where it is, as a 400. */
+function invalidRequest(
+  result: { success: boolean; error?: { issues: { path: PropertyKey[]; message: string }[] } },
+  c: Context,
+) {
+  if (!result.success) {
+    const issue = result.error?.issues[0];
+    const where = issue?.path.join(".") || "body";
+    return c.json(errorBody("invalid_request", `${where}: ${issue?.message ?? "invalid"}`), 400);
+  }
+}
+
 export function createDenoiserApp({
   model: loading,
   secret,
@@ -55,7 +76,7 @@ export function createDenoiserApp({
       model = loaded;
       scheduler = new Scheduler({
         ...limits,
-        forward: (inputs) => loaded.session.forwardBatch(inputs),
+        forward: (inputs, options) => loaded.session.forwardBatch(inputs, options),
         onForward: (stats) => metrics.forward(stats),
       });
     },
@@ -87,24 +108,35 @@ export function createDenoiserApp({
     return c.text(await metrics.text(), 200, { "content-type": metrics.contentType });
   });
 
+  /** 503 unless the node can take work now. */
+  const unavailable = () => {
+    if (draining) return errorBody("shutting_down", "this node is shutting down");
+    if (!model || !scheduler) {
+      return errorBody("model_unavailable", loadError ? "the model failed to load" : "the model is loading");
+    }
+    return undefined;
+  };
+
+  app.post(
+    "/v1/verify",
+    edgeSecret({ secret }),
+    zValidator("json", NodeVerifyRequest, invalidRequest),
+    async (c) => {
+      const refusal = unavailable();
+      if (refusal || !model) return c.json(refusal, 503);
+      const { code, prompt, threshold } = c.req.valid("json");
+      return c.json(await model.verify({ code, prompt, threshold }));
+    },
+  );
+
   app.post(
     "/v1/generate",
     edgeSecret({ secret }),
-    zValidator("json", NodeGenerateRequest, (result, c) => {
-      if (!result.success) {
-        const issue = result.error.issues[0];
-        const where = issue?.path.join(".") || "body";
-        return c.json(errorBody("invalid_request", `${where}: ${issue?.message ?? "invalid"}`), 400);
-      }
-    }),
+    zValidator("json", NodeGenerateRequest, invalidRequest),
     async (c) => {
-      if (draining) return c.json(errorBody("shutting_down", "this node is shutting down"), 503);
-      if (!model || !scheduler) {
-        return c.json(
-          errorBody("model_unavailable", loadError ? "the model failed to load" : "the model is loading"),
-          503,
-        );
-      }
+      const refusal = unavailable();
+      if (refusal || !model || !scheduler) return c.json(refusal, 503);
+      const loaded = model;
       const request = c.req.valid("json");
       const cancel = new AbortController();
       c.req.raw.signal.addEventListener("abort", () => cancel.abort(), { once: true });
@@ -144,12 +176,17 @@ export function createDenoiserApp({
         stream.onAbort(() => cancel.abort());
         const send = (event: NodeEvent) =>
           stream.writeSSE({ event: event.type, data: JSON.stringify(event) });
-        let firstBlock = true;
+        let text = "";
+        let blocks = 0;
         try {
           for await (const event of events) {
-            if (event.type === "block" && firstBlock) {
-              firstBlock = false;
-              metrics.firstBlock((performance.now() - started) / 1000);
+            if (event.type === "block") {
+              if (blocks++ === 0) metrics.firstBlock((performance.now() - started) / 1000);
+              text += event.text;
+            }
+            if (event.type === "done" && request.verify && event.finish_reason !== "cancelled") {
+              const verification = await loaded.verify({ code: text, prompt: request.prompt });
+              await send({ type: "verify", verification });
             }
             if (event.type === "done") {
               const outcome = event.finish_reason === "cancelled" ? "cancelled" : "finished";

@@ -1,29 +1,71 @@
 /**
- * Starts a denoiser node.
- *   SPROUT_NODE_SECRET  shared secret the edge presents (required)
- *   SPROUT_MODEL_DIR    model directory (default: the shipped model)
- *   PORT / HOST         where to listen (default 8788 on 127.0.0.1)
+ * Starts a denoiser node. It listens at once (/healthz answers, /readyz says 503 until the model
+ * is loaded and verified against its sha256), then loads the model.
+ *   SPROUT_NODE_SECRET          shared secret the edge presents (required)
+ *   SPROUT_MODEL_DIR            model directory (default: the shipped model)
+ *   SPROUT_EXECUTION_PROVIDER   onnxruntime execution provider: cpu (default) or cuda (GPU hosts;
+ *                               needs the CUDA build of onnxruntime-node, see apps/denoiser/README.md)
+ *   SPROUT_THREADS              intra-op threads for the CPU provider (default: onnxruntime's choice)
+ *   SPROUT_MAX_BATCH            generations sharing one forward pass (default 8; 1 turns batching off)
+ *   SPROUT_MAX_BATCH_TOKENS     padded tokens per forward pass (default 1024)
+ *   SPROUT_MAX_QUEUE            generations waiting for a slot before 503 + Retry-After (default 32)
+ *   PORT / HOST                 where to listen (default 8788 on 127.0.0.1)
  */
 import { serve } from "@hono/node-server";
 import { loadModel, SHIPPED_MODEL_DIR } from "../../../models/src/index.ts";
 import { createDenoiserApp } from "./app.ts";
 
-const secret = process.env.SPROUT_NODE_SECRET;
+const env = process.env;
+const secret = env.SPROUT_NODE_SECRET;
 if (!secret) {
   console.error("SPROUT_NODE_SECRET is not set: the node refuses to start without the edge's shared secret");
   process.exit(2);
 }
-const port = Number(process.env.PORT ?? 8788);
-const hostname = process.env.HOST ?? "127.0.0.1";
-const model = await loadModel(process.env.SPROUT_MODEL_DIR ?? SHIPPED_MODEL_DIR);
-const app = createDenoiserApp({ model, secret });
+/** A positive integer from the environment, or undefined when unset; exits on anything else. */
+function count(name: string): number | undefined {
+  const raw = env[name];
+  if (raw === undefined || raw === "") return undefined;
+  const value = Number(raw);
+  if (!Number.isInteger(value) || value < 1) {
+    console.error(`${name} must be a positive integer, not ${JSON.stringify(raw)}`);
+    process.exit(2);
+  }
+  return value;
+}
+const provider = env.SPROUT_EXECUTION_PROVIDER ?? "cpu";
+if (provider !== "cpu" && provider !== "cuda") {
+  console.error(`SPROUT_EXECUTION_PROVIDER must be cpu or cuda, not ${JSON.stringify(provider)}`);
+  process.exit(2);
+}
+const port = Number(env.PORT ?? 8788);
+const hostname = env.HOST ?? "127.0.0.1";
+const modelDir = env.SPROUT_MODEL_DIR ?? SHIPPED_MODEL_DIR;
+const loading = loadModel(modelDir, {
+  executionProviders: provider === "cuda" ? ["cuda", "cpu"] : ["cpu"],
+  intraOpNumThreads: count("SPROUT_THREADS"),
+});
+const app = createDenoiserApp({
+  model: loading,
+  secret,
+  scheduler: {
+    maxBatch: count("SPROUT_MAX_BATCH"),
+    maxBatchTokens: count("SPROUT_MAX_BATCH_TOKENS"),
+    maxQueue: count("SPROUT_MAX_QUEUE"),
+  },
+});
 const server = serve({ fetch: app.fetch, port, hostname }, (info) => {
-  console.log(`denoiser node: ${model.manifest.name} on http://${hostname}:${info.port}`);
+  console.log(
+    `denoiser node: listening on http://${hostname}:${info.port} (${provider}), loading ${modelDir}`,
+  );
 });
 server.on("error", (error) => {
   console.error(`denoiser node could not listen on ${hostname}:${port}: ${error.message}`);
   process.exit(1);
 });
+loading.then(
+  (model) => console.log(`denoiser node: ${model.manifest.name} loaded and verified; ready`),
+  () => {}, // reported by the app's /readyz and log
+);
 // Stop accepting, end what is in flight, then release the model (never under a running forward).
 let stopping = false;
 for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"] as const) {
@@ -34,7 +76,7 @@ for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"] as const) {
     const closed = new Promise((resolve) => server.close(resolve)); // resolves once every response has ended
     await app.drain();
     await closed;
-    await model.close();
+    await loading.then((model) => model.close()).catch(() => {});
     process.exit(0);
   });
 }

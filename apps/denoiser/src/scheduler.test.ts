@@ -29,7 +29,7 @@ describe("the batching scheduler", () => {
   function scheduler(options: Partial<ConstructorParameters<typeof Scheduler>[0]> = {}) {
     const forwards: ForwardStats[] = [];
     const s = new Scheduler({
-      forward: (inputs) => model.session.forwardBatch(inputs),
+      forward: (inputs, options) => model.session.forwardBatch(inputs, options),
       onForward: (stats) => forwards.push(stats),
       ...options,
     });
@@ -84,12 +84,12 @@ describe("the batching scheduler", () => {
 
   it("fails only the generations of a forward that throws, and keeps serving", async () => {
     let failNext = false;
-    const flaky = (inputs: readonly ForwardInput[]) => {
+    const flaky = (inputs: readonly ForwardInput[], options: { stats: boolean }) => {
       if (failNext) {
         failNext = false;
         return Promise.reject(new Error("test double: the device fell over"));
       }
-      return model.session.forwardBatch(inputs);
+      return model.session.forwardBatch(inputs, options);
     };
     const { s } = scheduler({ forward: flaky });
     failNext = true;

@@ -12,8 +12,8 @@
 import type { DecodeEvent, ForwardInput, ForwardResult, Generation } from "../../../models/src/index.ts";
 
 export interface SchedulerOptions {
-  /** Runs one batched forward: the model session's `forwardBatch`. */
-  forward: (inputs: readonly ForwardInput[]) => Promise<ForwardResult[]>;
+  /** Runs one batched forward: the model session's `forwardBatch` (with greedy row statistics when asked). */
+  forward: (inputs: readonly ForwardInput[], options: { stats: boolean }) => Promise<ForwardResult[]>;
   /** Sequences in one forward (1: no batching, one sequence per forward, round robin). */
   maxBatch?: number;
   /** Padded tokens in one forward (sequences × longest input); one sequence always fits. */
@@ -112,7 +112,8 @@ export class Scheduler {
       const started = performance.now();
       let results: ForwardResult[];
       try {
-        results = await this.options.forward(inputs);
+        const stats = batch.some(({ entry }) => entry.generation.wantsStats);
+        results = await this.options.forward(inputs, { stats });
       } catch (error) {
         for (const { entry } of batch) this.end(entry, error);
         continue;

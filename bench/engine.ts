@@ -1,0 +1,380 @@
+/**
+ * `npm run bench`: the decoding engine on this machine, side by side in one run, for the shipped
+ * model (and its autoregressive twin) through the TypeScript runtime (onnxruntime-node, CPU).
+ *
+ *  1. the machine's ceiling: a large float32 GEMM through onnxruntime (bench/matmul.onnx);
+ *  2. the cost of one forward against the number of tokens in it (the cost model's two terms);
+ *  3. step latency against context length, with the KV cache and without (recomputing the context);
+ *  4. the speed/quality dial on MBPP prompts: τ, fixed steps, entropy bound and block size, each
+ *     against one-token-per-step decoding of the same model and the twin decoding
+ *     autoregressively, with the quality each reaches (syntax-valid rate of the function);
+ *  5. aggregate tokens/s with 1 … 16 concurrent requests through the batching scheduler, the
+ *     share of the GEMM ceiling reached, where the rest of the time goes, and peak memory.
+ *
+ * Prints tables, writes bench/results/engine.json and puts the tables into the README.
+ */
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { cpus } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import * as ort from "onnxruntime-node";
+import { type ForwardStats, Scheduler } from "../apps/denoiser/src/scheduler.ts";
+import {
+  type DecodeEvent,
+  type DecodeOptions,
+  loadModel,
+  type Model,
+  SHIPPED_MODEL_DIR,
+  TWIN_MODEL_DIR,
+} from "../models/src/index.ts";
+import { KvCache } from "../models/src/session.ts";
+import { checkPythonSyntax } from "../models/src/syntax.ts";
+import { TextTokenizer } from "../models/src/tokenizer.ts";
+
+const here = (path: string) => fileURLToPath(new URL(path, import.meta.url));
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] as number;
+const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
+const PROMPT_COUNT = 40;
+const MAX_TOKENS = 64;
+
+const model = await loadModel(SHIPPED_MODEL_DIR);
+const twin = await loadModel(TWIN_MODEL_DIR);
+const tokenizer = await TextTokenizer.fromFile(join(SHIPPED_MODEL_DIR, "tokenizer.json"));
+const { architecture: arch } = model.manifest;
+
+// 1. The ceiling: GFLOP/s of a 1024³ float32 matrix multiply, the best of a few runs.
+async function gemmRate(size = 1024, runs = 8): Promise<number> {
+  const session = await ort.InferenceSession.create(here("./matmul.onnx"));
+  const a = new ort.Tensor(
+    "float32",
+    Float32Array.from({ length: size * size }, (_, i) => (i % 7) / 7),
+    [size, size],
+  );
+  const b = new ort.Tensor(
+    "float32",
+    Float32Array.from({ length: size * size }, (_, i) => (i % 5) / 5),
+    [size, size],
+  );
+  let best = Number.POSITIVE_INFINITY;
+  for (let r = 0; r < runs; r++) {
+    const t0 = performance.now();
+    await session.run({ a, b });
+    best = Math.min(best, performance.now() - t0);
+  }
+  await session.release();
+  return (2 * size ** 3) / (best / 1000) / 1e9;
+}
+
+/** FLOPs of one token through the network (matrix multiplies, incl. the output head) with `context` tokens to attend to. */
+function flopsPerToken(context: number): number {
+  const { d_model: d, n_layers: layers, vocab_size: vocab } = arch;
+  const ffn = (
+    JSON.parse(readFileSync(join(SHIPPED_MODEL_DIR, "manifest.json"), "utf8")) as {
+      architecture: { ffn_hidden: number };
+    }
+  ).architecture.ffn_hidden;
+  const weights = layers * (4 * d * d + 3 * d * ffn) + d * vocab;
+  return 2 * weights + 4 * layers * d * context;
+}
+
+async function timeForward(
+  context: number,
+  block: number[],
+  cache: KvCache,
+  repeats: number,
+): Promise<number> {
+  const ids = Array.from({ length: context }, (_, i) => 100 + (i % 500));
+  await model.session.forward(ids, block, cache);
+  const times: number[] = [];
+  for (let i = 0; i < repeats; i++) {
+    const t0 = performance.now();
+    await model.session.forward(ids, block, cache);
+    times.push(performance.now() - t0);
+  }
+  return median(times);
+}
+
+async function cacheOf(length: number): Promise<KvCache> {
+  const ids = Array.from({ length }, (_, i) => 100 + (i % 500));
+  const prefill = await model.session.forward(ids, [], KvCache.empty(model.manifest));
+  return KvCache.empty(model.manifest).append(prefill.newKey, prefill.newValue);
+}
+
+// 2. Cost model: forward time = fixed + per-token × tokens (least squares), at 128 cached tokens.
+async function costModel() {
+  const cache = await cacheOf(128);
+  const mask = model.manifest.special_tokens.mask;
+  const points: { tokens: number; ms: number }[] = [];
+  for (const tokens of [1, 2, 4, 8, 16, 32, 64, 128, 256]) {
+    points.push({ tokens, ms: await timeForward(0, new Array(tokens).fill(mask), cache, 15) });
+  }
+  const n = points.length;
+  const mx = sum(points.map((p) => p.tokens)) / n;
+  const my = sum(points.map((p) => p.ms)) / n;
+  const slope =
+    sum(points.map((p) => (p.tokens - mx) * (p.ms - my))) / sum(points.map((p) => (p.tokens - mx) ** 2));
+  return { points, fixed_ms: my - slope * mx, per_token_ms: slope };
+}
+
+// 3. Step latency (a block of 32 masks) against context, with the cache and recomputing it.
+async function stepLatency() {
+  const block = new Array(32).fill(model.manifest.special_tokens.mask);
+  const rows = [];
+  for (const context of [128, 256, 512, 1024 - 32]) {
+    const cached = await timeForward(0, block, await cacheOf(context), 15);
+    const uncached = await timeForward(context, block, KvCache.empty(model.manifest), 5);
+    rows.push({ context, with_cache_ms: cached, without_cache_ms: uncached });
+  }
+  return rows;
+}
+
+// 4. The dial, on MBPP prompts (the first PROMPT_COUNT tasks), greedy.
+interface MbppTask {
+  text: string;
+  code: string;
+  test_list: string[];
+}
+const tasks = readFileSync(here("../../shared/eval/mbpp/mbpp.jsonl"), "utf8")
+  .trim()
+  .split("\n")
+  .slice(0, PROMPT_COUNT)
+  .map((line) => JSON.parse(line) as MbppTask);
+/** evaluate.py's MBPP prompt: the task and its first assert as a docstring, then `def name(`. */
+const entryPoint = (task: MbppTask) => /def\s+(\w+)\s*\(/.exec(task.code)?.[1] ?? "solution";
+const mbppPrompt = (task: MbppTask) =>
+  `"""${task.text.trim()}\n${task.test_list[0]?.trim()}\n"""\ndef ${entryPoint(task)}(`;
+/**
+ * The function the completion writes, ending before the first new top-level line (evaluate.py's
+ * line rule); when it ran out of tokens, without its unfinished last line, so that "parses"
+ * means "every complete line so far is valid Python".
+ */
+function candidate(task: MbppTask, completion: string, cutOff: boolean): string {
+  let lines = `def ${entryPoint(task)}(${completion}`.split("\n");
+  const end = lines.findIndex((line, i) => i > 0 && /^[^\s#)\]}]/.test(line));
+  if (end !== -1) lines = lines.slice(0, end);
+  else if (cutOff && lines.length > 1) lines = lines.slice(0, -1);
+  return `${lines.join("\n").trimEnd()}\n`;
+}
+
+/**
+ * Quality as a stronger judge sees it: bits per token of the completion under the autoregressive
+ * twin (generative perplexity, as diffusion LM papers report it), given the prompt.
+ */
+async function twinBits(prompt: string, completion: string): Promise<{ bits: number; tokens: number }> {
+  const before = tokenizer.encode(prompt).length - 1; // the prompt's last token may merge with the completion
+  const ids = [twin.manifest.special_tokens.bos, ...tokenizer.encode(prompt + completion)];
+  const { logits } = await twin.session.forward(ids, [], KvCache.empty(twin.manifest));
+  const vocab = twin.manifest.architecture.vocab_size;
+  let nats = 0;
+  for (let position = before + 1; position < ids.length; position++) {
+    const row = logits.subarray((position - 1) * vocab, position * vocab);
+    let max = Number.NEGATIVE_INFINITY;
+    for (const x of row) max = Math.max(max, x);
+    let total = 0;
+    for (const x of row) total += Math.exp(x - max);
+    nats -= (row[ids[position] as number] as number) - max - Math.log(total);
+  }
+  return { bits: nats / Math.LN2, tokens: ids.length - before - 1 };
+}
+
+async function dial(name: string, which: Model, settings: Partial<DecodeOptions>) {
+  let tokens = 0;
+  let forwards = 0;
+  let valid = 0;
+  let wall = 0;
+  let bits = 0;
+  let judged = 0;
+  for (const task of tasks) {
+    const t0 = performance.now();
+    let text = "";
+    let done: Extract<DecodeEvent, { type: "done" }> | undefined;
+    for await (const event of which.generate({
+      prompt: mbppPrompt(task),
+      maxTokens: MAX_TOKENS,
+      ...settings,
+    })) {
+      if (event.type === "block") text += event.text;
+      if (event.type === "done") done = event;
+    }
+    wall += performance.now() - t0;
+    tokens += done?.usage.completion_tokens ?? 0;
+    forwards += done?.usage.forward_passes ?? 0;
+    if ((await checkPythonSyntax(candidate(task, text, done?.finish_reason === "length"))).ok) valid++;
+    const judge = await twinBits(mbppPrompt(task), text);
+    bits += judge.bits;
+    judged += judge.tokens;
+  }
+  return {
+    name,
+    settings,
+    tokens_per_forward: tokens / forwards,
+    tokens_per_s: tokens / (wall / 1000),
+    syntax_valid: valid / tasks.length,
+    twin_bits_per_token: bits / judged,
+    mean_tokens: tokens / tasks.length,
+  };
+}
+
+// 5. Concurrency through the scheduler: `concurrency` requests at a time, 16 in all.
+async function concurrency(level: number, maxBatch: number) {
+  const forwards: ForwardStats[] = [];
+  const scheduler = new Scheduler({
+    forward: (inputs, options) => model.session.forwardBatch(inputs, options),
+    onForward: (stats) => forwards.push(stats),
+    maxBatch,
+    maxQueue: 64,
+  });
+  const requests = tasks.slice(0, 16).map((task) => ({ prompt: mbppPrompt(task), maxTokens: MAX_TOKENS }));
+  let peakRss = process.memoryUsage().rss;
+  const sampler = setInterval(() => {
+    peakRss = Math.max(peakRss, process.memoryUsage().rss);
+  }, 10);
+  let tokens = 0;
+  const t0 = performance.now();
+  let next = 0;
+  const worker = async () => {
+    while (next < requests.length) {
+      const request = requests[next++] as DecodeOptions;
+      for await (const event of scheduler.submit(model.start(request))) {
+        if (event.type === "done") tokens += event.usage.completion_tokens;
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: level }, worker));
+  const wall = (performance.now() - t0) / 1000;
+  clearInterval(sampler);
+  const tokenForwards = sum(forwards.map((f) => f.tokens));
+  const meanContext = 128; // prompts ≈ 60–120 tokens plus up to 64 generated
+  return {
+    concurrency: level,
+    max_batch: maxBatch,
+    tokens_per_s: tokens / wall,
+    mean_batch: sum(forwards.map((f) => f.sequences)) / forwards.length,
+    token_forwards_per_s: tokenForwards / wall,
+    padded_share: 1 - tokenForwards / sum(forwards.map((f) => f.paddedTokens)),
+    gflops: (tokenForwards * flopsPerToken(meanContext)) / wall / 1e9,
+    forward_share: sum(forwards.map((f) => f.seconds)) / wall,
+    peak_rss_mb: peakRss / 2 ** 20,
+  };
+}
+
+const gemm = await gemmRate();
+console.log(`GEMM ceiling: ${gemm.toFixed(1)} GFLOP/s (float32 1024³ through onnxruntime)`);
+const cost = await costModel();
+const steps = await stepLatency();
+const dials = [
+  await dial("one token per step (τ = 1)", model, { threshold: 1 }),
+  await dial("τ 0.9", model, { threshold: 0.9 }),
+  await dial("τ 0.7", model, { threshold: 0.7 }),
+  await dial("τ 0.5", model, { threshold: 0.5 }),
+  await dial("τ 0.3", model, { threshold: 0.3 }),
+  await dial("τ 0.5, block 16", model, { threshold: 0.5, blockSize: 16 }),
+  await dial("τ 0.5, block 64", model, { threshold: 0.5, blockSize: 64 }),
+  await dial("entropy ≤ 1 nat", model, { entropyBound: 1 }),
+  await dial("entropy ≤ 4 nats", model, { entropyBound: 4 }),
+  await dial("8 steps / block of 32", model, { steps: 8 }),
+  await dial("4 steps / block of 32", model, { steps: 4 }),
+  await dial("autoregressive twin", twin, {}),
+];
+const levels = [];
+for (const level of [1, 2, 4, 8, 16]) levels.push(await concurrency(level, 16));
+levels.push(await concurrency(8, 1)); // batching off: 8 in flight, one sequence per forward
+
+const table = (rows: Record<string, string | number>[]) => console.table(rows);
+console.log(
+  `\nCost of one forward at 128 cached tokens: ${cost.fixed_ms.toFixed(2)} ms + ${cost.per_token_ms.toFixed(3)} ms × tokens`,
+);
+table(cost.points.map((p) => ({ tokens: p.tokens, "median ms": p.ms.toFixed(2) })));
+console.log("\nOne denoising step (a block of 32) against context length");
+table(
+  steps.map((s) => ({
+    context: s.context,
+    "with cache ms": s.with_cache_ms.toFixed(2),
+    "without cache ms": s.without_cache_ms.toFixed(2),
+  })),
+);
+console.log(`\nThe dial: ${tasks.length} MBPP prompts, ≤ ${MAX_TOKENS} tokens, greedy, block 32 unless said`);
+table(
+  dials.map((d) => ({
+    decoding: d.name,
+    "tokens/forward": d.tokens_per_forward.toFixed(2),
+    "tokens/s": d.tokens_per_s.toFixed(0),
+    "syntax-valid": `${(100 * d.syntax_valid).toFixed(1)}%`,
+    "twin bits/token": d.twin_bits_per_token.toFixed(2),
+    "mean tokens": d.mean_tokens.toFixed(1),
+  })),
+);
+console.log(
+  `\nConcurrent requests through the scheduler (16 requests, τ 0.9); ceiling ${gemm.toFixed(1)} GFLOP/s`,
+);
+table(
+  levels.map((l) => ({
+    concurrent: l.concurrency,
+    batching: l.max_batch > 1 ? "on" : "off",
+    "tokens/s": l.tokens_per_s.toFixed(0),
+    "mean batch": l.mean_batch.toFixed(1),
+    "GFLOP/s": l.gflops.toFixed(1),
+    "of ceiling": `${((100 * l.gflops) / gemm).toFixed(0)}%`,
+    "in forward": `${(100 * l.forward_share).toFixed(0)}%`,
+    padding: `${(100 * l.padded_share).toFixed(0)}%`,
+    "peak RSS MB": l.peak_rss_mb.toFixed(0),
+  })),
+);
+
+const result = {
+  date: new Date().toISOString(),
+  machine: { cpus: cpus().length, cpu: cpus()[0]?.model, node: process.version },
+  model: model.manifest.name,
+  twin: twin.manifest.name,
+  gemm_gflops: gemm,
+  flops_per_token_forward_at_128: flopsPerToken(128),
+  cost_model: cost,
+  step_latency: steps,
+  dial: dials,
+  concurrency: levels,
+};
+await model.close();
+await twin.close();
+mkdirSync(here("./results/"), { recursive: true });
+writeFileSync(here("./results/engine.json"), `${JSON.stringify(result, null, 2)}\n`);
+console.log(`wrote ${here("./results/engine.json")}`);
+
+// The README quotes the latest run, between its bench markers.
+const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
+const markdown = [
+  `Measured ${result.date.slice(0, 10)}, ${result.machine.cpus} × ${result.machine.cpu}, Node ${result.machine.node}, model \`${result.model}\` (twin \`${result.twin}\`); \`bench/results/engine.json\`.`,
+  "",
+  `The speed/quality dial on ${tasks.length} MBPP prompts (≤ ${MAX_TOKENS} tokens, greedy, block 32 unless said). Quality: the function's complete lines parse (syntax-valid), and the completion's bits per token under the autoregressive twin (lower is more plausible code):`,
+  "",
+  "| decoding | tokens/forward | tokens/s | syntax-valid | twin bits/token |",
+  "|---|---|---|---|---|",
+  ...dials.map(
+    (d) =>
+      `| ${d.name} | ${d.tokens_per_forward.toFixed(2)} | ${d.tokens_per_s.toFixed(0)} | ${pct(d.syntax_valid)} | ${d.twin_bits_per_token.toFixed(2)} |`,
+  ),
+  "",
+  "One denoising step (a block of 32) against context length:",
+  "",
+  "| context | with KV cache (ms) | recomputing the context (ms) |",
+  "|---|---|---|",
+  ...steps.map((s) => `| ${s.context} | ${s.with_cache_ms.toFixed(1)} | ${s.without_cache_ms.toFixed(1)} |`),
+  "",
+  `Concurrent requests through the batching scheduler (16 requests, τ 0.9; GEMM ceiling ${gemm.toFixed(0)} GFLOP/s):`,
+  "",
+  "| concurrent | batching | tokens/s | mean batch | share of GEMM ceiling | time in forward | peak RSS (MB) |",
+  "|---|---|---|---|---|---|---|",
+  ...levels.map(
+    (l) =>
+      `| ${l.concurrency} | ${l.max_batch > 1 ? "on" : "off"} | ${l.tokens_per_s.toFixed(0)} | ${l.mean_batch.toFixed(1)} | ${pct(l.gflops / gemm)} | ${pct(l.forward_share)} | ${l.peak_rss_mb.toFixed(0)} |`,
+  ),
+  "",
+  `Cost of one forward at 128 cached tokens: ${cost.fixed_ms.toFixed(2)} ms + ${cost.per_token_ms.toFixed(3)} ms per token in it.`,
+].join("\n");
+const readme = here("../README.md");
+writeFileSync(
+  readme,
+  readFileSync(readme, "utf8").replace(
+    /<!-- bench:start -->[\s\S]*<!-- bench:end -->/,
+    `<!-- bench:start -->\n${markdown}\n<!-- bench:end -->`,
+  ),
+);
