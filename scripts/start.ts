@@ -146,7 +146,7 @@ launch(
 );
 
 try {
-  await waitFor(`${denoiserUrl}/healthz`, "the denoiser node", 120);
+  await waitFor(`${denoiserUrl}/readyz`, "the denoiser node", 120);
   await waitFor(`http://${host}:${edgePort}/`, "the edge", 120);
 } catch (error) {
   console.error((error as Error).message);
