@@ -128,6 +128,30 @@ async function stepLatency() {
   return rows;
 }
 
+/**
+ * Where a batched step's time goes: 8 sequences × a block of 32 against 128 cached tokens each,
+ * the graph alone, then with the greedy statistics (pick.onnx) over its 256 rows.
+ */
+async function breakdown() {
+  const cache = await cacheOf(128);
+  const block = new Array(32).fill(model.manifest.special_tokens.mask);
+  const inputs = Array.from({ length: 8 }, () => ({ context: [], block, cache }));
+  const time = async (stats: boolean) => {
+    await model.session.forwardBatch(inputs, { stats });
+    const times: number[] = [];
+    for (let i = 0; i < 15; i++) {
+      const t0 = performance.now();
+      await model.session.forwardBatch(inputs, { stats });
+      times.push(performance.now() - t0);
+    }
+    return median(times);
+  };
+  const graph = await time(false);
+  const withStats = await time(true);
+  const gflops = (8 * 32 * flopsPerToken(128 + 16)) / (graph / 1000) / 1e9;
+  return { graph_ms: graph, pick_ms: withStats - graph, graph_gflops: gflops };
+}
+
 // 4. The dial, on MBPP prompts (the first PROMPT_COUNT tasks), greedy.
 interface MbppTask {
   text: string;
@@ -216,10 +240,10 @@ async function dial(name: string, which: Model, settings: Partial<DecodeOptions>
 }
 
 // 5. Concurrency through the scheduler: `concurrency` requests at a time, 16 in all.
-async function concurrency(level: number, maxBatch: number) {
+async function concurrency(level: number, maxBatch: number, which: Model = model) {
   const forwards: ForwardStats[] = [];
   const scheduler = new Scheduler({
-    forward: (inputs, options) => model.session.forwardBatch(inputs, options),
+    forward: (inputs, options) => which.session.forwardBatch(inputs, options),
     onForward: (stats) => forwards.push(stats),
     maxBatch,
     maxQueue: 64,
@@ -235,7 +259,7 @@ async function concurrency(level: number, maxBatch: number) {
   const worker = async () => {
     while (next < requests.length) {
       const request = requests[next++] as DecodeOptions;
-      for await (const event of scheduler.submit(model.start(request))) {
+      for await (const event of scheduler.submit(which.start(request))) {
         if (event.type === "done") tokens += event.usage.completion_tokens;
       }
     }
@@ -246,6 +270,7 @@ async function concurrency(level: number, maxBatch: number) {
   const tokenForwards = sum(forwards.map((f) => f.tokens));
   const meanContext = 128; // prompts ≈ 60–120 tokens plus up to 64 generated
   return {
+    model: which.manifest.name,
     concurrency: level,
     max_batch: maxBatch,
     tokens_per_s: tokens / wall,
@@ -262,6 +287,7 @@ const gemm = await gemmRate();
 console.log(`GEMM ceiling: ${gemm.toFixed(1)} GFLOP/s (float32 1024³ through onnxruntime)`);
 const cost = await costModel();
 const steps = await stepLatency();
+const split = await breakdown();
 const dials = [
   await dial("one token per step (τ = 1)", model, { threshold: 1 }),
   await dial("τ 0.9", model, { threshold: 0.9 }),
@@ -279,12 +305,16 @@ const dials = [
 const levels = [];
 for (const level of [1, 2, 4, 8, 16]) levels.push(await concurrency(level, 16));
 levels.push(await concurrency(8, 1)); // batching off: 8 in flight, one sequence per forward
+for (const level of [1, 8]) levels.push(await concurrency(level, 16, twin)); // the twin: 1 token per forward
 
 const table = (rows: Record<string, string | number>[]) => console.table(rows);
 console.log(
   `\nCost of one forward at 128 cached tokens: ${cost.fixed_ms.toFixed(2)} ms + ${cost.per_token_ms.toFixed(3)} ms × tokens`,
 );
 table(cost.points.map((p) => ({ tokens: p.tokens, "median ms": p.ms.toFixed(2) })));
+console.log(
+  `A batched step (8 × 32 tokens, 128 cached each): graph ${split.graph_ms.toFixed(1)} ms (${split.graph_gflops.toFixed(1)} GFLOP/s, ${((100 * split.graph_gflops) / gemm).toFixed(0)}% of the ceiling) + greedy statistics ${split.pick_ms.toFixed(1)} ms`,
+);
 console.log("\nOne denoising step (a block of 32) against context length");
 table(
   steps.map((s) => ({
@@ -309,6 +339,7 @@ console.log(
 );
 table(
   levels.map((l) => ({
+    model: l.model,
     concurrent: l.concurrency,
     batching: l.max_batch > 1 ? "on" : "off",
     "tokens/s": l.tokens_per_s.toFixed(0),
@@ -329,6 +360,7 @@ const result = {
   gemm_gflops: gemm,
   flops_per_token_forward_at_128: flopsPerToken(128),
   cost_model: cost,
+  batched_step_breakdown: split,
   step_latency: steps,
   dial: dials,
   concurrency: levels,
@@ -361,14 +393,14 @@ const markdown = [
   "",
   `Concurrent requests through the batching scheduler (16 requests, τ 0.9; GEMM ceiling ${gemm.toFixed(0)} GFLOP/s):`,
   "",
-  "| concurrent | batching | tokens/s | mean batch | share of GEMM ceiling | time in forward | peak RSS (MB) |",
-  "|---|---|---|---|---|---|---|",
+  "| model | concurrent | batching | tokens/s | mean batch | share of GEMM ceiling | time in forward | peak RSS (MB) |",
+  "|---|---|---|---|---|---|---|---|",
   ...levels.map(
     (l) =>
-      `| ${l.concurrency} | ${l.max_batch > 1 ? "on" : "off"} | ${l.tokens_per_s.toFixed(0)} | ${l.mean_batch.toFixed(1)} | ${pct(l.gflops / gemm)} | ${pct(l.forward_share)} | ${l.peak_rss_mb.toFixed(0)} |`,
+      `| ${l.model} | ${l.concurrency} | ${l.max_batch > 1 ? "on" : "off"} | ${l.tokens_per_s.toFixed(0)} | ${l.mean_batch.toFixed(1)} | ${pct(l.gflops / gemm)} | ${pct(l.forward_share)} | ${l.peak_rss_mb.toFixed(0)} |`,
   ),
   "",
-  `Cost of one forward at 128 cached tokens: ${cost.fixed_ms.toFixed(2)} ms + ${cost.per_token_ms.toFixed(3)} ms per token in it.`,
+  `Cost of one forward at 128 cached tokens: ${cost.fixed_ms.toFixed(2)} ms + ${cost.per_token_ms.toFixed(3)} ms per token in it. A batched step (8 × 32 tokens, 128 cached each): the graph ${split.graph_ms.toFixed(1)} ms (${split.graph_gflops.toFixed(0)} GFLOP/s, ${pct(split.graph_gflops / gemm)} of the ceiling), the greedy statistics of its 256 rows ${split.pick_ms.toFixed(1)} ms more.`,
 ].join("\n");
 const readme = here("../README.md");
 writeFileSync(

@@ -103,6 +103,8 @@ export const NodeEvent = z.discriminatedUnion("type", [
     step: z.number().int().positive(),
     committed: z.number().int().nonnegative(),
     remaining: z.number().int().nonnegative(),
+    /** The block as it stands: each position's token text, null while still masked. */
+    state: z.array(z.string().nullable()),
   }),
   z.object({
     type: z.literal("edit"),

@@ -190,6 +190,12 @@ describe("decoding the shipped model", () => {
     if (done?.type !== "done") throw new Error("last event is not done");
     // One token per step; only a step that commits an end token also settles what follows it.
     expect(steps.slice(0, -1).every((s) => s.committed === 1)).toBe(true);
+    // Each step shows the block as it stands: one more position filled in than the step before.
+    for (const step of steps) {
+      if (step.type !== "step") continue;
+      expect(step.state).toHaveLength(4);
+      expect(step.state.filter((t) => t === null)).toHaveLength(step.remaining);
+    }
     expect(steps.length).toBeGreaterThanOrEqual(done.usage.completion_tokens);
     const text = (events: DecodeEvent[]) => events.map((e) => (e.type === "block" ? e.text : "")).join("");
     expect(text(await collect(options))).toBe(text(first));

@@ -58,8 +58,9 @@ export class DiffusionGeneration extends Generation {
         this.block.length = firstMask; // what follows the stop is never shown: drop it
       }
       if (this.options.emitSteps) {
-        const remaining = this.block.filter((t) => t === mask).length;
-        events.push({ type: "step", block: this.blockIndex, step: this.steps, committed, remaining });
+        const state = this.block.map((id) => (id === mask ? null : this.tokenizer.decode([id])));
+        const remaining = state.filter((t) => t === null).length;
+        events.push({ type: "step", block: this.blockIndex, step: this.steps, committed, remaining, state });
       }
       if (this.block.includes(mask) || this.editRounds > 0) return events;
     } else {

@@ -23,8 +23,16 @@ export interface EditedToken {
 
 export type DecodeEvent =
   | { type: "start"; model: string; prompt_tokens: number; block_size: number }
-  /** One denoising step: how many masked tokens it committed; `remaining` still masked. */
-  | { type: "step"; block: number; step: number; committed: number; remaining: number }
+  /** One denoising step: how many masked tokens it committed, `remaining` still masked, and the
+   * block as it stands (each position's token text, null while masked): the denoising as it happens. */
+  | {
+      type: "step";
+      block: number;
+      step: number;
+      committed: number;
+      remaining: number;
+      state: (string | null)[];
+    }
   /** An edit round over a block with no masks left, before the block is final: what it revised. */
   | { type: "edit"; block: number; round: number; edits: EditedToken[] }
   /** A finished block: the text it makes visible, and its token ids (to resume elsewhere). It can
