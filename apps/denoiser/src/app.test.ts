@@ -111,6 +111,24 @@ describe("the denoiser node", () => {
     expect(events.slice(-2).map((e) => e.type)).toEqual(["verify", "done"]);
   });
 
+  it("resumes a stream from the ids of the blocks already sent: the rest is what an uninterrupted stream sends", async () => {
+    const generate = async (body: object) => {
+      const response = await app.request("/v1/generate", {
+        method: "POST",
+        headers: auth,
+        body: JSON.stringify(body),
+      });
+      return parseSse(await response.text()).map((m) => NodeEvent.parse(JSON.parse(m.data)));
+    };
+    const request = { prompt: "def parse(line):\n", max_tokens: 40, block_size: 8, temperature: 0.9, seed: 11 };
+    const blocks = (events: NodeEvent[]) => events.filter((e) => e.type === "block");
+    const whole = blocks(await generate(request));
+    expect(whole.length).toBeGreaterThan(2);
+    const committed = whole.slice(0, 2).flatMap((b) => (b.type === "block" ? b.ids : []));
+    const rest = blocks(await generate({ ...request, committed }));
+    expect(rest).toEqual(whole.slice(2));
+  });
+
   it("stops decoding when the client goes away, and says so in its metrics", async () => {
     const server = await listen(app);
     try {

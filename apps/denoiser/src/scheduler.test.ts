@@ -66,6 +66,22 @@ describe("the batching scheduler", () => {
     expect(forwards.some((f) => f.sequences > 1)).toBe(true);
   });
 
+  it("lets no generation starve: with room for one row per forward, generations take turns", async () => {
+    const { s, forwards } = scheduler({ maxBatch: 4, maxBatchTokens: 8 });
+    const finishedAt: number[] = [];
+    const run = async () => {
+      for await (const event of s.submit(
+        model.start({ prompt: "x = ", maxTokens: 8, blockSize: 8, threshold: 1 }),
+      )) {
+        if (event.type === "done") finishedAt.push(forwards.length);
+      }
+    };
+    await Promise.all([run(), run()]);
+    expect(forwards.every((f) => f.sequences === 1)).toBe(true);
+    // Taking turns, both finish near the end (first come, first served would finish one at 8 of 16).
+    expect(Math.min(...finishedAt)).toBeGreaterThanOrEqual(forwards.length - 2);
+  });
+
   it("queues beyond its slots, refuses beyond its queue, and frees a slot at once on cancel", async () => {
     const { s } = scheduler({ maxBatch: 1, maxQueue: 1 });
     const cancel = new AbortController();
