@@ -120,7 +120,13 @@ describe("the denoiser node", () => {
       });
       return parseSse(await response.text()).map((m) => NodeEvent.parse(JSON.parse(m.data)));
     };
-    const request = { prompt: "def parse(line):\n", max_tokens: 40, block_size: 8, temperature: 0.9, seed: 11 };
+    const request = {
+      prompt: "def parse(line):\n",
+      max_tokens: 40,
+      block_size: 8,
+      temperature: 0.9,
+      seed: 11,
+    };
     const blocks = (events: NodeEvent[]) => events.filter((e) => e.type === "block");
     const whole = blocks(await generate(request));
     expect(whole.length).toBeGreaterThan(2);
