@@ -7,4 +7,5 @@ export {
   type StreamOptions,
 } from "./backend.ts";
 export { DenoiserNodeBackend, type DenoiserNodeOptions } from "./denoiser-node.ts";
+export { BackendPool, type PoolMember, type PoolOptions } from "./pool.ts";
 export * from "./protocol.ts";

@@ -2,7 +2,7 @@
 export interface Env {
   /** Id under which the served model is listed at /v1/models. */
   MODEL_ID: string;
-  /** Base URL of the denoiser node. */
+  /** Base URLs of the denoiser nodes, comma-separated (a pool: see backends.ts). */
   DENOISER_URL: string;
   /** Secret shared with the denoiser node (a wrangler secret in production). */
   DENOISER_SECRET: string;
