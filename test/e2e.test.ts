@@ -105,6 +105,25 @@ describe("npm start, end to end through workerd", () => {
     expect(chunks.map((c) => c.choices[0]?.text ?? "").join("")).toBe(whole.choices[0]?.text);
   });
 
+  it("verifies code once, then answers from the verification cache", async () => {
+    // Unique code: wrangler dev keeps its KV state in .wrangler/ between runs.
+    const code = `def add_${Date.now()}(a, b):\n    return a + b\n`;
+    const verify = () =>
+      fetch(`${edge}/v1/verify`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${API_KEY}`, "content-type": "application/json" },
+        body: JSON.stringify({ model: "sprout-tiny", code }),
+      });
+    const first = await verify();
+    expect(first.status).toBe(200);
+    expect(first.headers.get("x-sprout-cache")).toBe("miss");
+    const computed = (await first.json()) as { cached: boolean; score: number; syntax: { ok: boolean } };
+    expect(computed).toMatchObject({ cached: false, syntax: { ok: true } });
+    const second = await verify();
+    expect(second.headers.get("x-sprout-cache")).toMatch(/^hit-(edge|kv)$/);
+    expect(await second.json()).toEqual({ ...computed, cached: true });
+  });
+
   it("sends only data: lines ending with [DONE] on the wire", async () => {
     const response = await fetch(`${edge}/v1/completions`, {
       method: "POST",

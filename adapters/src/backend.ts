@@ -4,10 +4,12 @@
  * Implementations: `DenoiserNodeBackend` (a Sprout denoiser node over HTTP); more to come
  * (OpenAI-compatible upstreams, a routing pool).
  */
-import type { NodeEvent, NodeGenerateRequest } from "./protocol.ts";
+import type { NodeEvent, NodeGenerateRequest, NodeVerifyRequest, Verification } from "./protocol.ts";
 
 export type GenerateRequest = NodeGenerateRequest;
 export type GenerateEvent = NodeEvent;
+export type VerifyRequest = NodeVerifyRequest;
+export type { Verification };
 
 export interface StreamOptions {
   signal?: AbortSignal;
@@ -17,6 +19,8 @@ export interface Backend {
   readonly id: string;
   /** Starts generating; rejects with a `BackendError` when nothing could be started. */
   doStream(request: GenerateRequest, options?: StreamOptions): Promise<AsyncIterable<GenerateEvent>>;
+  /** Self-verification of a piece of code, where the backend can (Sprout nodes can). */
+  verify?(request: VerifyRequest, options?: StreamOptions): Promise<Verification>;
 }
 
 export type BackendErrorCode =

@@ -10,7 +10,7 @@ import {
   type GenerateRequest,
   type StreamOptions,
 } from "./backend.ts";
-import { NodeErrorBody, NodeEvent } from "./protocol.ts";
+import { NodeErrorBody, NodeEvent, type NodeVerifyRequest, Verification } from "./protocol.ts";
 
 export interface DenoiserNodeOptions {
   /** Base URL of the node, e.g. `http://127.0.0.1:8788`. */
@@ -34,25 +34,40 @@ export class DenoiserNodeBackend implements Backend {
     request: GenerateRequest,
     options: StreamOptions = {},
   ): Promise<AsyncIterable<GenerateEvent>> {
+    const response = await this.post("/v1/generate", request, "text/event-stream", options.signal);
+    if (!response.body) throw await errorFromResponse(response, this.id);
+    return parseEvents(response.body, this.id);
+  }
+
+  async verify(request: NodeVerifyRequest, options: StreamOptions = {}): Promise<Verification> {
+    const response = await this.post("/v1/verify", request, "application/json", options.signal);
+    const parsed = Verification.safeParse(await response.json().catch(() => null));
+    if (!parsed.success)
+      throw new BackendError("bad_response", BROKEN, 502, `${this.id} sent a broken verification`);
+    return parsed.data;
+  }
+
+  /** POSTs JSON to the node; a failure to reach it or a refusal becomes a BackendError. */
+  private async post(path: string, body: unknown, accept: string, signal?: AbortSignal): Promise<Response> {
     let response: Response;
     try {
-      response = await this.fetchImpl(new URL("/v1/generate", this.options.url), {
+      response = await this.fetchImpl(new URL(path, this.options.url), {
         method: "POST",
         headers: {
           "content-type": "application/json",
-          accept: "text/event-stream",
+          accept,
           authorization: `Bearer ${this.options.secret}`,
         },
-        body: JSON.stringify(request),
-        signal: options.signal,
+        body: JSON.stringify(body),
+        signal,
       });
     } catch (error) {
-      if (options.signal?.aborted) throw error;
+      if (signal?.aborted) throw error;
       const reason = error instanceof Error ? error.message : String(error);
       throw new BackendError("backend_unavailable", UNAVAILABLE, 503, `${this.id} unreachable: ${reason}`);
     }
-    if (!response.ok || !response.body) throw await errorFromResponse(response, this.id);
-    return parseEvents(response.body, this.id);
+    if (!response.ok) throw await errorFromResponse(response, this.id);
+    return response;
   }
 }
 

@@ -5,6 +5,7 @@ export {
   type GenerateEvent,
   type GenerateRequest,
   type StreamOptions,
+  type VerifyRequest,
 } from "./backend.ts";
 export { DenoiserNodeBackend, type DenoiserNodeOptions } from "./denoiser-node.ts";
 export { BackendPool, type PoolMember, type PoolOptions } from "./pool.ts";

@@ -25,6 +25,8 @@ import {
   type GenerateEvent,
   type GenerateRequest,
   type StreamOptions,
+  type Verification,
+  type VerifyRequest,
 } from "./backend.ts";
 
 export interface PoolMember {
@@ -109,6 +111,40 @@ export class BackendPool implements Backend {
     throw last instanceof BackendError
       ? last
       : new BackendError("backend_unavailable", "No model backend is available; try again shortly.", 503);
+  }
+
+  /** Verification on the least loaded member that can verify, retried on others like a stream's start. */
+  async verify(request: VerifyRequest, options: StreamOptions = {}): Promise<Verification> {
+    const tried = new Set<MemberState>(this.members.filter((m) => !m.backend.verify));
+    let last: unknown;
+    for (
+      let attempt = 0;
+      attempt < (this.options.maxAttempts ?? Math.min(this.members.length, 4));
+      attempt++
+    ) {
+      const member = this.choose(tried);
+      if (!member?.backend.verify) break;
+      tried.add(member);
+      const attemptState = new Attempt(member, options.signal, this.options.idleMs ?? 30_000);
+      member.inFlight++;
+      try {
+        const result = await withTimeout(
+          member.backend.verify(request, { signal: attemptState.signal }),
+          this.options.idleMs ?? 30_000,
+          () => attemptState.abort(),
+          `${member.backend.id} did not verify in time`,
+        );
+        this.release(attemptState);
+        return result;
+      } catch (error) {
+        this.release(attemptState, options.signal?.aborted ? undefined : error);
+        if (options.signal?.aborted || !this.retriable(error)) throw error;
+        last = error;
+      }
+    }
+    throw last instanceof BackendError
+      ? last
+      : new BackendError("backend_unavailable", "No model backend can verify now; try again shortly.", 503);
   }
 
   /** The member to try next: closed or half-open circuits only, least loaded per weight, round robin on ties. */

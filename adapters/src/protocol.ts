@@ -13,47 +13,53 @@ import { z } from "zod";
 
 export const PROTOCOL_VERSION = 1;
 
-export const NodeGenerateRequest = z
-  .object({
-    prompt: z.string(),
-    /** Infilling: the text that follows the middle the model writes. */
-    suffix: z.string().optional(),
-    max_tokens: z.number().int().min(1).max(4096),
-    block_size: z.number().int().min(1).max(256).optional(),
-    /** Unmasking, at most one of: commit tokens at least this probable (default 0.9)… */
-    threshold: z.number().gt(0).max(1).optional(),
-    /** …a fixed number of denoising steps per block… */
-    steps: z.number().int().min(1).max(256).optional(),
-    /** …or as many tokens per step as keep their summed entropy (nats) within this. */
-    entropy_bound: z.number().min(0).max(100).optional(),
-    /** Edit rounds per finished block: revise visible tokens the model confidently disagrees with. */
-    edit_rounds: z.number().int().min(0).max(8).optional(),
-    edit_threshold: z.number().gt(0).max(1).optional(),
-    emit_steps: z.boolean().optional(),
-    /** 0 or absent: greedy. Otherwise sampled, reproducibly for a given seed. */
-    temperature: z.number().min(0).max(2).optional(),
-    top_p: z.number().gt(0).max(1).optional(),
-    seed: z
-      .number()
-      .int()
-      .min(0)
-      .max(2 ** 32 - 1)
-      .optional(),
-    /** Generation ends before the first occurrence of any of these (not included). */
-    stop: z.array(z.string().min(1).max(256)).max(4).optional(),
-    /**
-     * Resume: the token ids already streamed (the `ids` of the earlier `block` events, in order),
-     * e.g. from a node that died mid-stream. With the same request otherwise (seed included), the
-     * rest of the stream equals what the uninterrupted generation would have sent.
-     */
-    committed: z.array(z.number().int().nonnegative()).max(4096).optional(),
-    /** Self-verify the finished text (a `verify` event before `done`). */
-    verify: z.boolean().optional(),
-  })
-  .refine((r) => [r.threshold, r.steps, r.entropy_bound].filter((v) => v !== undefined).length <= 1, {
-    message: "give at most one of threshold, steps and entropy_bound",
-    path: ["threshold"],
-  });
+/** The fields of a generation request (the edge's native endpoint extends them). */
+export const GenerateFields = z.object({
+  prompt: z.string(),
+  /** Infilling: the text that follows the middle the model writes. */
+  suffix: z.string().optional(),
+  max_tokens: z.number().int().min(1).max(4096),
+  block_size: z.number().int().min(1).max(256).optional(),
+  /** Unmasking, at most one of: commit tokens at least this probable (default 0.9)… */
+  threshold: z.number().gt(0).max(1).optional(),
+  /** …a fixed number of denoising steps per block… */
+  steps: z.number().int().min(1).max(256).optional(),
+  /** …or as many tokens per step as keep their summed entropy (nats) within this. */
+  entropy_bound: z.number().min(0).max(100).optional(),
+  /** Edit rounds per finished block: revise visible tokens the model confidently disagrees with. */
+  edit_rounds: z.number().int().min(0).max(8).optional(),
+  edit_threshold: z.number().gt(0).max(1).optional(),
+  emit_steps: z.boolean().optional(),
+  /** 0 or absent: greedy. Otherwise sampled, reproducibly for a given seed. */
+  temperature: z.number().min(0).max(2).optional(),
+  top_p: z.number().gt(0).max(1).optional(),
+  seed: z
+    .number()
+    .int()
+    .min(0)
+    .max(2 ** 32 - 1)
+    .optional(),
+  /** Generation ends before the first occurrence of any of these (not included). */
+  stop: z.array(z.string().min(1).max(256)).max(4).optional(),
+  /**
+   * Resume: the token ids already streamed (the `ids` of the earlier `block` events, in order),
+   * e.g. from a node that died mid-stream. With the same request otherwise (seed included), the
+   * rest of the stream equals what the uninterrupted generation would have sent.
+   */
+  committed: z.array(z.number().int().nonnegative()).max(4096).optional(),
+  /** Self-verify the finished text (a `verify` event before `done`). */
+  verify: z.boolean().optional(),
+});
+
+/** At most one unmasking policy per request. */
+export const oneUnmasking = (r: { threshold?: number; steps?: number; entropy_bound?: number }) =>
+  [r.threshold, r.steps, r.entropy_bound].filter((v) => v !== undefined).length <= 1;
+export const ONE_UNMASKING = {
+  message: "give at most one of threshold, steps and entropy_bound",
+  path: ["threshold"],
+};
+
+export const NodeGenerateRequest = GenerateFields.refine(oneUnmasking, ONE_UNMASKING);
 export type NodeGenerateRequest = z.infer<typeof NodeGenerateRequest>;
 
 /** `POST {node}/v1/verify`: how plausible the model finds `code` (after `prompt`), and whether it parses. */

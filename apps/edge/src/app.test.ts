@@ -301,3 +301,79 @@ it("answers unknown routes with a JSON 404", async () => {
   expect(response.status).toBe(404);
   expect(await response.json()).toMatchObject({ error: { code: "not_found" } });
 });
+
+describe("native endpoints", () => {
+  /** Named SSE events as [event, data]. */
+  function namedEvents(text: string): [string, Record<string, unknown>][] {
+    const events: [string, Record<string, unknown>][] = [];
+    const parser = createParser({ onEvent: (m) => events.push([m.event ?? "message", JSON.parse(m.data)]) });
+    parser.feed(text);
+    return events;
+  }
+
+  it("streams the denoising as named events: start, steps with the block as it stands, blocks, verify, done", async () => {
+    const response = await post("/v1/generate", {
+      model: env.MODEL_ID,
+      prompt: "def add(a, b):\n",
+      max_tokens: 12,
+      block_size: 4,
+      emit_steps: true,
+      verify: true,
+    });
+    expect(response.headers.get("content-type")).toMatch(/^text\/event-stream/);
+    const events = namedEvents(await response.text());
+    const names = events.map(([name]) => name);
+    expect(names[0]).toBe("start");
+    expect(names.slice(-2)).toEqual(["verify", "done"]);
+    const step = events.find(([name]) => name === "step")?.[1];
+    expect(step).toMatchObject({ block: 0, state: expect.any(Array) });
+    const blocks = events.filter(([name]) => name === "block").map(([, data]) => data);
+    expect(blocks.every((b) => Array.isArray(b.ids) && typeof b.text === "string")).toBe(true);
+    expect(events.at(-2)?.[1]).toMatchObject({ syntax: expect.any(Object), cached: false });
+    expect(events.at(-1)?.[1]).toMatchObject({ usage: { forward_passes: expect.any(Number) } });
+  });
+
+  it("takes the dial and resumes from the ids of blocks already received", async () => {
+    const request = {
+      model: env.MODEL_ID,
+      prompt: "def parse(line):\n",
+      max_tokens: 24,
+      block_size: 8,
+      steps: 4,
+    };
+    const whole = namedEvents(await (await post("/v1/generate", request)).text()).filter(
+      ([n]) => n === "block",
+    );
+    expect(whole.length).toBe(3);
+    expect(whole.every(([, b]) => (b.steps as number) <= 4)).toBe(true);
+    const committed = whole.slice(0, 1).flatMap(([, b]) => b.ids as number[]);
+    const rest = namedEvents(await (await post("/v1/generate", { ...request, committed })).text());
+    expect(rest.filter(([n]) => n === "block").map(([, b]) => b.text)).toEqual(
+      whole.slice(1).map(([, b]) => b.text),
+    );
+  });
+
+  it.each([
+    [{ prompt: "x", threshold: 0.5, steps: 2 }, /at most one/],
+    [{ prompt: "x", edit_rounds: 99 }, /edit_rounds/],
+    [{ prompt: 7 }, /prompt/],
+  ])("answers 400 for %j", async (body, reason) => {
+    const response = await post("/v1/generate", { model: env.MODEL_ID, ...body });
+    expect(response.status).toBe(400);
+    expect(((await response.json()) as { error: { message: string } }).error.message).toMatch(reason);
+  });
+
+  it("verifies code: syntax, score, verdict, and whether it came from the cache", async () => {
+    const response = await post("/v1/verify", { model: env.MODEL_ID, code: "def f(x):\n    return (x\n" });
+    expect(response.status).toBe(200);
+    expect(response.headers.get("x-sprout-cache")).toBe("miss"); // no Cache API or KV when run in Node
+    expect(await response.json()).toMatchObject({
+      syntax: { ok: false, error: { line: expect.any(Number) } },
+      verdict: "syntax_error",
+      cached: false,
+      score: expect.any(Number),
+    });
+    expect((await post("/v1/verify", { model: "nope", code: "x" })).status).toBe(404);
+    expect((await post("/v1/verify", { model: env.MODEL_ID })).status).toBe(400);
+  });
+});

@@ -5,7 +5,9 @@ import { apiKeyAuth } from "./auth.ts";
 import type { Env } from "./env.ts";
 import { ApiError, respondWithError, toApiError } from "./errors.ts";
 import { completions } from "./routes/completions.ts";
+import { generate } from "./routes/generate.ts";
 import { models } from "./routes/models.ts";
+import { verify } from "./routes/verify.ts";
 
 export const MAX_BODY_BYTES = 1024 * 1024;
 
@@ -20,11 +22,17 @@ export function createEdgeApp() {
       }),
     )
     .route("/models", models)
-    .route("/completions", completions);
+    .route("/completions", completions)
+    .route("/generate", generate)
+    .route("/verify", verify);
 
   const app = new Hono<{ Bindings: Env }>();
   app.get("/", (c) =>
-    c.json({ name: "sprout", model: c.env.MODEL_ID, endpoints: ["GET /v1/models", "POST /v1/completions"] }),
+    c.json({
+      name: "sprout",
+      model: c.env.MODEL_ID,
+      endpoints: ["GET /v1/models", "POST /v1/completions", "POST /v1/generate", "POST /v1/verify"],
+    }),
   );
   app.route("/v1", v1);
   app.notFound((c) =>

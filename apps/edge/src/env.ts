@@ -1,3 +1,5 @@
+import type { KVNamespace } from "@cloudflare/workers-types";
+
 /** Bindings of the edge worker (wrangler.toml explains each). */
 export interface Env {
   /** Id under which the served model is listed at /v1/models. */
@@ -6,6 +8,10 @@ export interface Env {
   DENOISER_URL: string;
   /** Secret shared with the denoiser node (a wrangler secret in production). */
   DENOISER_SECRET: string;
+  /** The served model's version: part of the verification cache's key (change it with the model). */
+  MODEL_VERSION?: string;
+  /** Verification results, global, behind the Cache API (verify-cache.ts); optional. */
+  VERIFY_CACHE?: KVNamespace;
   /** Comma-separated hex sha256 digests of the API keys accepted (a wrangler secret). */
   API_KEY_HASHES: string;
 }
