@@ -2,6 +2,7 @@
 import type { AddressInfo } from "node:net";
 import { serve } from "@hono/node-server";
 import { Hono } from "hono";
+import { streamSSE } from "hono/streaming";
 import { createDenoiserApp } from "../../apps/denoiser/src/app.ts";
 import { loadModel, type Model, SHIPPED_MODEL_DIR } from "../../models/src/index.ts";
 
@@ -53,6 +54,20 @@ export function fakeNode(events: readonly object[]): Promise<RunningServer> {
     .join("");
   return listen(
     new Hono().post("/v1/generate", (c) => c.body(body, 200, { "content-type": "text/event-stream" })),
+  );
+}
+
+/** A fake denoiser node (test double) that sends these events with `gapMs` of silence between them. */
+export function slowNode(events: readonly object[], gapMs: number): Promise<RunningServer> {
+  return listen(
+    new Hono().post("/v1/generate", (c) =>
+      streamSSE(c, async (stream) => {
+        for (const event of events) {
+          await stream.writeSSE({ event: (event as { type: string }).type, data: JSON.stringify(event) });
+          await stream.sleep(gapMs);
+        }
+      }),
+    ),
   );
 }
 

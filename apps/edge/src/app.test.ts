@@ -4,7 +4,13 @@
  */
 import { createParser } from "eventsource-parser";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { fakeNode, type RunningNode, START_EVENT, startDenoiserNode } from "../../../test/support/servers.ts";
+import {
+  fakeNode,
+  type RunningNode,
+  START_EVENT,
+  slowNode,
+  startDenoiserNode,
+} from "../../../test/support/servers.ts";
 import { createEdgeApp } from "./app.ts";
 import { sha256Hex } from "./auth.ts";
 import type { Env } from "./env.ts";
@@ -270,6 +276,36 @@ describe("POST /v1/completions", () => {
       stop: [""],
     });
     expect(response.status).toBe(200);
+  });
+
+  it("keeps a silent stream alive with SSE comments, invisible to the data", async () => {
+    const slow = await slowNode(
+      [
+        START_EVENT,
+        { type: "block", index: 0, text: "pass", tokens: 1, steps: 1, ids: [9] },
+        {
+          type: "done",
+          finish_reason: "stop",
+          usage: { prompt_tokens: 1, completion_tokens: 1, forward_passes: 1 },
+        },
+      ],
+      250,
+    );
+    try {
+      const response = await post(
+        "/v1/completions",
+        { model: env.MODEL_ID, prompt: "x", stream: true },
+        KEY,
+        { DENOISER_URL: slow.url, SSE_KEEPALIVE_MS: "50" },
+      );
+      const raw = await response.text();
+      expect(raw).toMatch(/^: ping$/m);
+      const data = dataLines(raw);
+      expect(data.at(-1)).toBe("[DONE]");
+      expect(JSON.parse(data[0] as string).choices[0].text).toBe("pass");
+    } finally {
+      await slow.close();
+    }
   });
 
   it("reports a node failing mid-stream as one error data line", async () => {

@@ -12,6 +12,8 @@ export interface Env {
   MODEL_VERSION?: string;
   /** Verification results, global, behind the Cache API (verify-cache.ts); optional. */
   VERIFY_CACHE?: KVNamespace;
+  /** Milliseconds of silence after which a stream gets a `: ping` comment (default 15000). */
+  SSE_KEEPALIVE_MS?: string;
   /** Comma-separated hex sha256 digests of the API keys accepted (a wrangler secret). */
   API_KEY_HASHES: string;
 }

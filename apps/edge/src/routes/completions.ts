@@ -14,6 +14,7 @@ import type { Usage } from "../../../../adapters/src/index.ts";
 import { backendFor } from "../backends.ts";
 import type { Env } from "../env.ts";
 import { ApiError, errorBody, toApiError } from "../errors.ts";
+import { sseWriter } from "../sse.ts";
 import { jsonBody } from "../validate.ts";
 
 export const CompletionRequest = z.object({
@@ -110,7 +111,8 @@ export const completions = new Hono<{ Bindings: Env }>().post("/", jsonBody(Comp
   const events = await backendFor(c.env).doStream(request, { signal: cancel.signal });
   return streamSSE(c, async (stream) => {
     stream.onAbort(() => cancel.abort());
-    const send = (data: unknown) => stream.writeSSE({ data: JSON.stringify(data) });
+    const writer = sseWriter(stream, c.env);
+    const send = (data: unknown) => writer.send({ data: JSON.stringify(data) });
     try {
       for await (const event of events) {
         if (event.type === "block" && event.text) await send(chunk(event.text, null));
@@ -120,13 +122,15 @@ export const completions = new Hono<{ Bindings: Env }>().post("/", jsonBody(Comp
           if (body.stream_options?.include_usage) {
             await send({ ...chunk("", null), choices: [], usage: toOpenAiUsage(event.usage) });
           }
-          await stream.writeSSE({ data: "[DONE]" });
+          await writer.send({ data: "[DONE]" });
         }
       }
     } catch (error) {
       if (cancel.signal.aborted) return; // the client left: nobody to tell
       // After the first byte the status is sent: the error travels as one data line (no [DONE]).
       await send(errorBody(toApiError(error)));
+    } finally {
+      writer.stop();
     }
   });
 });

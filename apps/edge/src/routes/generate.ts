@@ -14,6 +14,7 @@ import { GenerateFields, ONE_UNMASKING, oneUnmasking } from "../../../../adapter
 import { backendFor } from "../backends.ts";
 import type { Env } from "../env.ts";
 import { ApiError, errorBody, toApiError } from "../errors.ts";
+import { sseWriter } from "../sse.ts";
 import { jsonBody } from "../validate.ts";
 import { verifyCached } from "./verify.ts";
 
@@ -32,8 +33,8 @@ export const generate = new Hono<{ Bindings: Env }>().post("/", jsonBody(Generat
   const events = await backendFor(c.env).doStream(request, { signal: cancel.signal });
   return streamSSE(c, async (stream) => {
     stream.onAbort(() => cancel.abort());
-    const send = (type: string, data: unknown) =>
-      stream.writeSSE({ event: type, data: JSON.stringify(data) });
+    const writer = sseWriter(stream, c.env);
+    const send = (type: string, data: unknown) => writer.send({ event: type, data: JSON.stringify(data) });
     let text = "";
     try {
       for await (const event of events) {
@@ -53,6 +54,8 @@ export const generate = new Hono<{ Bindings: Env }>().post("/", jsonBody(Generat
     } catch (error) {
       if (cancel.signal.aborted) return; // the client left: nobody to tell
       await send("error", errorBody(toApiError(error)));
+    } finally {
+      writer.stop();
     }
   });
 });
