@@ -105,6 +105,25 @@ describe("npm start, end to end through workerd", () => {
     expect(chunks.map((c) => c.choices[0]?.text ?? "").join("")).toBe(whole.choices[0]?.text);
   });
 
+  it("chats with the official openai client, streamed", async () => {
+    const client = new OpenAI({ apiKey: API_KEY, baseURL: `${edge}/v1` });
+    const stream = await client.chat.completions.create({
+      model: "sprout-tiny",
+      messages: [{ role: "user", content: "Return the n-th Fibonacci number." }],
+      max_tokens: 16,
+      stream: true,
+      stream_options: { include_usage: true },
+    });
+    let text = "";
+    let usage: OpenAI.CompletionUsage | undefined | null;
+    for await (const chunk of stream) {
+      text += chunk.choices[0]?.delta.content ?? "";
+      usage = chunk.usage ?? usage;
+    }
+    expect(text.length).toBeGreaterThan(0);
+    expect(usage?.completion_tokens).toBeGreaterThan(0);
+  });
+
   it("verifies code once, then answers from the verification cache", async () => {
     // Unique code: wrangler dev keeps its KV state in .wrangler/ between runs.
     const code = `def add_${Date.now()}(a, b):\n    return a + b\n`;

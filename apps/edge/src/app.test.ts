@@ -14,6 +14,7 @@ import {
 import { createEdgeApp } from "./app.ts";
 import { sha256Hex } from "./auth.ts";
 import type { Env } from "./env.ts";
+import { chatPrompt } from "./routes/chat.ts";
 
 const KEY = "sk-test-key";
 let node: RunningNode;
@@ -411,5 +412,51 @@ describe("native endpoints", () => {
     });
     expect((await post("/v1/verify", { model: "nope", code: "x" })).status).toBe(404);
     expect((await post("/v1/verify", { model: env.MODEL_ID })).status).toBe(400);
+  });
+});
+
+describe("POST /v1/chat/completions", () => {
+  it("turns a conversation into the prompt the code model reads", () => {
+    expect(
+      chatPrompt([
+        { role: "system", content: "Write Python." },
+        { role: "user", content: "Add two numbers.\n" },
+        { role: "assistant", content: "def add(a, b):\n" },
+      ]),
+    ).toBe('"""\nWrite Python.\n"""\n"""\nAdd two numbers.\n"""\ndef add(a, b):\n');
+  });
+
+  it("answers as a chat completion, and streams the same text as deltas", async () => {
+    const body = {
+      model: env.MODEL_ID,
+      messages: [
+        { role: "user", content: "Return the sum of a and b." },
+        { role: "assistant", content: "def add(a, b):\n" },
+      ],
+      max_tokens: 16,
+    };
+    const whole = (await (await post("/v1/chat/completions", body)).json()) as {
+      object: string;
+      choices: { message: { role: string; content: string }; finish_reason: string }[];
+      usage: { forward_passes: number };
+    };
+    expect(whole.object).toBe("chat.completion");
+    expect(whole.choices[0]?.message.role).toBe("assistant");
+    expect(whole.usage.forward_passes).toBeGreaterThan(0);
+    const chunks = dataLines(await (await post("/v1/chat/completions", { ...body, stream: true })).text());
+    expect(chunks.at(-1)).toBe("[DONE]");
+    const parsed = chunks.slice(0, -1).map((d) => JSON.parse(d));
+    expect(parsed.every((p) => p.object === "chat.completion.chunk")).toBe(true);
+    expect(parsed[0].choices[0].delta.role).toBe("assistant");
+    expect(parsed.map((p) => p.choices[0].delta.content ?? "").join("")).toBe(
+      whole.choices[0]?.message.content,
+    );
+    expect(parsed.at(-1).choices[0].finish_reason).toBe(whole.choices[0]?.finish_reason);
+  });
+
+  it("answers 400 for a conversation without messages", async () => {
+    const response = await post("/v1/chat/completions", { model: env.MODEL_ID, messages: [] });
+    expect(response.status).toBe(400);
+    expect(await response.json()).toMatchObject({ error: { param: "messages" } });
   });
 });

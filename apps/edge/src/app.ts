@@ -4,6 +4,7 @@ import { bodyLimit } from "hono/body-limit";
 import { apiKeyAuth } from "./auth.ts";
 import type { Env } from "./env.ts";
 import { ApiError, respondWithError, toApiError } from "./errors.ts";
+import { chat } from "./routes/chat.ts";
 import { completions } from "./routes/completions.ts";
 import { generate } from "./routes/generate.ts";
 import { models } from "./routes/models.ts";
@@ -23,6 +24,7 @@ export function createEdgeApp() {
     )
     .route("/models", models)
     .route("/completions", completions)
+    .route("/chat/completions", chat)
     .route("/generate", generate)
     .route("/verify", verify);
 
@@ -31,7 +33,13 @@ export function createEdgeApp() {
     c.json({
       name: "sprout",
       model: c.env.MODEL_ID,
-      endpoints: ["GET /v1/models", "POST /v1/completions", "POST /v1/generate", "POST /v1/verify"],
+      endpoints: [
+        "GET /v1/models",
+        "POST /v1/completions",
+        "POST /v1/chat/completions",
+        "POST /v1/generate",
+        "POST /v1/verify",
+      ],
     }),
   );
   app.route("/v1", v1);
