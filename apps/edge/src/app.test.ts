@@ -460,3 +460,41 @@ describe("POST /v1/chat/completions", () => {
     expect(await response.json()).toMatchObject({ error: { param: "messages" } });
   });
 });
+
+describe("the API description", () => {
+  it("documents every /v1 route in an OpenAPI 3.1 document generated from the zod schemas", async () => {
+    const response = await app.request("/openapi.json", {}, env);
+    expect(response.status).toBe(200);
+    const document = (await response.json()) as {
+      openapi: string;
+      paths: Record<string, Record<string, unknown>>;
+      components: { schemas: Record<string, { properties?: Record<string, unknown>; required?: string[] }> };
+    };
+    expect(document.openapi).toBe("3.1.0");
+    const routes = new Set(
+      app.routes
+        .filter((r) => r.path.startsWith("/v1/") && r.method !== "ALL")
+        .map((r) => `${r.method} ${r.path}`),
+    );
+    const documented = new Set(
+      Object.entries(document.paths).flatMap(([path, ops]) =>
+        Object.keys(ops).map((m) => `${m.toUpperCase()} ${path}`),
+      ),
+    );
+    expect(documented).toEqual(routes);
+    expect(document.components.schemas.CompletionRequest?.required).toEqual(
+      expect.arrayContaining(["model", "prompt"]),
+    );
+    expect(Object.keys(document.components.schemas.GenerateRequest?.properties ?? {})).toEqual(
+      expect.arrayContaining(["steps", "entropy_bound", "edit_rounds", "committed", "verify"]),
+    );
+  });
+
+  it("renders a docs page from it", async () => {
+    const response = await app.request("/docs", {}, env);
+    expect(response.headers.get("content-type")).toMatch(/text\/html/);
+    const html = await response.text();
+    for (const path of ["/v1/completions", "/v1/chat/completions", "/v1/generate", "/v1/verify"])
+      expect(html).toContain(path);
+  });
+});

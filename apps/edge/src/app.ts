@@ -4,6 +4,7 @@ import { bodyLimit } from "hono/body-limit";
 import { apiKeyAuth } from "./auth.ts";
 import type { Env } from "./env.ts";
 import { ApiError, respondWithError, toApiError } from "./errors.ts";
+import { docsPage, openApiDocument } from "./openapi.ts";
 import { chat } from "./routes/chat.ts";
 import { completions } from "./routes/completions.ts";
 import { generate } from "./routes/generate.ts";
@@ -42,6 +43,8 @@ export function createEdgeApp() {
       ],
     }),
   );
+  app.get("/openapi.json", (c) => c.json(openApiDocument(c.env.MODEL_ID)));
+  app.get("/docs", (c) => c.html(docsPage(openApiDocument(c.env.MODEL_ID))));
   app.route("/v1", v1);
   app.notFound((c) =>
     respondWithError(c, new ApiError(404, "not_found", `No route ${c.req.method} ${c.req.path}.`)),
