@@ -109,7 +109,7 @@ export function openApiDocument(modelId: string) {
 
 /** A page that lists the document's endpoints and request fields, rendered here (no script). */
 export function docsPage(document: ReturnType<typeof openApiDocument>): string {
-  const escape = (s: string) => s.replace(/[&<>"]/g, (ch) => `&#${ch.charCodeAt(0)};`);
+  const html = (s: string) => s.replace(/[&<>"]/g, (ch) => `&#${ch.charCodeAt(0)};`);
   const schemas = document.components.schemas as Record<
     string,
     { properties?: Record<string, { description?: string }> }
@@ -123,14 +123,14 @@ export function docsPage(document: ReturnType<typeof openApiDocument>): string {
     ).map(([method, op]) => {
       const name = op.requestBody?.content["application/json"]?.schema.$ref.split("/").pop();
       const fields = name ? Object.keys(schemas[name]?.properties ?? {}) : [];
-      return `<section><h2><code>${method.toUpperCase()} ${escape(path)}</code></h2><p>${escape(op.summary)}</p>${
-        fields.length > 0 ? `<p>Fields: ${fields.map((f) => `<code>${escape(f)}</code>`).join(", ")}</p>` : ""
+      return `<section><h2><code>${method.toUpperCase()} ${html(path)}</code></h2><p>${html(op.summary)}</p>${
+        fields.length > 0 ? `<p>Fields: ${fields.map((f) => `<code>${html(f)}</code>`).join(", ")}</p>` : ""
       }</section>`;
     }),
   );
   return `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Sprout API</title>
 <style>body{font:16px/1.5 system-ui,sans-serif;max-width:52rem;margin:2rem auto;padding:0 1rem}code{background:#f3f3f3;padding:0 .2em}</style></head>
-<body><h1>${escape(document.info.title)} API</h1><p>${escape(document.info.description)}</p>
+<body><h1>${html(document.info.title)} API</h1><p>${html(document.info.description)}</p>
 <p>Authenticate with <code>Authorization: Bearer &lt;key&gt;</code>. The full schema: <a href="/openapi.json">/openapi.json</a> (OpenAPI 3.1).</p>
 ${sections.join("\n")}</body></html>`;
 }
