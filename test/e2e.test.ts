@@ -2,14 +2,18 @@
  * The whole system as `npm start` runs it: the real denoiser node with the shipped model, the
  * edge in workerd (wrangler dev), and the official `openai` client talking to it.
  */
-import { type ChildProcess, spawn } from "node:child_process";
+import { type ChildProcess, execFile, spawn } from "node:child_process";
+import { createHash } from "node:crypto";
 import { createServer } from "node:net";
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
 import OpenAI from "openai";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 const root = fileURLToPath(new URL("..", import.meta.url));
 const API_KEY = "sk-e2e-test-key";
+const run = promisify(execFile);
 
 async function freePort(): Promise<number> {
   return new Promise((resolve) => {
@@ -123,6 +127,54 @@ describe("npm start, end to end through workerd", () => {
     expect(text.length).toBeGreaterThan(0);
     expect(usage?.completion_tokens).toBeGreaterThan(0);
   });
+
+  it("manages keys in KV: scopes, revocation and expiry take effect at once", async () => {
+    // Asynchronously: a blocked event loop would miss the server closing idle connections.
+    const keys = async (...args: string[]) =>
+      (await run(process.execPath, ["--import", "tsx", "scripts/keys.ts", ...args], { cwd: root })).stdout;
+    const created = await keys("create", "--name", "e2e", "--scopes", "verify");
+    const key = /sk-sprout-[\w-]{43}/.exec(created)?.[0] as string;
+    const id = /created key ([0-9a-f]{16})/.exec(created)?.[1] as string;
+    expect(key).toBeDefined();
+    const call = (path: string, body: object, bearer = key) =>
+      fetch(`${edge}/v1/${path}`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${bearer}`, "content-type": "application/json" },
+        body: JSON.stringify({ model: "sprout-tiny", ...body }),
+      });
+    expect((await call("verify", { code: "x = 1\n" })).status).toBe(200);
+    const forbidden = await call("completions", { prompt: "x", max_tokens: 1 });
+    expect(forbidden.status).toBe(403);
+    expect(await forbidden.json()).toMatchObject({ error: { code: "insufficient_scope" } });
+    expect(await keys("list")).toContain(id);
+    await keys("revoke", id);
+    const revoked = await call("verify", { code: "x = 1\n" });
+    expect(revoked.status).toBe(401);
+    expect(JSON.stringify(await revoked.json())).not.toContain(key);
+    // An expired record, written as the CLI writes records, with an expiry in the past.
+    const expiredKey = `sk-sprout-${"e".repeat(43)}`;
+    const digest = createHash("sha256").update(expiredKey).digest("hex");
+    const record = {
+      id: digest.slice(0, 16),
+      name: "old",
+      scopes: ["verify"],
+      created_at: 0,
+      expires_at: 1,
+      revoked_at: null,
+      limits: { requests_per_minute: null, tokens_per_minute: null, concurrency: null },
+    };
+    const wrangler = join(root, "node_modules/.bin/wrangler");
+    await run(
+      wrangler,
+      ["kv", "key", "put", `key:${digest}`, JSON.stringify(record), "--binding", "API_KEYS", "--local"],
+      {
+        cwd: root,
+      },
+    );
+    const expired = await call("verify", { code: "x" }, expiredKey);
+    expect(expired.status).toBe(401);
+    expect(await expired.json()).toMatchObject({ error: { code: "expired_api_key" } });
+  }, 60_000);
 
   it("verifies code once, then answers from the verification cache", async () => {
     // Unique code: wrangler dev keeps its KV state in .wrangler/ between runs.

@@ -1,7 +1,7 @@
 /** The edge: the public API, composed of small routers behind auth and a body limit. */
 import { Hono } from "hono";
 import { bodyLimit } from "hono/body-limit";
-import { apiKeyAuth } from "./auth.ts";
+import { type AuthVariables, apiKeyAuth, requireScope } from "./auth.ts";
 import type { Env } from "./env.ts";
 import { ApiError, respondWithError, toApiError } from "./errors.ts";
 import { docsPage, openApiDocument } from "./openapi.ts";
@@ -14,7 +14,7 @@ import { verify } from "./routes/verify.ts";
 export const MAX_BODY_BYTES = 1024 * 1024;
 
 export function createEdgeApp() {
-  const v1 = new Hono<{ Bindings: Env }>()
+  const v1 = new Hono<{ Bindings: Env; Variables: AuthVariables }>()
     .use(apiKeyAuth())
     .use(
       bodyLimit({
@@ -23,6 +23,10 @@ export function createEdgeApp() {
           respondWithError(c, new ApiError(413, "body_too_large", "The request body exceeds 1 MiB.")),
       }),
     )
+    .use("/completions", requireScope("completions"))
+    .use("/chat/completions", requireScope("completions"))
+    .use("/generate", requireScope("generate"))
+    .use("/verify", requireScope("verify"))
     .route("/models", models)
     .route("/completions", completions)
     .route("/chat/completions", chat)

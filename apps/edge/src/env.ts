@@ -10,6 +10,8 @@ export interface Env {
   DENOISER_SECRET: string;
   /** The served model's version: part of the verification cache's key (change it with the model). */
   MODEL_VERSION?: string;
+  /** API key records by digest (keys.ts; `npm run keys`); optional beside API_KEY_HASHES. */
+  API_KEYS?: KVNamespace;
   /** Verification results, global, behind the Cache API (verify-cache.ts); optional. */
   VERIFY_CACHE?: KVNamespace;
   /** Milliseconds of silence after which a stream gets a `: ping` comment (default 15000). */
