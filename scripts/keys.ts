@@ -64,13 +64,16 @@ function expiry(raw: string | undefined): number | null {
   return Math.floor(Date.now() / 1000) + seconds;
 }
 
-/** Every stored record, read back through wrangler. */
+/** Writes a record as the value (what the edge reads) and as metadata (what `list` shows in one call). */
+function store(name: string, record: KeyRecord): void {
+  const json = JSON.stringify(KeyRecord.parse(record));
+  wrangler(["put", name, json, "--metadata", json]);
+}
+
+/** Every stored record under `prefix`, in one listing. */
 function records(prefix = "key:"): { name: string; record: KeyRecord }[] {
-  const names = JSON.parse(wrangler(["list", "--prefix", prefix])) as { name: string }[];
-  return names.map(({ name }) => ({
-    name,
-    record: KeyRecord.parse(JSON.parse(wrangler(["get", name, "--text"]))),
-  }));
+  const listed = JSON.parse(wrangler(["list", "--prefix", prefix])) as { name: string; metadata?: unknown }[];
+  return listed.map(({ name, metadata }) => ({ name, record: KeyRecord.parse(metadata) }));
 }
 
 const [command, argument] = positionals;
@@ -95,7 +98,7 @@ switch (command) {
         concurrency: positive("concurrency", values.concurrency),
       },
     };
-    wrangler(["put", kvKeyFor(digest), JSON.stringify(KeyRecord.parse(record))]);
+    store(kvKeyFor(digest), record);
     console.log(`created key ${record.id} (${record.name}; ${record.scopes.join(", ")})`);
     console.log(`\n  ${key}\n\nIt is shown only now: store it somewhere safe.`);
     break;
@@ -128,7 +131,7 @@ switch (command) {
     const found = records(kvKeyFor(argument));
     if (found.length === 0) fail(`no key with id ${argument}`);
     for (const { name, record } of found) {
-      wrangler(["put", name, JSON.stringify({ ...record, revoked_at: Math.floor(Date.now() / 1000) })]);
+      store(name, { ...record, revoked_at: Math.floor(Date.now() / 1000) });
     }
     console.log(`revoked key ${argument}`);
     break;

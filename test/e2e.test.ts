@@ -166,7 +166,15 @@ describe("npm start, end to end through workerd", () => {
     const wrangler = join(root, "node_modules/.bin/wrangler");
     await run(
       wrangler,
-      ["kv", "key", "put", `key:${digest}`, JSON.stringify(record), "--binding", "API_KEYS", "--local"],
+      [
+        "kv",
+        "key",
+        "put",
+        `key:${digest}`,
+        JSON.stringify(record),
+        "--metadata",
+        JSON.stringify(record),
+      ].concat(["--binding", "API_KEYS", "--local"]),
       {
         cwd: root,
       },
@@ -174,6 +182,37 @@ describe("npm start, end to end through workerd", () => {
     const expired = await call("verify", { code: "x" }, expiredKey);
     expect(expired.status).toBe(401);
     expect(await expired.json()).toMatchObject({ error: { code: "expired_api_key" } });
+  }, 60_000);
+
+  it("limits a key's requests and streams per minute with 429 and Retry-After", async () => {
+    const keys = async (...args: string[]) =>
+      (await run(process.execPath, ["--import", "tsx", "scripts/keys.ts", ...args], { cwd: root })).stdout;
+    const key = (text: string) => /sk-sprout-[\w-]{43}/.exec(text)?.[0] as string;
+    const call = (bearer: string, body: object) =>
+      fetch(`${edge}/v1/completions`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${bearer}`, "content-type": "application/json" },
+        body: JSON.stringify({ model: "sprout-tiny", prompt: "x", max_tokens: 2, ...body }),
+      });
+    const perMinute = key(await keys("create", "--name", "rpm", "--rpm", "2"));
+    expect((await call(perMinute, {})).status).toBe(200);
+    expect((await call(perMinute, {})).status).toBe(200);
+    const refused = await call(perMinute, {});
+    expect(refused.status).toBe(429);
+    expect(Number(refused.headers.get("retry-after"))).toBeGreaterThanOrEqual(1);
+    expect(await refused.json()).toMatchObject({ error: { code: "rate_limited", type: "rate_limit_error" } });
+
+    const oneAtATime = key(await keys("create", "--name", "concurrency", "--concurrency", "1"));
+    const long = await call(oneAtATime, { max_tokens: 200, threshold: 1, block_size: 4, stream: true });
+    const reader = long.body?.getReader();
+    await reader?.read(); // streaming: it holds the key's one slot
+    expect((await call(oneAtATime, {})).status).toBe(429);
+    await reader?.cancel();
+    await expect.poll(async () => (await call(oneAtATime, {})).status, { timeout: 10_000 }).toBe(200);
+
+    const tokens = key(await keys("create", "--name", "tpm", "--tpm", "5"));
+    expect((await call(tokens, { max_tokens: 8 })).status).toBe(200); // books ≥ 8 tokens
+    expect((await call(tokens, {})).status).toBe(429);
   }, 60_000);
 
   it("verifies code once, then answers from the verification cache", async () => {

@@ -1,10 +1,11 @@
 /** The edge: the public API, composed of small routers behind auth and a body limit. */
 import { Hono } from "hono";
 import { bodyLimit } from "hono/body-limit";
-import { type AuthVariables, apiKeyAuth, requireScope } from "./auth.ts";
-import type { Env } from "./env.ts";
+import { apiKeyAuth, requireScope } from "./auth.ts";
+import type { EdgeEnv, Env } from "./env.ts";
 import { ApiError, respondWithError, toApiError } from "./errors.ts";
 import { docsPage, openApiDocument } from "./openapi.ts";
+import { rateLimit } from "./rate-limit.ts";
 import { chat } from "./routes/chat.ts";
 import { completions } from "./routes/completions.ts";
 import { generate } from "./routes/generate.ts";
@@ -14,7 +15,7 @@ import { verify } from "./routes/verify.ts";
 export const MAX_BODY_BYTES = 1024 * 1024;
 
 export function createEdgeApp() {
-  const v1 = new Hono<{ Bindings: Env; Variables: AuthVariables }>()
+  const v1 = new Hono<EdgeEnv>()
     .use(apiKeyAuth())
     .use(
       bodyLimit({
@@ -27,6 +28,7 @@ export function createEdgeApp() {
     .use("/chat/completions", requireScope("completions"))
     .use("/generate", requireScope("generate"))
     .use("/verify", requireScope("verify"))
+    .use(rateLimit())
     .route("/models", models)
     .route("/completions", completions)
     .route("/chat/completions", chat)

@@ -7,14 +7,9 @@
  * string is refused (URLs end up in logs).
  */
 import type { MiddlewareHandler } from "hono";
-import type { Env } from "./env.ts";
+import type { EdgeEnv } from "./env.ts";
 import { ApiError, respondWithError } from "./errors.ts";
 import { KeyRecord, kvKeyFor, SCOPES, type Scope } from "./keys.ts";
-
-/** What the auth middleware tells the routes about the caller's key. */
-export interface AuthVariables {
-  apiKey: KeyRecord;
-}
 
 /** The record for keys from `API_KEY_HASHES`: every scope, no expiry, no limits. */
 const bootstrapKey = (digest: string): KeyRecord => ({
@@ -40,7 +35,7 @@ export function constantTimeEqual(a: string, b: string): boolean {
   return difference === 0;
 }
 
-export const apiKeyAuth = (): MiddlewareHandler<{ Bindings: Env; Variables: AuthVariables }> =>
+export const apiKeyAuth = (): MiddlewareHandler<EdgeEnv> =>
   async function apiKeyAuth(c, next) {
     const query = new URL(c.req.url).searchParams;
     if (["key", "api_key", "apikey", "access_token"].some((name) => query.has(name))) {
@@ -88,7 +83,7 @@ export const apiKeyAuth = (): MiddlewareHandler<{ Bindings: Env; Variables: Auth
   };
 
 /** 403 unless the caller's key has `scope`. */
-export const requireScope = (scope: Scope): MiddlewareHandler<{ Bindings: Env; Variables: AuthVariables }> =>
+export const requireScope = (scope: Scope): MiddlewareHandler<EdgeEnv> =>
   async function requireScope(c, next) {
     if (!c.get("apiKey").scopes.includes(scope)) {
       return respondWithError(

@@ -1,4 +1,5 @@
 import type { KVNamespace } from "@cloudflare/workers-types";
+import type { LimiterNamespace } from "./limiter.ts";
 
 /** Bindings of the edge worker (wrangler.toml explains each). */
 export interface Env {
@@ -12,10 +13,25 @@ export interface Env {
   MODEL_VERSION?: string;
   /** API key records by digest (keys.ts; `npm run keys`); optional beside API_KEY_HASHES. */
   API_KEYS?: KVNamespace;
+  /** Per-key rate limiters (limiter.ts); without it, limits are not enforced (the app run in Node). */
+  KEY_LIMITER?: LimiterNamespace;
   /** Verification results, global, behind the Cache API (verify-cache.ts); optional. */
   VERIFY_CACHE?: KVNamespace;
   /** Milliseconds of silence after which a stream gets a `: ping` comment (default 15000). */
   SSE_KEEPALIVE_MS?: string;
   /** Comma-separated hex sha256 digests of the API keys accepted (a wrangler secret). */
   API_KEY_HASHES: string;
+}
+
+/** The edge's Hono environment: its bindings, and what the auth and rate-limit middleware set. */
+export interface EdgeEnv {
+  Bindings: Env;
+  Variables: {
+    /** The caller's key (auth.ts). */
+    apiKey: import("./keys.ts").KeyRecord;
+    /** Books a request's tokens (prompt + completion) against the key's limits (rate-limit.ts). */
+    reportTokens: (tokens: number) => void;
+    /** A streaming route calls this when its stream ends or its client leaves (rate-limit.ts). */
+    endOfStream: () => Promise<void>;
+  };
 }

@@ -9,7 +9,7 @@ import { streamSSE } from "hono/streaming";
 import { z } from "zod";
 import type { GenerateRequest, Usage } from "../../../adapters/src/index.ts";
 import { backendFor } from "./backends.ts";
-import type { Env } from "./env.ts";
+import type { EdgeEnv } from "./env.ts";
 import { ApiError, errorBody, toApiError } from "./errors.ts";
 import { sseWriter } from "./sse.ts";
 
@@ -64,7 +64,7 @@ export function nodeRequest(
   };
 }
 
-export function checkModel(c: Context<{ Bindings: Env }>, model: string): void {
+export function checkModel(c: Context<EdgeEnv>, model: string): void {
   if (model !== c.env.MODEL_ID) {
     throw new ApiError(404, "model_not_found", `The model '${model}' does not exist.`, "model");
   }
@@ -97,7 +97,7 @@ function toOpenAiFinish(reason: "stop" | "length" | "cancelled"): "stop" | "leng
 }
 
 export async function respondOpenAi(
-  c: Context<{ Bindings: Env }>,
+  c: Context<EdgeEnv>,
   body: OpenAiBody,
   request: GenerateRequest,
   shape: OpenAiShape,
@@ -115,6 +115,7 @@ export async function respondOpenAi(
       if (event.type === "block") text += event.text;
       if (event.type === "error") throw new ApiError(502, "backend_error", event.message);
       if (event.type === "done") {
+        c.var.reportTokens?.(event.usage.prompt_tokens + event.usage.completion_tokens);
         return c.json({
           ...envelope(shape.object),
           choices: [shape.choice(text, toOpenAiFinish(event.finish_reason))],
@@ -148,6 +149,7 @@ export async function respondOpenAi(
         }
         if (event.type === "error") throw new ApiError(502, "backend_error", event.message);
         if (event.type === "done") {
+          c.var.reportTokens?.(event.usage.prompt_tokens + event.usage.completion_tokens);
           await send(chunk("", toOpenAiFinish(event.finish_reason), first));
           if (includeUsage)
             await send({ ...envelope(shape.chunkObject), choices: [], usage: toOpenAiUsage(event.usage) });
@@ -160,6 +162,7 @@ export async function respondOpenAi(
       await send(errorBody(toApiError(error)));
     } finally {
       writer.stop();
+      await c.var.endOfStream?.();
     }
   });
 }

@@ -10,7 +10,7 @@
  */
 import { Hono } from "hono";
 import { z } from "zod";
-import type { Env } from "../env.ts";
+import type { EdgeEnv } from "../env.ts";
 import { checkModel, nodeRequest, OpenAiFields, respondOpenAi } from "../openai.ts";
 import { jsonBody } from "../validate.ts";
 
@@ -46,7 +46,7 @@ export function chatPrompt(messages: { role: string; content: string }[]): strin
     .join("");
 }
 
-export const chat = new Hono<{ Bindings: Env }>().post("/", jsonBody(ChatRequest), async (c) => {
+export const chat = new Hono<EdgeEnv>().post("/", jsonBody(ChatRequest), async (c) => {
   const body = c.req.valid("json");
   checkModel(c, body.model);
   const maxTokens = body.max_completion_tokens ?? body.max_tokens ?? 128;

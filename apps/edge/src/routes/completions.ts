@@ -6,7 +6,7 @@
  */
 import { Hono } from "hono";
 import { z } from "zod";
-import type { Env } from "../env.ts";
+import type { EdgeEnv } from "../env.ts";
 import { checkModel, nodeRequest, OpenAiFields, respondOpenAi } from "../openai.ts";
 import { jsonBody } from "../validate.ts";
 
@@ -23,7 +23,7 @@ export const CompletionRequest = z.object({
   suffix: z.string().nullish(),
 });
 
-export const completions = new Hono<{ Bindings: Env }>().post("/", jsonBody(CompletionRequest), async (c) => {
+export const completions = new Hono<EdgeEnv>().post("/", jsonBody(CompletionRequest), async (c) => {
   const body = c.req.valid("json");
   checkModel(c, body.model);
   // OpenAI treats an empty suffix as none; so does Sprout (infilling needs text after the middle).

@@ -12,7 +12,7 @@ import { streamSSE } from "hono/streaming";
 import { z } from "zod";
 import { GenerateFields, ONE_UNMASKING, oneUnmasking } from "../../../../adapters/src/index.ts";
 import { backendFor } from "../backends.ts";
-import type { Env } from "../env.ts";
+import type { EdgeEnv } from "../env.ts";
 import { ApiError, errorBody, toApiError } from "../errors.ts";
 import { sseWriter } from "../sse.ts";
 import { jsonBody } from "../validate.ts";
@@ -23,7 +23,7 @@ export const GenerateBody = GenerateFields.extend({
   max_tokens: z.number().int().min(1).max(4096).default(128),
 }).refine(oneUnmasking, ONE_UNMASKING);
 
-export const generate = new Hono<{ Bindings: Env }>().post("/", jsonBody(GenerateBody), async (c) => {
+export const generate = new Hono<EdgeEnv>().post("/", jsonBody(GenerateBody), async (c) => {
   const { model, verify, ...request } = c.req.valid("json");
   if (model !== c.env.MODEL_ID) {
     throw new ApiError(404, "model_not_found", `The model '${model}' does not exist.`, "model");
@@ -40,6 +40,8 @@ export const generate = new Hono<{ Bindings: Env }>().post("/", jsonBody(Generat
       for await (const event of events) {
         if (event.type === "error") throw new ApiError(502, "backend_error", event.message);
         if (event.type === "block") text += event.text;
+        if (event.type === "done")
+          c.var.reportTokens?.(event.usage.prompt_tokens + event.usage.completion_tokens);
         if (event.type === "done" && verify && event.finish_reason !== "cancelled") {
           const { verification, outcome } = await verifyCached(c, {
             code: text,
@@ -56,6 +58,7 @@ export const generate = new Hono<{ Bindings: Env }>().post("/", jsonBody(Generat
       await send("error", errorBody(toApiError(error)));
     } finally {
       writer.stop();
+      await c.var.endOfStream?.();
     }
   });
 });

@@ -1,7 +1,7 @@
 /** OpenAI-compatible `GET /v1/models`. */
 import { Hono } from "hono";
-import type { Env } from "../env.ts";
+import type { EdgeEnv } from "../env.ts";
 
-export const models = new Hono<{ Bindings: Env }>().get("/", (c) =>
+export const models = new Hono<EdgeEnv>().get("/", (c) =>
   c.json({ object: "list", data: [{ id: c.env.MODEL_ID, object: "model", created: 0, owned_by: "sprout" }] }),
 );

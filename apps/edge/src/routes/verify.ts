@@ -8,7 +8,7 @@ import { Hono } from "hono";
 import { z } from "zod";
 import { NodeVerifyRequest } from "../../../../adapters/src/index.ts";
 import { backendFor } from "../backends.ts";
-import type { Env } from "../env.ts";
+import type { EdgeEnv } from "../env.ts";
 import { ApiError } from "../errors.ts";
 import { jsonBody } from "../validate.ts";
 import { cachedVerification } from "../verify-cache.ts";
@@ -16,10 +16,7 @@ import { cachedVerification } from "../verify-cache.ts";
 export const VerifyBody = NodeVerifyRequest.extend({ model: z.string().min(1) });
 
 /** Verification of `request` through the cache; the backend computes what the cache lacks. */
-export async function verifyCached(
-  c: Context<{ Bindings: Env }>,
-  request: z.infer<typeof NodeVerifyRequest>,
-) {
+export async function verifyCached(c: Context<EdgeEnv>, request: z.infer<typeof NodeVerifyRequest>) {
   const backend = backendFor(c.env);
   if (!backend.verify) throw new ApiError(503, "verify_unavailable", "No backend here can verify code.");
   const verify = backend.verify.bind(backend);
@@ -33,7 +30,7 @@ export async function verifyCached(
   return cachedVerification(c.env, request, () => verify(request), waitUntil);
 }
 
-export const verify = new Hono<{ Bindings: Env }>().post("/", jsonBody(VerifyBody), async (c) => {
+export const verify = new Hono<EdgeEnv>().post("/", jsonBody(VerifyBody), async (c) => {
   const { model, ...request } = c.req.valid("json");
   if (model !== c.env.MODEL_ID) {
     throw new ApiError(404, "model_not_found", `The model '${model}' does not exist.`, "model");
