@@ -20,7 +20,8 @@ const edgePort = Number(process.env.SPROUT_EDGE_PORT ?? 8787);
 const nodePort = Number(process.env.SPROUT_NODE_PORT ?? 8788);
 const givenKey = process.env.SPROUT_API_KEY;
 const apiKey = givenKey || `sk-sprout-${randomBytes(24).toString("base64url")}`;
-const nodeSecret = randomBytes(32).toString("hex");
+// The secret the edge presents to the node; set SPROUT_NODE_SECRET to call the node yourself (bench/edge.ts).
+const nodeSecret = process.env.SPROUT_NODE_SECRET || randomBytes(32).toString("hex");
 
 const children: ChildProcess[] = [];
 const secretsDir = mkdtempSync(join(tmpdir(), "sprout-"));

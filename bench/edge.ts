@@ -1,0 +1,154 @@
+/**
+ * `npm run bench:edge` (also the last part of `npm run bench`): what the edge adds. Starts the
+ * whole system as `npm start` does (the edge in workerd under wrangler dev, one denoiser node),
+ * then sends the same native generation to the node directly and through the edge, alternating,
+ * and compares the time to the first block and to the end of the stream (p50, p99). Prints a
+ * table, writes bench/results/edge.json and puts the table into the README.
+ */
+import { type ChildProcess, spawn } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { cpus } from "node:os";
+import { fileURLToPath } from "node:url";
+import { createParser } from "eventsource-parser";
+
+const here = (path: string) => fileURLToPath(new URL(path, import.meta.url));
+const ROUNDS = 60;
+const key = `sk-sprout-${randomBytes(24).toString("base64url")}`;
+const secret = randomBytes(32).toString("hex");
+const [edgePort, nodePort] = [18787, 18788];
+
+const child: ChildProcess = spawn(process.execPath, ["--import", "tsx", "scripts/start.ts"], {
+  cwd: here(".."),
+  env: {
+    ...process.env,
+    SPROUT_API_KEY: key,
+    SPROUT_NODE_SECRET: secret,
+    SPROUT_EDGE_PORT: String(edgePort),
+    SPROUT_NODE_PORT: String(nodePort),
+  },
+  stdio: ["ignore", "pipe", "pipe"],
+});
+let output = "";
+child.stdout?.on("data", (d) => {
+  output += d;
+});
+child.stderr?.on("data", (d) => {
+  output += d;
+});
+const deadline = Date.now() + 150_000;
+while (!output.includes("Sprout is ready")) {
+  if (Date.now() > deadline || child.exitCode !== null)
+    throw new Error(`npm start did not become ready:\n${output}`);
+  await new Promise((r) => setTimeout(r, 200));
+}
+
+const body = { prompt: "def add(a, b):\n", max_tokens: 16, block_size: 8 };
+/** One generation: ms to the first block event and to the end of the stream. */
+async function timed(url: string, bearer: string, extra: object): Promise<{ first: number; total: number }> {
+  const t0 = performance.now();
+  const response = await fetch(url, {
+    method: "POST",
+    headers: { authorization: `Bearer ${bearer}`, "content-type": "application/json" },
+    body: JSON.stringify({ ...body, ...extra }),
+  });
+  if (!response.ok || !response.body) throw new Error(`${url} answered ${response.status}`);
+  let first = 0;
+  const parser = createParser({
+    onEvent: (event) => {
+      if (event.event === "block" && first === 0) first = performance.now() - t0;
+    },
+  });
+  const decoder = new TextDecoder();
+  const reader = response.body.getReader();
+  for (let read = await reader.read(); !read.done; read = await reader.read()) {
+    parser.feed(decoder.decode(read.value, { stream: true }));
+  }
+  return { first, total: performance.now() - t0 };
+}
+
+const direct: { first: number; total: number }[] = [];
+const viaEdge: { first: number; total: number }[] = [];
+const nodeUrl = `http://127.0.0.1:${nodePort}/v1/generate`;
+const edgeUrl = `http://127.0.0.1:${edgePort}/v1/generate`;
+for (let round = -3; round < ROUNDS; round++) {
+  const a = await timed(nodeUrl, secret, {});
+  const b = await timed(edgeUrl, key, { model: "sprout-tiny" });
+  if (round < 0) continue; // warm-up
+  direct.push(a);
+  viaEdge.push(b);
+}
+child.kill("SIGINT");
+
+const quantile = (xs: number[], q: number) =>
+  [...xs].sort((x, y) => x - y)[Math.min(xs.length - 1, Math.floor(q * xs.length))] as number;
+const summary = (runs: { first: number; total: number }[]) => ({
+  first_block_p50_ms: quantile(
+    runs.map((r) => r.first),
+    0.5,
+  ),
+  first_block_p99_ms: quantile(
+    runs.map((r) => r.first),
+    0.99,
+  ),
+  total_p50_ms: quantile(
+    runs.map((r) => r.total),
+    0.5,
+  ),
+  total_p99_ms: quantile(
+    runs.map((r) => r.total),
+    0.99,
+  ),
+});
+const rows = { node: summary(direct), edge: summary(viaEdge) };
+const added = {
+  first_block_p50_ms: rows.edge.first_block_p50_ms - rows.node.first_block_p50_ms,
+  total_p50_ms: rows.edge.total_p50_ms - rows.node.total_p50_ms,
+  total_p99_ms: rows.edge.total_p99_ms - rows.node.total_p99_ms,
+};
+console.log(
+  `\nThe same native generation (${body.max_tokens} tokens, blocks of ${body.block_size}), ${ROUNDS} rounds, alternating`,
+);
+console.table(
+  Object.entries(rows).map(([path, r]) => ({
+    path: path === "node" ? "node directly" : "through the edge (wrangler dev)",
+    "first block p50 ms": r.first_block_p50_ms.toFixed(1),
+    "first block p99 ms": r.first_block_p99_ms.toFixed(1),
+    "stream p50 ms": r.total_p50_ms.toFixed(1),
+    "stream p99 ms": r.total_p99_ms.toFixed(1),
+  })),
+);
+console.log(
+  `The edge adds ${added.total_p50_ms.toFixed(1)} ms at p50 (${added.total_p99_ms.toFixed(1)} ms at p99).`,
+);
+
+const result = {
+  date: new Date().toISOString(),
+  machine: { cpus: cpus().length, cpu: cpus()[0]?.model, node: process.version },
+  request: body,
+  rounds: ROUNDS,
+  ...rows,
+  added,
+};
+mkdirSync(here("./results/"), { recursive: true });
+writeFileSync(here("./results/edge.json"), `${JSON.stringify(result, null, 2)}\n`);
+const markdown = [
+  `Measured ${result.date.slice(0, 10)} (\`bench/results/edge.json\`): the same native generation (${body.max_tokens} tokens, blocks of ${body.block_size}), ${ROUNDS} rounds, alternating.`,
+  "",
+  "| path | first block p50 (ms) | first block p99 (ms) | whole stream p50 (ms) | whole stream p99 (ms) |",
+  "|---|---|---|---|---|",
+  ...Object.entries(rows).map(
+    ([path, r]) =>
+      `| ${path === "node" ? "node directly" : "through the edge (workerd, wrangler dev)"} | ${r.first_block_p50_ms.toFixed(1)} | ${r.first_block_p99_ms.toFixed(1)} | ${r.total_p50_ms.toFixed(1)} | ${r.total_p99_ms.toFixed(1)} |`,
+  ),
+  "",
+  `The edge adds ${added.total_p50_ms.toFixed(1)} ms at p50 and ${added.total_p99_ms.toFixed(1)} ms at p99 (auth, validation, the pool, SSE re-encoding).`,
+].join("\n");
+const readme = here("../README.md");
+writeFileSync(
+  readme,
+  readFileSync(readme, "utf8").replace(
+    /<!-- bench-edge:start -->[\s\S]*<!-- bench-edge:end -->/,
+    `<!-- bench-edge:start -->\n${markdown}\n<!-- bench-edge:end -->`,
+  ),
+);
