@@ -6,7 +6,8 @@
  * - Choice: among members whose circuit is closed (or half-open: its cooldown has passed), the one
  *   with the fewest streams in flight per unit of weight; ties go round robin.
  * - Circuit breaking: `failureThreshold` failures in a row open a member's circuit for
- *   `cooldownMs`; then one trial stream is let through, and a success closes it again.
+ *   `cooldownMs`; after that the member is tried again (half-open): one more failure reopens it,
+ *   a success closes it.
  * - Timeouts: `firstEventMs` for a stream to start, `idleMs` between events; a member that
  *   exceeds either is treated as failed.
  * - What counts as a failure: unreachable, a refusal other than the request's own fault, a broken
