@@ -4,12 +4,20 @@
  * Implementations: `DenoiserNodeBackend` (a Sprout denoiser node over HTTP); more to come
  * (OpenAI-compatible upstreams, a routing pool).
  */
-import type { NodeEvent, NodeGenerateRequest, NodeVerifyRequest, Verification } from "./protocol.ts";
+import type {
+  EditResult,
+  NodeEditRequest,
+  NodeEvent,
+  NodeGenerateRequest,
+  NodeVerifyRequest,
+  Verification,
+} from "./protocol.ts";
 
 export type GenerateRequest = NodeGenerateRequest;
 export type GenerateEvent = NodeEvent;
 export type VerifyRequest = NodeVerifyRequest;
-export type { Verification };
+export type EditRequest = NodeEditRequest;
+export type { EditResult, Verification };
 
 export interface StreamOptions {
   signal?: AbortSignal;
@@ -21,6 +29,8 @@ export interface Backend {
   doStream(request: GenerateRequest, options?: StreamOptions): Promise<AsyncIterable<GenerateEvent>>;
   /** Self-verification of a piece of code, where the backend can (Sprout nodes can). */
   verify?(request: VerifyRequest, options?: StreamOptions): Promise<Verification>;
+  /** Edits of given code (regions rewritten, or a repair), where the backend can. */
+  edit?(request: EditRequest, options?: StreamOptions): Promise<EditResult>;
 }
 
 export type BackendErrorCode =

@@ -10,7 +10,14 @@ import {
   type GenerateRequest,
   type StreamOptions,
 } from "./backend.ts";
-import { NodeErrorBody, NodeEvent, type NodeVerifyRequest, Verification } from "./protocol.ts";
+import {
+  EditResult,
+  type NodeEditRequest,
+  NodeErrorBody,
+  NodeEvent,
+  type NodeVerifyRequest,
+  Verification,
+} from "./protocol.ts";
 
 export interface DenoiserNodeOptions {
   /** Base URL of the node, e.g. `http://127.0.0.1:8788`. */
@@ -44,6 +51,14 @@ export class DenoiserNodeBackend implements Backend {
     const parsed = Verification.safeParse(await response.json().catch(() => null));
     if (!parsed.success)
       throw new BackendError("bad_response", BROKEN, 502, `${this.id} sent a broken verification`);
+    return parsed.data;
+  }
+
+  async edit(request: NodeEditRequest, options: StreamOptions = {}): Promise<EditResult> {
+    const response = await this.post("/v1/edit", request, "application/json", options.signal);
+    const parsed = EditResult.safeParse(await response.json().catch(() => null));
+    if (!parsed.success)
+      throw new BackendError("bad_response", BROKEN, 502, `${this.id} sent a broken edit result`);
     return parsed.data;
   }
 

@@ -2,6 +2,7 @@ export {
   type Backend,
   BackendError,
   type BackendErrorCode,
+  type EditRequest,
   type GenerateEvent,
   type GenerateRequest,
   type StreamOptions,

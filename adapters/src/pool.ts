@@ -23,6 +23,8 @@
 import {
   type Backend,
   BackendError,
+  type EditRequest,
+  type EditResult,
   type GenerateEvent,
   type GenerateRequest,
   type StreamOptions,
@@ -115,8 +117,22 @@ export class BackendPool implements Backend {
   }
 
   /** Verification on the least loaded member that can verify, retried on others like a stream's start. */
-  async verify(request: VerifyRequest, options: StreamOptions = {}): Promise<Verification> {
-    const tried = new Set<MemberState>(this.members.filter((m) => !m.backend.verify));
+  verify(request: VerifyRequest, options: StreamOptions = {}): Promise<Verification> {
+    return this.call((backend) => backend.verify?.bind(backend), request, options);
+  }
+
+  /** Edits on the least loaded member that can edit, retried on others like a stream's start. */
+  edit(request: EditRequest, options: StreamOptions = {}): Promise<EditResult> {
+    return this.call((backend) => backend.edit?.bind(backend), request, options);
+  }
+
+  /** One request–answer call on a member that offers it (`method`), retried on others. */
+  private async call<Request, Answer>(
+    method: (backend: Backend) => ((request: Request, options: StreamOptions) => Promise<Answer>) | undefined,
+    request: Request,
+    options: StreamOptions,
+  ): Promise<Answer> {
+    const tried = new Set<MemberState>(this.members.filter((m) => !method(m.backend)));
     let last: unknown;
     for (
       let attempt = 0;
@@ -124,28 +140,29 @@ export class BackendPool implements Backend {
       attempt++
     ) {
       const member = this.choose(tried);
-      if (!member?.backend.verify) break;
+      const run = member && method(member.backend);
+      if (!member || !run) break;
       tried.add(member);
-      const attemptState = new Attempt(member, options.signal, this.options.idleMs ?? 30_000);
+      const state = new Attempt(member, options.signal, this.options.idleMs ?? 30_000);
       member.inFlight++;
       try {
-        const result = await withTimeout(
-          member.backend.verify(request, { signal: attemptState.signal }),
+        const answer = await withTimeout(
+          run(request, { signal: state.signal }),
           this.options.idleMs ?? 30_000,
-          () => attemptState.abort(),
-          `${member.backend.id} did not verify in time`,
+          () => state.abort(),
+          `${member.backend.id} did not answer in time`,
         );
-        this.release(attemptState);
-        return result;
+        this.release(state);
+        return answer;
       } catch (error) {
-        this.release(attemptState, options.signal?.aborted ? undefined : error);
+        this.release(state, options.signal?.aborted ? undefined : error);
         if (options.signal?.aborted || !this.retriable(error)) throw error;
         last = error;
       }
     }
     throw last instanceof BackendError
       ? last
-      : new BackendError("backend_unavailable", "No model backend can verify now; try again shortly.", 503);
+      : new BackendError("backend_unavailable", "No model backend can answer now; try again shortly.", 503);
   }
 
   /** The member to try next: closed or half-open circuits only, least loaded per weight, round robin on ties. */

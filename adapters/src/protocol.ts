@@ -4,7 +4,7 @@
  * Request: `POST {node}/v1/generate` with `Authorization: Bearer <node secret>` and a JSON
  * `NodeGenerateRequest`. Response: `text/event-stream`; each SSE message has `event: <type>` and
  * `data: <NodeEvent as JSON>`, in the order start, (step…, edit…, block)…, verify if asked, then done or error.
- * `POST {node}/v1/verify` answers a JSON `Verification`.
+ * `POST {node}/v1/verify` answers a JSON `Verification`, `POST {node}/v1/edit` an `EditResult`.
  * Errors before the stream starts are JSON `{error: {code, message}}` with an HTTP status.
  *
  * One zod schema per message; TypeScript types are inferred from them. Both sides validate.
@@ -87,6 +87,50 @@ export const Verification = z.object({
   forward_passes: z.number().int().nonnegative(),
 });
 export type Verification = z.infer<typeof Verification>;
+
+/**
+ * `POST {node}/v1/edit`: rewrite the marked character ranges of `code` by infilling, or, without
+ * `regions`, repair it (revise tokens the model confidently disagrees with).
+ */
+export const NodeEditRequest = z
+  .object({
+    code: z.string().max(100_000),
+    /** Text the code follows (repair's context; never edited). */
+    prompt: z.string().max(100_000).optional(),
+    regions: z
+      .array(z.object({ start: z.number().int().nonnegative(), end: z.number().int().nonnegative() }))
+      .min(1)
+      .max(16)
+      .optional(),
+    /** Repair: revise a token when the model prefers another with at least this probability (default 0.9). */
+    threshold: z.number().gt(0).max(1).optional(),
+    rounds: z.number().int().min(1).max(8).optional(),
+    /** Regions: tokens each rewrite may take at most (default 64). */
+    max_tokens: z.number().int().min(1).max(256).optional(),
+    block_size: z.number().int().min(1).max(256).optional(),
+  })
+  .refine(
+    (r) =>
+      (r.regions ?? [])
+        .toSorted((a, b) => a.start - b.start)
+        .every(
+          (region, i, all) =>
+            region.start <= region.end &&
+            region.end <= r.code.length &&
+            (i === 0 || (all[i - 1]?.end ?? 0) <= region.start),
+        ),
+    { message: "regions must lie within the code, start ≤ end, and not overlap", path: ["regions"] },
+  );
+export type NodeEditRequest = z.infer<typeof NodeEditRequest>;
+
+export const EditResult = z.object({
+  code: z.string(),
+  edits: z.array(
+    z.object({ start: z.number().int(), end: z.number().int(), before: z.string(), after: z.string() }),
+  ),
+  forward_passes: z.number().int().nonnegative(),
+});
+export type EditResult = z.infer<typeof EditResult>;
 
 export const Usage = z.object({
   prompt_tokens: z.number().int().nonnegative(),

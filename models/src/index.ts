@@ -3,6 +3,13 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { AutoregressiveGeneration } from "./autoregressive.ts";
 import { DiffusionGeneration } from "./decode.ts";
+import {
+  type EditResult,
+  type RegionOptions,
+  type RepairOptions,
+  repairCode,
+  rewriteRegions,
+} from "./edit.ts";
 import type { DecodeEvent } from "./events.ts";
 import { type DecodeOptions, type Decoder, type Generation, runAlone } from "./generation.ts";
 import { loadManifest, type Manifest, TOKENIZER_FILE } from "./manifest.ts";
@@ -10,6 +17,7 @@ import { DenoiserSession, type SessionOptions } from "./session.ts";
 import { TextTokenizer } from "./tokenizer.ts";
 import { type Verification, type VerifyOptions, verifyCode } from "./verify.ts";
 
+export type { CodeEdit, EditResult, RegionOptions, RepairOptions } from "./edit.ts";
 export type { DecodeEvent, EditedToken, FinishReason, Usage } from "./events.ts";
 export { DEFAULT_EDIT_THRESHOLD, DEFAULT_THRESHOLD, type DecodeOptions, Generation } from "./generation.ts";
 export { type Manifest, ModelIntegrityError } from "./manifest.ts";
@@ -27,6 +35,10 @@ export interface Model {
   generate(options: DecodeOptions): AsyncGenerator<DecodeEvent>;
   /** Self-verification of a piece of code: the model's score and a syntax check (verify.ts). */
   verify(options: VerifyOptions): Promise<Verification>;
+  /** Rewrites marked character ranges by infilling (edit.ts). */
+  rewrite(options: RegionOptions): Promise<EditResult>;
+  /** Revises tokens of unmarked code the model confidently disagrees with (edit.ts). */
+  repair(options: RepairOptions): Promise<EditResult>;
   close(): Promise<void>;
 }
 
@@ -51,6 +63,8 @@ export async function loadModel(modelDir: string, sessionOptions?: SessionOption
       yield* runAlone(start(options), session, options.signal);
     },
     verify: (options) => verifyCode(decoder, options),
+    rewrite: (options) => rewriteRegions(decoder, options),
+    repair: (options) => repairCode(decoder, options),
     close: () => session.release(),
   };
 }

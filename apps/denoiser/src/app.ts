@@ -9,6 +9,7 @@
  *   GET  /metrics      Prometheus text: tokens, forwards, batch sizes, queue, latencies
  *   POST /v1/generate  a generation as an SSE stream of protocol events
  *   POST /v1/verify    self-verification of a piece of code (JSON)
+ *   POST /v1/edit      rewrite marked regions of code, or repair it (JSON)
  *
  * Verification runs its two forwards on the model session directly, beside the scheduler's
  * batches (onnxruntime sessions take concurrent runs), not inside them.
@@ -18,6 +19,7 @@ import { type Context, Hono } from "hono";
 import { HTTPException } from "hono/http-exception";
 import { streamSSE } from "hono/streaming";
 import {
+  NodeEditRequest,
   type NodeEvent,
   NodeGenerateRequest,
   NodeVerifyRequest,
@@ -126,6 +128,27 @@ export function createDenoiserApp({
       if (refusal || !model) return c.json(refusal, 503);
       const { code, prompt, threshold } = c.req.valid("json");
       return c.json(await model.verify({ code, prompt, threshold }));
+    },
+  );
+
+  app.post(
+    "/v1/edit",
+    edgeSecret({ secret }),
+    zValidator("json", NodeEditRequest, invalidRequest),
+    async (c) => {
+      const refusal = unavailable();
+      if (refusal || !model) return c.json(refusal, 503);
+      const { code, prompt, regions, threshold, rounds, max_tokens, block_size } = c.req.valid("json");
+      try {
+        const result = regions
+          ? await model.rewrite({ code, regions, maxTokens: max_tokens, blockSize: block_size })
+          : await model.repair({ code, prompt, threshold, rounds, blockSize: block_size });
+        return c.json(result);
+      } catch (error) {
+        if (error instanceof DecodeInputError)
+          return c.json(errorBody("invalid_request", error.message), 400);
+        throw error;
+      }
     },
   );
 

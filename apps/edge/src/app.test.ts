@@ -498,3 +498,51 @@ describe("the API description", () => {
       expect(html).toContain(path);
   });
 });
+
+describe("POST /v1/edits", () => {
+  const code = "def area(r):\n    pi = 3.14159\n    return pi * r * r\n";
+
+  it("rewrites marked regions, and repairs unmarked code, reporting edits as ranges of the original", async () => {
+    const start = code.indexOf("3.14159");
+    const rewrite = await post("/v1/edits", {
+      model: env.MODEL_ID,
+      code,
+      regions: [{ start, end: start + 7 }],
+      max_tokens: 8,
+    });
+    expect(rewrite.status).toBe(200);
+    const rewritten = (await rewrite.json()) as {
+      object: string;
+      code: string;
+      edits: { start: number; end: number; before: string; after: string }[];
+    };
+    expect(rewritten.object).toBe("edit");
+    expect(rewritten.edits).toEqual([
+      { start, end: start + 7, before: "3.14159", after: expect.any(String) },
+    ]);
+    expect(rewritten.code).toBe(code.slice(0, start) + rewritten.edits[0]?.after + code.slice(start + 7));
+
+    const repair = await post("/v1/edits", { model: env.MODEL_ID, code, threshold: 1 });
+    expect(await repair.json()).toMatchObject({
+      code,
+      edits: [],
+      usage: { forward_passes: expect.any(Number) },
+    });
+  });
+
+  it.each([
+    [[{ start: 5, end: 2 }], "start after end"],
+    [
+      [
+        { start: 0, end: 10 },
+        { start: 5, end: 12 },
+      ],
+      "overlapping",
+    ],
+    [[{ start: 0, end: 999 }], "past the end"],
+  ])("answers 400 for regions %j (%s)", async (regions) => {
+    const response = await post("/v1/edits", { model: env.MODEL_ID, code, regions });
+    expect(response.status).toBe(400);
+    expect(await response.json()).toMatchObject({ error: { param: "regions" } });
+  });
+});

@@ -8,6 +8,7 @@ import { docsPage, openApiDocument } from "./openapi.ts";
 import { rateLimit } from "./rate-limit.ts";
 import { chat } from "./routes/chat.ts";
 import { completions } from "./routes/completions.ts";
+import { edits } from "./routes/edits.ts";
 import { generate } from "./routes/generate.ts";
 import { models } from "./routes/models.ts";
 import { verify } from "./routes/verify.ts";
@@ -28,12 +29,14 @@ export function createEdgeApp() {
     .use("/chat/completions", requireScope("completions"))
     .use("/generate", requireScope("generate"))
     .use("/verify", requireScope("verify"))
+    .use("/edits", requireScope("generate"))
     .use(rateLimit())
     .route("/models", models)
     .route("/completions", completions)
     .route("/chat/completions", chat)
     .route("/generate", generate)
-    .route("/verify", verify);
+    .route("/verify", verify)
+    .route("/edits", edits);
 
   const app = new Hono<{ Bindings: Env }>();
   app.get("/", (c) =>
@@ -46,6 +49,7 @@ export function createEdgeApp() {
         "POST /v1/chat/completions",
         "POST /v1/generate",
         "POST /v1/verify",
+        "POST /v1/edits",
       ],
     }),
   );

@@ -7,6 +7,7 @@ import { z } from "zod";
 import { NodeEvent, Verification } from "../../../adapters/src/index.ts";
 import { ChatRequest } from "./routes/chat.ts";
 import { CompletionRequest } from "./routes/completions.ts";
+import { EditsBody } from "./routes/edits.ts";
 import { GenerateBody } from "./routes/generate.ts";
 import { VerifyBody } from "./routes/verify.ts";
 
@@ -71,6 +72,13 @@ export function openApiDocument(modelId: string) {
           },
         },
       },
+      "/v1/edits": {
+        post: {
+          summary: "Native editing: rewrite marked regions of code by infilling, or repair it",
+          requestBody: { required: true, content: json("EditsRequest") },
+          responses: { "200": { description: "The edited code and its edits" }, ...errors },
+        },
+      },
       "/v1/verify": {
         post: {
           summary: "Self-verification: syntax, the model's score, a verdict; cached",
@@ -90,6 +98,7 @@ export function openApiDocument(modelId: string) {
         GenerateRequest: schema(GenerateBody),
         GenerateEvent: schema(NodeEvent, "output"),
         VerifyRequest: schema(VerifyBody),
+        EditsRequest: schema(EditsBody),
         VerifyResponse: schema(Verification.extend({ cached: z.boolean() }), "output"),
         Error: schema(
           z.object({
