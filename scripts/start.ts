@@ -124,7 +124,8 @@ const keyHash = createHash("sha256").update(apiKey).digest("hex");
 const denoiserUrl = `http://${host}:${nodePort}`;
 writeFileSync(
   envFile,
-  `DENOISER_SECRET=${nodeSecret}\nAPI_KEY_HASHES=${keyHash}\nDENOISER_URL=${denoiserUrl}\n`,
+  // Local development only: webhooks may point at loopback receivers over http.
+  `DENOISER_SECRET=${nodeSecret}\nAPI_KEY_HASHES=${keyHash}\nDENOISER_URL=${denoiserUrl}\nALLOW_LOOPBACK_WEBHOOKS=1\n`,
   {
     mode: 0o600,
   },

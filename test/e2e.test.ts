@@ -4,11 +4,13 @@
  */
 import { type ChildProcess, execFile, spawn } from "node:child_process";
 import { createHash } from "node:crypto";
+import { createServer as createHttpServer } from "node:http";
 import { createServer } from "node:net";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import OpenAI from "openai";
+import { Webhook } from "standardwebhooks";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 const root = fileURLToPath(new URL("..", import.meta.url));
@@ -214,6 +216,66 @@ describe("npm start, end to end through workerd", () => {
     expect((await call(tokens, { max_tokens: 8 })).status).toBe(200); // books ≥ 8 tokens
     expect((await call(tokens, {})).status).toBe(429);
   }, 60_000);
+
+  it("runs a job on the queue and delivers a signed webhook, retrying a receiver that fails", async () => {
+    const received: { headers: Record<string, string>; body: string; status: number }[] = [];
+    const receiver = createHttpServer((request, response) => {
+      let body = "";
+      request.on("data", (chunk) => {
+        body += chunk;
+      });
+      request.on("end", () => {
+        // The first delivery is refused with Retry-After: the queue must try again, same id.
+        const status = received.length === 0 ? 503 : 204;
+        received.push({ headers: request.headers as Record<string, string>, body, status });
+        response.writeHead(status, status === 503 ? { "retry-after": "1" } : {}).end();
+      });
+    });
+    await new Promise<void>((resolve) => receiver.listen(0, "127.0.0.1", resolve));
+    const receiverUrl = `http://127.0.0.1:${(receiver.address() as { port: number }).port}/hook`;
+    const api = (path: string, body?: object) =>
+      fetch(`${edge}/v1/${path}`, {
+        method: body ? "POST" : "GET",
+        headers: { authorization: `Bearer ${API_KEY}`, "content-type": "application/json" },
+        body: body ? JSON.stringify(body) : undefined,
+      });
+    try {
+      for (const url of [
+        "https://169.254.169.254/latest",
+        "https://[::ffff:10.0.0.1]/",
+        "http://example.com/hook",
+        "https://2852039166/", // 169.254.169.254 spelled as one decimal number
+      ]) {
+        const refused = await api("webhooks", { url });
+        expect(refused.status, url).toBe(400);
+      }
+      const registered = await api("webhooks", { url: receiverUrl, events: ["job.completed"] });
+      expect(registered.status).toBe(201);
+      const { secret } = (await registered.json()) as { secret: string };
+      expect(secret).toMatch(/^whsec_/);
+
+      const accepted = await api("jobs", {
+        type: "completion",
+        request: { prompt: "def f(x):\n", max_tokens: 8 },
+      });
+      expect(accepted.status).toBe(202);
+      const { id } = (await accepted.json()) as { id: string };
+      await expect
+        .poll(() => received.filter((r) => r.status === 204).length, { timeout: 45_000, interval: 250 })
+        .toBe(1);
+      expect(received[0]?.headers["webhook-id"]).toBe(received[1]?.headers["webhook-id"]);
+      const delivered = received[1] as { headers: Record<string, string>; body: string };
+      const event = new Webhook(secret).verify(delivered.body, delivered.headers) as {
+        type: string;
+        data: { id: string; status: string; result: { text: string } };
+      };
+      expect(event).toMatchObject({ type: "job.completed", data: { id, status: "completed" } });
+      const job = (await (await api(`jobs/${id}`)).json()) as { status: string; result: { text: string } };
+      expect(job).toMatchObject({ status: "completed", result: { text: event.data.result.text } });
+    } finally {
+      receiver.close();
+    }
+  }, 90_000);
 
   it("verifies code once, then answers from the verification cache", async () => {
     // Unique code: wrangler dev keeps its KV state in .wrangler/ between runs.

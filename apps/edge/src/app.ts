@@ -10,6 +10,7 @@ import { chat } from "./routes/chat.ts";
 import { completions } from "./routes/completions.ts";
 import { edits } from "./routes/edits.ts";
 import { generate } from "./routes/generate.ts";
+import { jobs, webhooks } from "./routes/jobs.ts";
 import { models } from "./routes/models.ts";
 import { verify } from "./routes/verify.ts";
 
@@ -30,13 +31,19 @@ export function createEdgeApp() {
     .use("/generate", requireScope("generate"))
     .use("/verify", requireScope("verify"))
     .use("/edits", requireScope("generate"))
+    .use("/jobs/*", requireScope("jobs"))
+    .use("/jobs", requireScope("jobs"))
+    .use("/webhooks/*", requireScope("jobs"))
+    .use("/webhooks", requireScope("jobs"))
     .use(rateLimit())
     .route("/models", models)
     .route("/completions", completions)
     .route("/chat/completions", chat)
     .route("/generate", generate)
     .route("/verify", verify)
-    .route("/edits", edits);
+    .route("/edits", edits)
+    .route("/jobs", jobs)
+    .route("/webhooks", webhooks);
 
   const app = new Hono<{ Bindings: Env }>();
   app.get("/", (c) =>
@@ -50,6 +57,11 @@ export function createEdgeApp() {
         "POST /v1/generate",
         "POST /v1/verify",
         "POST /v1/edits",
+        "POST /v1/jobs",
+        "GET /v1/jobs/{id}",
+        "POST /v1/webhooks",
+        "GET /v1/webhooks",
+        "DELETE /v1/webhooks/{id}",
       ],
     }),
   );

@@ -1,4 +1,5 @@
-import type { KVNamespace } from "@cloudflare/workers-types";
+import type { KVNamespace, Queue } from "@cloudflare/workers-types";
+import type { QueueMessage } from "./jobs.ts";
 import type { LimiterNamespace } from "./limiter.ts";
 
 /** Bindings of the edge worker (wrangler.toml explains each). */
@@ -17,6 +18,12 @@ export interface Env {
   KEY_LIMITER?: LimiterNamespace;
   /** Verification results, global, behind the Cache API (verify-cache.ts); optional. */
   VERIFY_CACHE?: KVNamespace;
+  /** Job records and webhook endpoints (jobs.ts). */
+  JOBS?: KVNamespace;
+  /** Where jobs and webhook deliveries wait for the queue consumer (jobs.ts). */
+  JOBS_QUEUE?: Queue<QueueMessage>;
+  /** "1" in local development only (`npm start`): webhooks may point at loopback over http. */
+  ALLOW_LOOPBACK_WEBHOOKS?: string;
   /** Milliseconds of silence after which a stream gets a `: ping` comment (default 15000). */
   SSE_KEEPALIVE_MS?: string;
   /** Comma-separated hex sha256 digests of the API keys accepted (a wrangler secret). */

@@ -7,8 +7,8 @@
  */
 import { z } from "zod";
 
-/** What a key may do: OpenAI-style completions (and chat), native generation, verification. */
-export const SCOPES = ["completions", "generate", "verify"] as const;
+/** What a key may do: OpenAI-style completions (and chat), native generation and edits, verification, jobs and webhooks. */
+export const SCOPES = ["completions", "generate", "verify", "jobs"] as const;
 export type Scope = (typeof SCOPES)[number];
 
 export const KeyRecord = z.object({

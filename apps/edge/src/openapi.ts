@@ -79,6 +79,35 @@ export function openApiDocument(modelId: string) {
           responses: { "200": { description: "The edited code and its edits" }, ...errors },
         },
       },
+      "/v1/jobs": {
+        post: {
+          summary: "A background job (completion or edit): 202 with its id; webhooks report its end",
+          responses: { "202": { description: "{id, object: job, status: queued}" }, ...errors },
+        },
+      },
+      "/v1/jobs/{id}": {
+        get: {
+          summary: "A job's status, and its result or error once finished",
+          responses: { "200": { description: "The job" }, ...errors },
+        },
+      },
+      "/v1/webhooks": {
+        post: {
+          summary:
+            "Register an endpoint for job.completed / job.failed; 201 with its whsec_ signing secret, shown once",
+          responses: { "201": { description: "{id, url, events, secret}" }, ...errors },
+        },
+        get: {
+          summary: "This key's webhook endpoints (without secrets)",
+          responses: { "200": { description: "A list" } },
+        },
+      },
+      "/v1/webhooks/{id}": {
+        delete: {
+          summary: "Remove a webhook endpoint",
+          responses: { "204": { description: "Removed" }, ...errors },
+        },
+      },
       "/v1/verify": {
         post: {
           summary: "Self-verification: syntax, the model's score, a verdict; cached",
