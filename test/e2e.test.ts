@@ -12,6 +12,7 @@ import { promisify } from "node:util";
 import OpenAI from "openai";
 import { Webhook } from "standardwebhooks";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { OpenAiCompatibleBackend } from "../adapters/src/index.ts";
 
 const root = fileURLToPath(new URL("..", import.meta.url));
 const API_KEY = "sk-e2e-test-key";
@@ -276,6 +277,34 @@ describe("npm start, end to end through workerd", () => {
       receiver.close();
     }
   }, 90_000);
+
+  it("reaches an OpenAI-compatible upstream through its adapter (this edge, as a real server)", async () => {
+    const upstream = (apiKey: string) =>
+      new OpenAiCompatibleBackend({ url: `${edge}/v1`, apiKey, model: "sprout-tiny" });
+    const events = [];
+    for await (const event of await upstream(API_KEY).doStream({
+      prompt: "def fibonacci(n):\n",
+      max_tokens: 24,
+    })) {
+      events.push(event);
+    }
+    expect(events[0]).toMatchObject({ type: "start", model: "sprout-tiny" });
+    const done = events.at(-1);
+    expect(done).toMatchObject({ type: "done", usage: { completion_tokens: expect.any(Number) } });
+    const client = new OpenAI({ apiKey: API_KEY, baseURL: `${edge}/v1` });
+    const whole = await client.completions.create({
+      model: "sprout-tiny",
+      prompt: "def fibonacci(n):\n",
+      max_tokens: 24,
+    });
+    expect(events.map((e) => (e.type === "block" ? e.text : "")).join("")).toBe(whole.choices[0]?.text);
+    await expect(upstream("sk-wrong").doStream({ prompt: "x", max_tokens: 1 })).rejects.toMatchObject({
+      code: "backend_auth",
+    });
+    await expect(upstream(API_KEY).doStream({ prompt: "x", max_tokens: 4000 })).rejects.toMatchObject({
+      code: "invalid_request",
+    });
+  });
 
   it("verifies code once, then answers from the verification cache", async () => {
     // Unique code: wrangler dev keeps its KV state in .wrangler/ between runs.

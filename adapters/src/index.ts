@@ -9,5 +9,6 @@ export {
   type VerifyRequest,
 } from "./backend.ts";
 export { DenoiserNodeBackend, type DenoiserNodeOptions } from "./denoiser-node.ts";
+export { OpenAiCompatibleBackend, type OpenAiCompatibleOptions } from "./openai-compatible.ts";
 export { BackendPool, type PoolMember, type PoolOptions } from "./pool.ts";
 export * from "./protocol.ts";

@@ -1,0 +1,163 @@
+/**
+ * Any OpenAI-compatible upstream (an SGLang dLLM server, Inception's API, a vLLM autoregressive
+ * baseline, another Sprout edge) as a `Backend`: a generation request becomes a streamed
+ * `POST {url}/completions`, and the upstream's chunks become protocol events — `start`, one
+ * `block` per chunk with text, `done` with the usage of its final chunk (`forward_passes` when the
+ * upstream reports it, else one per completion token, as an autoregressive server spends).
+ *
+ * What it cannot do: resume (`committed` ids mean nothing to another tokenizer: such a request is
+ * refused, so a pool must not mix these with Sprout nodes for failover), Sprout's dial beyond
+ * temperature/top_p/seed/stop/suffix, `verify` and `edit`. Runs in workerd and Node: `fetch`,
+ * web streams and eventsource-parser only.
+ */
+import { EventSourceParserStream } from "eventsource-parser/stream";
+import {
+  type Backend,
+  BackendError,
+  type GenerateEvent,
+  type GenerateRequest,
+  type StreamOptions,
+} from "./backend.ts";
+
+export interface OpenAiCompatibleOptions {
+  /** Base URL including the version, e.g. `https://api.example.com/v1`. */
+  url: string;
+  apiKey: string;
+  /** The upstream's model name. */
+  model: string;
+  fetch?: typeof fetch;
+}
+
+interface Chunk {
+  choices?: { text?: string; finish_reason?: string | null }[];
+  usage?: { prompt_tokens?: number; completion_tokens?: number; forward_passes?: number } | null;
+  error?: { message?: string; code?: string };
+}
+
+const UNAVAILABLE = "The model backend is unavailable; try again shortly.";
+
+export class OpenAiCompatibleBackend implements Backend {
+  readonly id: string;
+  private readonly fetchImpl: typeof fetch;
+
+  constructor(private readonly options: OpenAiCompatibleOptions) {
+    this.id = `openai-compatible ${new URL(options.url).host}`;
+    this.fetchImpl = options.fetch ?? ((input, init) => fetch(input, init));
+  }
+
+  async doStream(
+    request: GenerateRequest,
+    { signal }: StreamOptions = {},
+  ): Promise<AsyncIterable<GenerateEvent>> {
+    if (request.committed?.length) {
+      throw new BackendError("invalid_request", "This backend cannot resume a generation.", 400);
+    }
+    let response: Response;
+    try {
+      response = await this.fetchImpl(`${this.options.url.replace(/\/$/, "")}/completions`, {
+        method: "POST",
+        headers: {
+          "content-type": "application/json",
+          accept: "text/event-stream",
+          authorization: `Bearer ${this.options.apiKey}`,
+        },
+        body: JSON.stringify({
+          model: this.options.model,
+          prompt: request.prompt,
+          suffix: request.suffix,
+          max_tokens: request.max_tokens,
+          temperature: request.temperature,
+          top_p: request.top_p,
+          seed: request.seed,
+          stop: request.stop,
+          stream: true,
+          stream_options: { include_usage: true },
+        }),
+        signal,
+      });
+    } catch (error) {
+      if (signal?.aborted) throw error;
+      const reason = error instanceof Error ? error.message : String(error);
+      throw new BackendError("backend_unavailable", UNAVAILABLE, 503, `${this.id} unreachable: ${reason}`);
+    }
+    if (!response.ok || !response.body) {
+      const said =
+        ((await response.json().catch(() => null)) as Chunk | null)?.error?.message ?? "(no error body)";
+      if (response.status === 400) throw new BackendError("invalid_request", said, 400);
+      const detail = `${this.id} answered HTTP ${response.status}: ${said}`;
+      if (response.status === 401 || response.status === 403) {
+        throw new BackendError(
+          "backend_auth",
+          "The model backend refused the gateway's credentials.",
+          502,
+          detail,
+        );
+      }
+      throw new BackendError("backend_unavailable", UNAVAILABLE, 503, detail);
+    }
+    return this.events(response.body);
+  }
+
+  private async *events(body: ReadableStream<BufferSource>): AsyncGenerator<GenerateEvent> {
+    const reader = body
+      .pipeThrough(new TextDecoderStream())
+      .pipeThrough(new EventSourceParserStream())
+      .getReader();
+    const broken = (detail: string) =>
+      new BackendError(
+        "bad_response",
+        "The model backend sent a broken response.",
+        502,
+        `${this.id} ${detail}`,
+      );
+    yield { type: "start", v: 1, model: this.options.model, prompt_tokens: 0, block_size: 1 };
+    let index = 0;
+    let finish: "stop" | "length" | undefined;
+    try {
+      for (;;) {
+        const { done, value } = await reader.read();
+        if (done) throw broken("closed the stream before [DONE]");
+        if (value.data === "[DONE]") break;
+        let chunk: Chunk;
+        try {
+          chunk = JSON.parse(value.data) as Chunk;
+        } catch {
+          throw broken("sent a chunk that is not JSON");
+        }
+        if (chunk.error) {
+          yield {
+            type: "error",
+            code: chunk.error.code ?? "upstream_error",
+            message: chunk.error.message ?? "upstream error",
+          };
+          return;
+        }
+        const choice = chunk.choices?.[0];
+        if (choice?.text)
+          yield { type: "block", index: index++, text: choice.text, tokens: 0, steps: 0, ids: [] };
+        if (choice?.finish_reason) finish = choice.finish_reason === "length" ? "length" : "stop";
+        if (chunk.usage) {
+          const completion = chunk.usage.completion_tokens ?? 0;
+          yield {
+            type: "done",
+            finish_reason: finish ?? "stop",
+            usage: {
+              prompt_tokens: chunk.usage.prompt_tokens ?? 0,
+              completion_tokens: completion,
+              forward_passes: chunk.usage.forward_passes ?? completion,
+            },
+          };
+          return;
+        }
+      }
+      // [DONE] without a usage chunk: the upstream ignores include_usage.
+      yield {
+        type: "done",
+        finish_reason: finish ?? "stop",
+        usage: { prompt_tokens: 0, completion_tokens: 0, forward_passes: 0 },
+      };
+    } finally {
+      await reader.cancel().catch(() => {});
+    }
+  }
+}
