@@ -29,6 +29,8 @@ export interface Backend {
   doStream(request: GenerateRequest, options?: StreamOptions): Promise<AsyncIterable<GenerateEvent>>;
   /** Self-verification of a piece of code, where the backend can (Sprout nodes can). */
   verify?(request: VerifyRequest, options?: StreamOptions): Promise<Verification>;
+  /** Whether it is ready to serve (a Sprout node's /readyz), where the backend can say. */
+  health?(): Promise<boolean>;
   /** Edits of given code (regions rewritten, or a repair), where the backend can. */
   edit?(request: EditRequest, options?: StreamOptions): Promise<EditResult>;
 }

@@ -46,6 +46,19 @@ export class DenoiserNodeBackend implements Backend {
     return parseEvents(response.body, this.id);
   }
 
+  /** Ready: the node answers /readyz with 200 (model loaded and verified) within 2 s. */
+  async health(): Promise<boolean> {
+    try {
+      const response = await this.fetchImpl(new URL("/readyz", this.options.url), {
+        signal: AbortSignal.timeout(2_000),
+      });
+      await response.body?.cancel();
+      return response.ok;
+    } catch {
+      return false;
+    }
+  }
+
   async verify(request: NodeVerifyRequest, options: StreamOptions = {}): Promise<Verification> {
     const response = await this.post("/v1/verify", request, "application/json", options.signal);
     const parsed = Verification.safeParse(await response.json().catch(() => null));

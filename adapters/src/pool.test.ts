@@ -81,6 +81,31 @@ describe("the backend pool", () => {
     expect(a.seen.length).toBe(3);
   });
 
+  it("asks a member whose cooldown has passed for its health before sending it a request", async () => {
+    let now = 0;
+    let ready = false;
+    const a = scripted("a", () => "down");
+    const healthy = { ...a.backend, health: async () => ready, doStream: a.backend.doStream };
+    const b = scripted("b", () => ok("b"));
+    const pool = new BackendPool({
+      members: [{ backend: healthy }, { backend: b.backend }],
+      failureThreshold: 1,
+      cooldownMs: 1_000,
+      now: () => now,
+    });
+    await collect(await pool.doStream({ prompt: "x", max_tokens: 2 })); // a fails once: open
+    expect(a.seen.length).toBe(1);
+    now = 1_500;
+    for (let i = 0; i < 3; i++) await collect(await pool.doStream({ prompt: "x", max_tokens: 2 }));
+    expect(a.seen.length).toBe(1); // not ready: no request spent on it, open for another cooldown
+    expect(pool.status()[0]?.open).toBe(true);
+    now = 3_000;
+    ready = true;
+    await collect(await pool.doStream({ prompt: "x", max_tokens: 2 }));
+    await collect(await pool.doStream({ prompt: "x", max_tokens: 2 }));
+    expect(a.seen.length).toBe(2); // ready again: tried
+  });
+
   it("does not retry a request the backend calls invalid, and answers a fast 503 when every member is down", async () => {
     const invalid = scripted("a", () => "invalid");
     const other = scripted("b", () => ok("b"));

@@ -17,8 +17,9 @@
  *   their indices (resume continues the count), and `done.usage` covers every member's work.
  *
  * Its state (circuits, streams in flight) lives in the instance: in Workers, per isolate. Health
- * is learnt from traffic (and the half-open trial), not from background probes, which an isolate
- * cannot run between requests.
+ * is learnt from traffic, and a member whose cooldown has passed is probed (`health()`) before a
+ * request goes to it; there are no background probes, which an isolate cannot run between
+ * requests.
  */
 import {
   type Backend,
@@ -100,7 +101,7 @@ export class BackendPool implements Backend {
     const tried = new Set<MemberState>();
     let last: unknown;
     for (let attempt = 0; attempt < attempts; attempt++) {
-      const member = this.choose(tried);
+      const member = await this.pick(tried);
       if (!member) break;
       tried.add(member);
       try {
@@ -139,7 +140,7 @@ export class BackendPool implements Backend {
       attempt < (this.options.maxAttempts ?? Math.min(this.members.length, 4));
       attempt++
     ) {
-      const member = this.choose(tried);
+      const member = await this.pick(tried);
       const run = member && method(member.backend);
       if (!member || !run) break;
       tried.add(member);
@@ -163,6 +164,22 @@ export class BackendPool implements Backend {
     throw last instanceof BackendError
       ? last
       : new BackendError("backend_unavailable", "No model backend can answer now; try again shortly.", 503);
+  }
+
+  /**
+   * The member to try next. One whose circuit was open and whose cooldown has passed is first
+   * asked for its health, where the backend can say (a Sprout node's /readyz): a member still
+   * not ready stays open for another cooldown, and no request is spent finding that out.
+   */
+  private async pick(exclude: Set<MemberState>): Promise<MemberState | undefined> {
+    const skipped = new Set(exclude);
+    for (;;) {
+      const member = this.choose(skipped);
+      if (!member || member.openUntil === 0 || !member.backend.health) return member;
+      if (await member.backend.health().catch(() => false)) return member;
+      member.openUntil = this.now() + (this.options.cooldownMs ?? 10_000);
+      skipped.add(member);
+    }
   }
 
   /** The member to try next: closed or half-open circuits only, least loaded per weight, round robin on ties. */
@@ -285,7 +302,7 @@ export class BackendPool implements Backend {
           // Fail over: resume on another member from what the client already has.
           const resumed = { ...request, committed: [...committed] };
           while (!current && used < attempts) {
-            const member = this.choose(tried);
+            const member = await this.pick(tried);
             if (!member) break;
             tried.add(member);
             used++;
