@@ -14,6 +14,7 @@ import { GenerateFields, ONE_UNMASKING, oneUnmasking } from "../../../../adapter
 import { backendFor } from "../backends.ts";
 import type { EdgeEnv } from "../env.ts";
 import { ApiError, errorBody, toApiError } from "../errors.ts";
+import { checkModel } from "../openai.ts";
 import { sseWriter } from "../sse.ts";
 import { jsonBody } from "../validate.ts";
 import { verifyCached } from "./verify.ts";
@@ -25,9 +26,7 @@ export const GenerateBody = GenerateFields.extend({
 
 export const generate = new Hono<EdgeEnv>().post("/", jsonBody(GenerateBody), async (c) => {
   const { model, verify, ...request } = c.req.valid("json");
-  if (model !== c.env.MODEL_ID) {
-    throw new ApiError(404, "model_not_found", `The model '${model}' does not exist.`, "model");
-  }
+  checkModel(c, model);
   const cancel = new AbortController();
   // Failures before the first byte (backend down, request refused) still get their HTTP status.
   const events = await backendFor(c.env).doStream(request, { signal: cancel.signal });

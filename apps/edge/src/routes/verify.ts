@@ -10,6 +10,7 @@ import { NodeVerifyRequest } from "../../../../adapters/src/index.ts";
 import { backendFor } from "../backends.ts";
 import type { EdgeEnv } from "../env.ts";
 import { ApiError } from "../errors.ts";
+import { checkModel } from "../openai.ts";
 import { jsonBody } from "../validate.ts";
 import { cachedVerification } from "../verify-cache.ts";
 
@@ -32,9 +33,7 @@ export async function verifyCached(c: Context<EdgeEnv>, request: z.infer<typeof 
 
 export const verify = new Hono<EdgeEnv>().post("/", jsonBody(VerifyBody), async (c) => {
   const { model, ...request } = c.req.valid("json");
-  if (model !== c.env.MODEL_ID) {
-    throw new ApiError(404, "model_not_found", `The model '${model}' does not exist.`, "model");
-  }
+  checkModel(c, model);
   const { verification, outcome } = await verifyCached(c, request);
   c.header("x-sprout-cache", outcome);
   return c.json({ ...verification, cached: outcome !== "miss" });
