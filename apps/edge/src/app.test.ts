@@ -1,36 +1,27 @@
 /**
- * The edge's behaviour, run in Node through `app.request` against the real denoiser node.
- * The same app runs in workerd in test/e2e.test.ts.
+ * The edge's behaviour, run inside workerd (the Workers Vitest integration, vitest.config.ts)
+ * through `app.request`, against the real denoiser node and fake nodes that test/support/
+ * edge-setup.ts starts in Node. The whole system, bindings included, runs in test/e2e.test.ts.
  */
 import { createParser } from "eventsource-parser";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import {
-  fakeNode,
-  type RunningNode,
-  START_EVENT,
-  slowNode,
-  startDenoiserNode,
-} from "../../../test/support/servers.ts";
+import { beforeAll, describe, expect, inject, it } from "vitest";
 import { createEdgeApp } from "./app.ts";
 import { sha256Hex } from "./auth.ts";
 import type { Env } from "./env.ts";
 import { chatPrompt } from "./routes/chat.ts";
 
 const KEY = "sk-test-key";
-let node: RunningNode;
 let env: Env;
 const app = createEdgeApp();
 
 beforeAll(async () => {
-  node = await startDenoiserNode();
   env = {
-    MODEL_ID: node.model.manifest.name,
-    DENOISER_URL: node.url,
-    DENOISER_SECRET: node.secret,
+    MODEL_ID: inject("modelId"),
+    DENOISER_URL: inject("nodeUrl"),
+    DENOISER_SECRET: inject("nodeSecret"),
     API_KEY_HASHES: `${"0".repeat(64)}, ${await sha256Hex(KEY)}`,
   };
 });
-afterAll(() => node.close());
 
 const post = (path: string, body: unknown, key = KEY, overrides: Partial<Env> = {}) =>
   app.request(
@@ -239,16 +230,8 @@ describe("POST /v1/completions", () => {
   });
 
   it("treats a cancellation nobody asked for as a broken answer, streamed or not", async () => {
-    const fake = await fakeNode([
-      START_EVENT,
-      {
-        type: "done",
-        finish_reason: "cancelled",
-        usage: { prompt_tokens: 1, completion_tokens: 0, forward_passes: 1 },
-      },
-    ]);
-    try {
-      const overrides = { DENOISER_URL: fake.url };
+    {
+      const overrides = { DENOISER_URL: inject("cancellingNodeUrl") };
       const unstreamed = await post("/v1/completions", { model: env.MODEL_ID, prompt: "x" }, KEY, overrides);
       expect(unstreamed.status).toBe(502);
       expect(await unstreamed.json()).toMatchObject({ error: { code: "backend_cancelled" } });
@@ -261,8 +244,6 @@ describe("POST /v1/completions", () => {
       expect(dataLines(await streamed.text()).map((d) => JSON.parse(d))).toEqual([
         { error: expect.objectContaining({ code: "backend_cancelled" }) },
       ]);
-    } finally {
-      await fake.close();
     }
   });
 
@@ -280,55 +261,33 @@ describe("POST /v1/completions", () => {
   });
 
   it("keeps a silent stream alive with SSE comments, invisible to the data", async () => {
-    const slow = await slowNode(
-      [
-        START_EVENT,
-        { type: "block", index: 0, text: "pass", tokens: 1, steps: 1, ids: [9] },
-        {
-          type: "done",
-          finish_reason: "stop",
-          usage: { prompt_tokens: 1, completion_tokens: 1, forward_passes: 1 },
-        },
-      ],
-      250,
-    );
-    try {
+    {
       const response = await post(
         "/v1/completions",
         { model: env.MODEL_ID, prompt: "x", stream: true },
         KEY,
-        { DENOISER_URL: slow.url, SSE_KEEPALIVE_MS: "50" },
+        { DENOISER_URL: inject("slowNodeUrl"), SSE_KEEPALIVE_MS: "50" },
       );
       const raw = await response.text();
       expect(raw).toMatch(/^: ping$/m);
       const data = dataLines(raw);
       expect(data.at(-1)).toBe("[DONE]");
       expect(JSON.parse(data[0] as string).choices[0].text).toBe("pass");
-    } finally {
-      await slow.close();
     }
   });
 
   it("reports a node failing mid-stream as one error data line", async () => {
-    const fake = await fakeNode([
-      START_EVENT,
-      { type: "error", code: "internal", message: "decoding failed on the node" },
-    ]);
-    try {
+    {
       const response = await post(
         "/v1/completions",
         { model: env.MODEL_ID, prompt: "x", stream: true },
         KEY,
-        {
-          DENOISER_URL: fake.url,
-        },
+        { DENOISER_URL: inject("failingNodeUrl") },
       );
       const data = dataLines(await response.text());
       expect(data.map((d) => JSON.parse(d))).toEqual([
         { error: expect.objectContaining({ code: "backend_error", message: "decoding failed on the node" }) },
       ]);
-    } finally {
-      await fake.close();
     }
   });
 });

@@ -1,0 +1,49 @@
+/**
+ * Vitest globalSetup for the edge's tests, which run inside workerd (vitest.config.ts): servers
+ * cannot start in there, so this starts them in Node and provides their URLs — the real
+ * denoiser node with the shipped model, and three fake nodes (test doubles for failures: a
+ * node that reports a cancellation nobody asked for, one that fails mid-stream, one that is slow).
+ */
+import type { TestProject } from "vitest/node";
+import { fakeNode, type RunningServer, START_EVENT, slowNode, startDenoiserNode } from "./servers.ts";
+
+declare module "vitest" {
+  export interface ProvidedContext {
+    nodeUrl: string;
+    nodeSecret: string;
+    modelId: string;
+    cancellingNodeUrl: string;
+    failingNodeUrl: string;
+    slowNodeUrl: string;
+  }
+}
+
+export default async function setup(project: TestProject) {
+  const node = await startDenoiserNode();
+  const usage = { prompt_tokens: 1, completion_tokens: 0, forward_passes: 1 };
+  const fakes: RunningServer[] = [
+    await fakeNode([START_EVENT, { type: "done", finish_reason: "cancelled", usage }]),
+    await fakeNode([
+      START_EVENT,
+      { type: "error", code: "internal", message: "decoding failed on the node" },
+    ]),
+    await slowNode(
+      [
+        START_EVENT,
+        { type: "block", index: 0, text: "pass", tokens: 1, steps: 1, ids: [9] },
+        { type: "done", finish_reason: "stop", usage: { ...usage, completion_tokens: 1 } },
+      ],
+      250,
+    ),
+  ];
+  project.provide("nodeUrl", node.url);
+  project.provide("nodeSecret", node.secret);
+  project.provide("modelId", node.model.manifest.name);
+  project.provide("cancellingNodeUrl", (fakes[0] as RunningServer).url);
+  project.provide("failingNodeUrl", (fakes[1] as RunningServer).url);
+  project.provide("slowNodeUrl", (fakes[2] as RunningServer).url);
+  return async () => {
+    await Promise.all(fakes.map((f) => f.close()));
+    await node.close();
+  };
+}
