@@ -161,6 +161,28 @@ describe("the backend pool", () => {
   });
 });
 
+describe("failing over past a member that cannot resume", () => {
+  it("skips it and resumes on the next", async () => {
+    const dying = scripted("a", () => [
+      START,
+      { type: "block", index: 0, text: "ab", tokens: 2, steps: 2, ids: [1, 2] },
+      { type: "error", code: "die", message: "" },
+    ]);
+    const noResume = scripted("b", (request) => (request.committed ? "invalid" : ok("b")));
+    const rescuer = scripted("c", () => [
+      START,
+      { type: "block", index: 1, text: "cd", tokens: 2, steps: 2, ids: [3, 4] },
+      { type: "done", finish_reason: "length", usage },
+    ]);
+    const pool = new BackendPool({
+      // Round robin: the first stream goes to a, the failover to b (the second of b and c here).
+      members: [{ backend: dying.backend }, { backend: rescuer.backend }, { backend: noResume.backend }],
+    });
+    expect(text(await collect(await pool.doStream({ prompt: "x", max_tokens: 4 })))).toBe("abcd");
+    expect(noResume.seen.map((r) => r.committed)).toEqual([[1, 2]]);
+  });
+});
+
 describe("the backend pool over real denoiser nodes", () => {
   let a: RunningNode;
   let b: RunningNode;

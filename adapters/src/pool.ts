@@ -306,8 +306,10 @@ export class BackendPool implements Backend {
             if (!member) break;
             tried.add(member);
             used++;
+            // Any refusal here means this member cannot take over (an upstream that cannot
+            // resume says the request is invalid): try the next one.
             current = await this.open(member, resumed, signal).catch((e: unknown) => {
-              if (signal?.aborted || !this.retriable(e)) throw e;
+              if (signal?.aborted) throw e;
               return undefined;
             });
           }

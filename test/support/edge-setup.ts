@@ -2,10 +2,15 @@
  * Vitest globalSetup for the edge's tests, which run inside workerd (vitest.config.ts): servers
  * cannot start in there, so this starts them in Node and provides their URLs — the real
  * denoiser node with the shipped model, and three fake nodes (test doubles for failures: a
- * node that reports a cancellation nobody asked for, one that fails mid-stream, one that is slow).
+ * node that reports a cancellation nobody asked for, one that fails mid-stream, one that is slow)
+ * — and a real OpenAI-compatible server for the upstream adapter: the edge app itself, served by
+ * Node in front of the same denoiser node.
  */
+import { createHash } from "node:crypto";
+import { Hono } from "hono";
 import type { TestProject } from "vitest/node";
-import { fakeNode, type RunningServer, START_EVENT, slowNode, startDenoiserNode } from "./servers.ts";
+import { createEdgeApp } from "../../apps/edge/src/app.ts";
+import { fakeNode, listen, type RunningServer, START_EVENT, slowNode, startDenoiserNode } from "./servers.ts";
 
 declare module "vitest" {
   export interface ProvidedContext {
@@ -15,6 +20,8 @@ declare module "vitest" {
     cancellingNodeUrl: string;
     failingNodeUrl: string;
     slowNodeUrl: string;
+    upstreamUrl: string;
+    upstreamKey: string;
   }
 }
 
@@ -36,6 +43,17 @@ export default async function setup(project: TestProject) {
       250,
     ),
   ];
+  const upstreamKey = "sk-upstream-test";
+  const edge = createEdgeApp();
+  const upstreamEnv = {
+    MODEL_ID: node.model.manifest.name,
+    DENOISER_URL: node.url,
+    DENOISER_SECRET: node.secret,
+    API_KEY_HASHES: createHash("sha256").update(upstreamKey).digest("hex"),
+  };
+  fakes.push(await listen(new Hono().all("*", (c) => edge.fetch(c.req.raw, upstreamEnv))));
+  project.provide("upstreamUrl", `${(fakes[3] as RunningServer).url}/v1`);
+  project.provide("upstreamKey", upstreamKey);
   project.provide("nodeUrl", node.url);
   project.provide("nodeSecret", node.secret);
   project.provide("modelId", node.model.manifest.name);

@@ -276,6 +276,19 @@ describe("POST /v1/completions", () => {
     }
   });
 
+  it("serves from an OpenAI-compatible upstream in the pool, and the same text as a node gives", async () => {
+    const body = { model: env.MODEL_ID, prompt: "def fibonacci(n):\n", max_tokens: 12 };
+    const upstreams = JSON.stringify([
+      { url: inject("upstreamUrl"), api_key: inject("upstreamKey"), model: env.MODEL_ID },
+    ]);
+    const viaUpstream = await post("/v1/completions", body, KEY, { DENOISER_URL: "", UPSTREAMS: upstreams });
+    expect(viaUpstream.status).toBe(200);
+    const viaNode = await post("/v1/completions", body);
+    const text = async (r: Response) =>
+      ((await r.json()) as { choices: { text: string }[] }).choices[0]?.text;
+    expect(await text(viaUpstream)).toBe(await text(viaNode));
+  });
+
   it("reports a node failing mid-stream as one error data line", async () => {
     {
       const response = await post(

@@ -8,6 +8,8 @@ export interface Env {
   MODEL_ID: string;
   /** Base URLs of the denoiser nodes, comma-separated (a pool: see backends.ts). */
   DENOISER_URL: string;
+  /** OpenAI-compatible upstreams pooled beside the nodes: JSON `[{url, api_key, model, weight?}]` (a secret). */
+  UPSTREAMS?: string;
   /** Secret shared with the denoiser node (a wrangler secret in production). */
   DENOISER_SECRET: string;
   /** The served model's version: part of the verification cache's key (change it with the model). */
