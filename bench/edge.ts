@@ -5,12 +5,12 @@
  * and compares the time to the first block and to the end of the stream (p50, p99). Prints a
  * table, writes bench/results/edge.json and puts the table into the README.
  */
-import { type ChildProcess, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { cpus } from "node:os";
 import { fileURLToPath } from "node:url";
 import { createParser } from "eventsource-parser";
+import { startSprout, whenReady } from "../test/support/sprout.ts";
 
 const here = (path: string) => fileURLToPath(new URL(path, import.meta.url));
 const ROUNDS = 60;
@@ -18,30 +18,13 @@ const key = `sk-sprout-${randomBytes(24).toString("base64url")}`;
 const secret = randomBytes(32).toString("hex");
 const [edgePort, nodePort] = [18787, 18788];
 
-const child: ChildProcess = spawn(process.execPath, ["--import", "tsx", "scripts/start.ts"], {
-  cwd: here(".."),
-  env: {
-    ...process.env,
-    SPROUT_API_KEY: key,
-    SPROUT_NODE_SECRET: secret,
-    SPROUT_EDGE_PORT: String(edgePort),
-    SPROUT_NODE_PORT: String(nodePort),
-  },
-  stdio: ["ignore", "pipe", "pipe"],
+const sprout = startSprout({
+  SPROUT_API_KEY: key,
+  SPROUT_NODE_SECRET: secret,
+  SPROUT_EDGE_PORT: String(edgePort),
+  SPROUT_NODE_PORT: String(nodePort),
 });
-let output = "";
-child.stdout?.on("data", (d) => {
-  output += d;
-});
-child.stderr?.on("data", (d) => {
-  output += d;
-});
-const deadline = Date.now() + 150_000;
-while (!output.includes("Sprout is ready")) {
-  if (Date.now() > deadline || child.exitCode !== null)
-    throw new Error(`npm start did not become ready:\n${output}`);
-  await new Promise((r) => setTimeout(r, 200));
-}
+await whenReady(sprout);
 
 const body = { prompt: "def add(a, b):\n", max_tokens: 16, block_size: 8 };
 /** One generation: ms to the first block event and to the end of the stream. */
@@ -78,7 +61,7 @@ for (let round = -3; round < ROUNDS; round++) {
   direct.push(a);
   viaEdge.push(b);
 }
-child.kill("SIGINT");
+sprout.child.kill("SIGINT");
 
 const quantile = (xs: number[], q: number) =>
   [...xs].sort((x, y) => x - y)[Math.min(xs.length - 1, Math.floor(q * xs.length))] as number;

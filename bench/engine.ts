@@ -67,12 +67,7 @@ async function gemmRate(size = 1024, runs = 8): Promise<number> {
 
 /** FLOPs of one token through the network (matrix multiplies, incl. the output head) with `context` tokens to attend to. */
 function flopsPerToken(context: number): number {
-  const { d_model: d, n_layers: layers, vocab_size: vocab } = arch;
-  const ffn = (
-    JSON.parse(readFileSync(join(SHIPPED_MODEL_DIR, "manifest.json"), "utf8")) as {
-      architecture: { ffn_hidden: number };
-    }
-  ).architecture.ffn_hidden;
+  const { d_model: d, n_layers: layers, vocab_size: vocab, ffn_hidden: ffn } = arch;
   const weights = layers * (4 * d * d + 3 * d * ffn) + d * vocab;
   return 2 * weights + 4 * layers * d * context;
 }

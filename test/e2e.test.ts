@@ -2,10 +2,9 @@
  * The whole system as `npm start` runs it: the real denoiser node with the shipped model, the
  * edge in workerd (wrangler dev), and the official `openai` client talking to it.
  */
-import { type ChildProcess, execFile, spawn } from "node:child_process";
+import { execFile } from "node:child_process";
 import { createHash } from "node:crypto";
 import { createServer as createHttpServer } from "node:http";
-import { createServer } from "node:net";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
@@ -13,47 +12,18 @@ import OpenAI from "openai";
 import { Webhook } from "standardwebhooks";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { OpenAiCompatibleBackend } from "../adapters/src/index.ts";
+import { freePort, type Started, startSprout, whenReady } from "./support/sprout.ts";
 
 const root = fileURLToPath(new URL("..", import.meta.url));
 const API_KEY = "sk-e2e-test-key";
 const run = promisify(execFile);
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const server = createServer().listen(0, "127.0.0.1", () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
+const startWith = (edgePort: number, nodePort: number) =>
+  startSprout({
+    SPROUT_API_KEY: API_KEY,
+    SPROUT_EDGE_PORT: String(edgePort),
+    SPROUT_NODE_PORT: String(nodePort),
   });
-}
-
-interface Started {
-  child: ChildProcess;
-  output: () => string;
-  exited: Promise<number | null>;
-}
-
-function startSprout(edgePort: number, nodePort: number): Started {
-  const child = spawn(process.execPath, ["--import", "tsx", "scripts/start.ts"], {
-    cwd: root,
-    env: {
-      ...process.env,
-      SPROUT_API_KEY: API_KEY,
-      SPROUT_EDGE_PORT: String(edgePort),
-      SPROUT_NODE_PORT: String(nodePort),
-    },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  let output = "";
-  child.stdout?.on("data", (d) => {
-    output += d;
-  });
-  child.stderr?.on("data", (d) => {
-    output += d;
-  });
-  const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)));
-  return { child, output: () => output, exited };
-}
 
 describe("npm start, end to end through workerd", () => {
   let sprout: Started;
@@ -65,14 +35,8 @@ describe("npm start, end to end through workerd", () => {
     edgePort = await freePort();
     nodePort = await freePort();
     edge = `http://127.0.0.1:${edgePort}`;
-    sprout = startSprout(edgePort, nodePort);
-    const deadline = Date.now() + 150_000;
-    while (!sprout.output().includes("Sprout is ready")) {
-      if (Date.now() > deadline || sprout.child.exitCode !== null) {
-        throw new Error(`npm start did not become ready:\n${sprout.output()}`);
-      }
-      await new Promise((r) => setTimeout(r, 200));
-    }
+    sprout = startWith(edgePort, nodePort);
+    await whenReady(sprout);
   });
 
   afterAll(async () => {
@@ -376,7 +340,7 @@ describe("npm start, end to end through workerd", () => {
   });
 
   it("says clearly when a port is taken", async () => {
-    const second = startSprout(edgePort, await freePort());
+    const second = startWith(edgePort, await freePort());
     expect(await second.exited).toBe(1);
     expect(second.output()).toMatch(new RegExp(`Port ${edgePort} \\(edge\\) is taken`));
   });

@@ -56,3 +56,35 @@ export class BackendError extends Error {
     super(message);
   }
 }
+
+/** What clients are told when a backend cannot serve, and when it answers out of protocol. */
+export const UNAVAILABLE = "The model backend is unavailable; try again shortly.";
+export const BROKEN = "The model backend sent a broken response.";
+
+/** A backend that could not be reached at all (`reason`: what fetch said, for logs only). */
+export const unreachable = (id: string, reason: unknown) =>
+  new BackendError(
+    "backend_unavailable",
+    UNAVAILABLE,
+    503,
+    `${id} unreachable: ${reason instanceof Error ? reason.message : String(reason)}`,
+  );
+
+/**
+ * A backend's refusal by HTTP status: its reason for refusing a request (400, 422) is about the
+ * request and the client may read it; refused credentials are the gateway's configuration error;
+ * anything else means it cannot serve now. `said` is the backend's own message.
+ */
+export function refusal(status: number, said: string, id: string): BackendError {
+  const detail = `${id} answered HTTP ${status}: ${said}`;
+  if (status === 400 || status === 422) return new BackendError("invalid_request", said, 400);
+  if (status === 401 || status === 403) {
+    return new BackendError(
+      "backend_auth",
+      "The model backend refused the gateway's credentials.",
+      502,
+      detail,
+    );
+  }
+  return new BackendError("backend_unavailable", UNAVAILABLE, 503, detail);
+}

@@ -6,9 +6,12 @@ import { EventSourceParserStream } from "eventsource-parser/stream";
 import {
   type Backend,
   BackendError,
+  BROKEN,
   type GenerateEvent,
   type GenerateRequest,
+  refusal,
   type StreamOptions,
+  unreachable,
 } from "./backend.ts";
 import {
   EditResult,
@@ -91,33 +94,16 @@ export class DenoiserNodeBackend implements Backend {
       });
     } catch (error) {
       if (signal?.aborted) throw error;
-      const reason = error instanceof Error ? error.message : String(error);
-      throw new BackendError("backend_unavailable", UNAVAILABLE, 503, `${this.id} unreachable: ${reason}`);
+      throw unreachable(this.id, error);
     }
     if (!response.ok) throw await errorFromResponse(response, this.id);
     return response;
   }
 }
 
-const UNAVAILABLE = "The model backend is unavailable; try again shortly.";
-const BROKEN = "The model backend sent a broken response.";
-
 async function errorFromResponse(response: Response, id: string): Promise<BackendError> {
   const parsed = NodeErrorBody.safeParse(await response.json().catch(() => null));
-  const said = parsed.success ? parsed.data.error.message : "(no error body)";
-  const detail = `${id} answered HTTP ${response.status}: ${said}`;
-  // The node's reason for refusing a request is about the request: the client may read it.
-  if (response.status === 400 || response.status === 422)
-    return new BackendError("invalid_request", said, 400);
-  if (response.status === 401 || response.status === 403) {
-    return new BackendError(
-      "backend_auth",
-      "The model backend refused the gateway's credentials.",
-      502,
-      detail,
-    );
-  }
-  return new BackendError("backend_unavailable", UNAVAILABLE, 503, detail);
+  return refusal(response.status, parsed.success ? parsed.data.error.message : "(no error body)", id);
 }
 
 async function* parseEvents(body: ReadableStream<BufferSource>, id: string): AsyncGenerator<GenerateEvent> {

@@ -14,9 +14,12 @@ import { EventSourceParserStream } from "eventsource-parser/stream";
 import {
   type Backend,
   BackendError,
+  BROKEN,
   type GenerateEvent,
   type GenerateRequest,
+  refusal,
   type StreamOptions,
+  unreachable,
 } from "./backend.ts";
 
 export interface OpenAiCompatibleOptions {
@@ -33,8 +36,6 @@ interface Chunk {
   usage?: { prompt_tokens?: number; completion_tokens?: number; forward_passes?: number } | null;
   error?: { message?: string; code?: string };
 }
-
-const UNAVAILABLE = "The model backend is unavailable; try again shortly.";
 
 export class OpenAiCompatibleBackend implements Backend {
   readonly id: string;
@@ -77,23 +78,11 @@ export class OpenAiCompatibleBackend implements Backend {
       });
     } catch (error) {
       if (signal?.aborted) throw error;
-      const reason = error instanceof Error ? error.message : String(error);
-      throw new BackendError("backend_unavailable", UNAVAILABLE, 503, `${this.id} unreachable: ${reason}`);
+      throw unreachable(this.id, error);
     }
     if (!response.ok || !response.body) {
-      const said =
-        ((await response.json().catch(() => null)) as Chunk | null)?.error?.message ?? "(no error body)";
-      if (response.status === 400) throw new BackendError("invalid_request", said, 400);
-      const detail = `${this.id} answered HTTP ${response.status}: ${said}`;
-      if (response.status === 401 || response.status === 403) {
-        throw new BackendError(
-          "backend_auth",
-          "The model backend refused the gateway's credentials.",
-          502,
-          detail,
-        );
-      }
-      throw new BackendError("backend_unavailable", UNAVAILABLE, 503, detail);
+      const said = ((await response.json().catch(() => null)) as Chunk | null)?.error?.message;
+      throw refusal(response.status, said ?? "(no error body)", this.id);
     }
     return this.events(response.body);
   }
@@ -103,13 +92,7 @@ export class OpenAiCompatibleBackend implements Backend {
       .pipeThrough(new TextDecoderStream())
       .pipeThrough(new EventSourceParserStream())
       .getReader();
-    const broken = (detail: string) =>
-      new BackendError(
-        "bad_response",
-        "The model backend sent a broken response.",
-        502,
-        `${this.id} ${detail}`,
-      );
+    const broken = (detail: string) => new BackendError("bad_response", BROKEN, 502, `${this.id} ${detail}`);
     yield { type: "start", v: 1, model: this.options.model, prompt_tokens: 0, block_size: 1 };
     let index = 0;
     let finish: "stop" | "length" | undefined;

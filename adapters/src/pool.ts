@@ -29,6 +29,7 @@ import {
   type GenerateEvent,
   type GenerateRequest,
   type StreamOptions,
+  UNAVAILABLE,
   type Verification,
   type VerifyRequest,
 } from "./backend.ts";
@@ -346,8 +347,6 @@ export class BackendPool implements Backend {
     }
   }
 }
-
-const UNAVAILABLE = "The model backend is unavailable; try again shortly.";
 
 /** One stream from one member: its own abort signal (tied to the client's) and timed reads. */
 class Attempt {

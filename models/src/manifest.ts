@@ -20,6 +20,7 @@ export const ManifestSchema = z.object({
     d_model: z.number().int().positive(),
     n_layers: z.number().int().positive(),
     n_heads: z.number().int().positive(),
+    ffn_hidden: z.number().int().positive(),
     head_dim: z.number().int().positive(),
     /** Positions the graph can encode (RoPE); context_length is what it was trained on. */
     max_positions: z.number().int().positive(),

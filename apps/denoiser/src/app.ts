@@ -25,12 +25,7 @@ import {
   NodeVerifyRequest,
   PROTOCOL_VERSION,
 } from "../../../adapters/src/protocol.ts";
-import {
-  type DecodeEvent,
-  DecodeInputError,
-  type Generation,
-  type Model,
-} from "../../../models/src/index.ts";
+import { type DecodeEvent, DecodeInputError, type Model } from "../../../models/src/index.ts";
 import { edgeSecret } from "./auth.ts";
 import { NodeMetrics } from "./metrics.ts";
 import { QueueFullError, Scheduler, type SchedulerOptions } from "./scheduler.ts";
@@ -73,14 +68,19 @@ export function createDenoiserApp({
   let model: Model | undefined;
   let scheduler: Scheduler | undefined;
   let loadError: string | undefined;
+  const serve = (loaded: Model) => {
+    model = loaded;
+    scheduler = new Scheduler({
+      ...limits,
+      forward: (inputs, options) => loaded.session.forwardBatch(inputs, options),
+      onForward: (stats) => metrics.forward(stats),
+    });
+  };
+  // A model already loaded serves from the first request on; one still loading once it is.
+  if (!(loading instanceof Promise)) serve(loading);
   const ready = Promise.resolve(loading).then(
     (loaded) => {
-      model = loaded;
-      scheduler = new Scheduler({
-        ...limits,
-        forward: (inputs, options) => loaded.session.forwardBatch(inputs, options),
-        onForward: (stats) => metrics.forward(stats),
-      });
+      if (model !== loaded) serve(loaded);
     },
     (error: unknown) => {
       loadError = error instanceof Error ? error.message : String(error);
@@ -110,134 +110,106 @@ export function createDenoiserApp({
     return c.text(await metrics.text(), 200, { "content-type": metrics.contentType });
   });
 
-  /** 503 unless the node can take work now. */
-  const unavailable = () => {
-    if (draining) return errorBody("shutting_down", "this node is shutting down");
+  /** Every POST needs the edge's secret, and a node that can take work now (else 503). */
+  app.use("/v1/*", edgeSecret({ secret }), async (c, next) => {
+    if (draining) return c.json(errorBody("shutting_down", "this node is shutting down"), 503);
     if (!model || !scheduler) {
-      return errorBody("model_unavailable", loadError ? "the model failed to load" : "the model is loading");
+      const why = loadError ? "the model failed to load" : "the model is loading";
+      return c.json(errorBody("model_unavailable", why), 503);
     }
-    return undefined;
+    await next();
+  });
+  /** The loaded model and its scheduler (the middleware above let the request through). */
+  const serving = () => {
+    if (!model || !scheduler) throw new Error("no model is loaded");
+    return { model, scheduler };
   };
 
-  app.post(
-    "/v1/verify",
-    edgeSecret({ secret }),
-    zValidator("json", NodeVerifyRequest, invalidRequest),
-    async (c) => {
-      const refusal = unavailable();
-      if (refusal || !model) return c.json(refusal, 503);
-      const { code, prompt, threshold } = c.req.valid("json");
-      return c.json(await model.verify({ code, prompt, threshold }));
-    },
-  );
+  app.post("/v1/verify", zValidator("json", NodeVerifyRequest, invalidRequest), async (c) => {
+    const { code, prompt, threshold } = c.req.valid("json");
+    return c.json(await serving().model.verify({ code, prompt, threshold }));
+  });
 
-  app.post(
-    "/v1/edit",
-    edgeSecret({ secret }),
-    zValidator("json", NodeEditRequest, invalidRequest),
-    async (c) => {
-      const refusal = unavailable();
-      if (refusal || !model) return c.json(refusal, 503);
-      const { code, prompt, regions, threshold, rounds, max_tokens, block_size } = c.req.valid("json");
-      try {
-        const result = regions
-          ? await model.rewrite({ code, regions, maxTokens: max_tokens, blockSize: block_size })
-          : await model.repair({ code, prompt, threshold, rounds, blockSize: block_size });
-        return c.json(result);
-      } catch (error) {
-        if (error instanceof DecodeInputError)
-          return c.json(errorBody("invalid_request", error.message), 400);
-        throw error;
-      }
-    },
-  );
+  app.post("/v1/edit", zValidator("json", NodeEditRequest, invalidRequest), async (c) => {
+    const { model } = serving();
+    const { code, prompt, regions, threshold, rounds, max_tokens, block_size } = c.req.valid("json");
+    const result = regions
+      ? await model.rewrite({ code, regions, maxTokens: max_tokens, blockSize: block_size })
+      : await model.repair({ code, prompt, threshold, rounds, blockSize: block_size });
+    return c.json(result);
+  });
 
-  app.post(
-    "/v1/generate",
-    edgeSecret({ secret }),
-    zValidator("json", NodeGenerateRequest, invalidRequest),
-    async (c) => {
-      const refusal = unavailable();
-      if (refusal || !model || !scheduler) return c.json(refusal, 503);
-      const loaded = model;
-      const request = c.req.valid("json");
-      const cancel = new AbortController();
-      c.req.raw.signal.addEventListener("abort", () => cancel.abort(), { once: true });
-      let generation: Generation;
-      let events: AsyncIterable<DecodeEvent>;
+  app.post("/v1/generate", zValidator("json", NodeGenerateRequest, invalidRequest), async (c) => {
+    const { model: loaded, scheduler: queue } = serving();
+    const request = c.req.valid("json");
+    const cancel = new AbortController();
+    c.req.raw.signal.addEventListener("abort", () => cancel.abort(), { once: true });
+    // A request the model refuses (DecodeInputError) or a full queue (QueueFullError) throws
+    // here, before the stream: onError answers 400 or 503.
+    const events = queue.submit(
+      loaded.start({
+        prompt: request.prompt,
+        suffix: request.suffix,
+        maxTokens: request.max_tokens,
+        blockSize: request.block_size,
+        threshold: request.threshold,
+        steps: request.steps,
+        entropyBound: request.entropy_bound,
+        editRounds: request.edit_rounds,
+        editThreshold: request.edit_threshold,
+        emitSteps: request.emit_steps,
+        sampling: { temperature: request.temperature, topP: request.top_p, seed: request.seed },
+        stop: request.stop,
+        committed: request.committed,
+      }),
+      cancel.signal,
+    );
+    generations.active++;
+    inFlight.add(cancel);
+    const started = performance.now();
+    return streamSSE(c, async (stream) => {
+      stream.onAbort(() => cancel.abort());
+      const send = (event: NodeEvent) => stream.writeSSE({ event: event.type, data: JSON.stringify(event) });
+      let text = "";
+      let blocks = 0;
       try {
-        generation = model.start({
-          prompt: request.prompt,
-          suffix: request.suffix,
-          maxTokens: request.max_tokens,
-          blockSize: request.block_size,
-          threshold: request.threshold,
-          steps: request.steps,
-          entropyBound: request.entropy_bound,
-          editRounds: request.edit_rounds,
-          editThreshold: request.edit_threshold,
-          emitSteps: request.emit_steps,
-          sampling: { temperature: request.temperature, topP: request.top_p, seed: request.seed },
-          stop: request.stop,
-          committed: request.committed,
-        });
-        events = scheduler.submit(generation, cancel.signal);
-      } catch (error) {
-        if (error instanceof DecodeInputError)
-          return c.json(errorBody("invalid_request", error.message), 400);
-        if (error instanceof QueueFullError) {
-          metrics.rejected();
-          c.header("retry-after", String(error.retryAfterSeconds));
-          return c.json(errorBody("overloaded", error.message), 503);
-        }
-        throw error;
-      }
-      generations.active++;
-      inFlight.add(cancel);
-      const started = performance.now();
-      return streamSSE(c, async (stream) => {
-        stream.onAbort(() => cancel.abort());
-        const send = (event: NodeEvent) =>
-          stream.writeSSE({ event: event.type, data: JSON.stringify(event) });
-        let text = "";
-        let blocks = 0;
-        try {
-          for await (const event of events) {
-            if (event.type === "block") {
-              if (blocks++ === 0) metrics.firstBlock((performance.now() - started) / 1000);
-              text += event.text;
-            }
-            if (event.type === "done" && request.verify && event.finish_reason !== "cancelled") {
-              const verification = await loaded.verify({ code: text, prompt: request.prompt });
-              await send({ type: "verify", verification });
-            }
-            if (event.type === "done") {
-              const outcome = event.finish_reason === "cancelled" ? "cancelled" : "finished";
-              generations[outcome]++;
-              metrics.generation(
-                outcome,
-                (performance.now() - started) / 1000,
-                event.usage.completion_tokens,
-              );
-            }
-            await send(toNodeEvent(event));
+        for await (const event of events) {
+          if (event.type === "block") {
+            if (blocks++ === 0) metrics.firstBlock((performance.now() - started) / 1000);
+            text += event.text;
           }
-        } catch (error) {
-          generations.failed++;
-          metrics.generation("failed", (performance.now() - started) / 1000, 0);
-          log(`generate failed: ${error instanceof Error ? error.message : String(error)}`);
-          await send({ type: "error", code: "internal", message: "decoding failed on the node" });
-        } finally {
-          await stream.close(); // the client has everything before this generation counts as ended
-          generations.active--;
-          inFlight.delete(cancel);
+          if (event.type === "done" && request.verify && event.finish_reason !== "cancelled") {
+            const verification = await loaded.verify({ code: text, prompt: request.prompt });
+            await send({ type: "verify", verification });
+          }
+          if (event.type === "done") {
+            const outcome = event.finish_reason === "cancelled" ? "cancelled" : "finished";
+            generations[outcome]++;
+            metrics.generation(outcome, (performance.now() - started) / 1000, event.usage.completion_tokens);
+          }
+          await send(toNodeEvent(event));
         }
-      });
-    },
-  );
+      } catch (error) {
+        generations.failed++;
+        metrics.generation("failed", (performance.now() - started) / 1000, 0);
+        log(`generate failed: ${error instanceof Error ? error.message : String(error)}`);
+        await send({ type: "error", code: "internal", message: "decoding failed on the node" });
+      } finally {
+        await stream.close(); // the client has everything before this generation counts as ended
+        generations.active--;
+        inFlight.delete(cancel);
+      }
+    });
+  });
 
   app.notFound((c) => c.json(errorBody("not_found", `no route ${c.req.method} ${c.req.path}`), 404));
   app.onError((error, c) => {
+    if (error instanceof DecodeInputError) return c.json(errorBody("invalid_request", error.message), 400);
+    if (error instanceof QueueFullError) {
+      metrics.rejected();
+      c.header("retry-after", String(error.retryAfterSeconds));
+      return c.json(errorBody("overloaded", error.message), 503);
+    }
     if (error instanceof HTTPException && error.status < 500) {
       return c.json(errorBody("invalid_request", error.message), error.status);
     }

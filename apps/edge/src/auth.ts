@@ -9,11 +9,11 @@
 import type { MiddlewareHandler } from "hono";
 import type { EdgeEnv } from "./env.ts";
 import { ApiError, respondWithError } from "./errors.ts";
-import { KeyRecord, kvKeyFor, SCOPES, type Scope } from "./keys.ts";
+import { KeyRecord, keyIdFor, kvKeyFor, SCOPES, type Scope } from "./keys.ts";
 
 /** The record for keys from `API_KEY_HASHES`: every scope, no expiry, no limits. */
 const bootstrapKey = (digest: string): KeyRecord => ({
-  id: digest.slice(0, 16),
+  id: keyIdFor(digest),
   name: "API_KEY_HASHES",
   scopes: [...SCOPES],
   created_at: 0,
