@@ -84,6 +84,28 @@ def check(model: Denoiser, path: Path) -> float:
     return worst
 
 
+def store_fp16(path: Path) -> None:
+    """Stores the graph's float32 weights as float16, each widened back by a Cast at the graph's
+    start: half the bytes on disk, and onnxruntime folds the Casts when it loads the session, so
+    the arithmetic stays float32 at float32's speed. Lossless for weights already rounded to fp16."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    graph = onnx.load(str(path))
+    casts = []
+    for initializer in graph.graph.initializer:
+        if initializer.data_type != TensorProto.FLOAT:
+            continue
+        name = initializer.name
+        initializer.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(initializer).astype(np.float16), f"{name}.fp16"))
+        casts.append(helper.make_node("Cast", [f"{name}.fp16"], [name], to=TensorProto.FLOAT, name=f"{name}.widen"))
+    nodes = casts + list(graph.graph.node)
+    del graph.graph.node[:]
+    graph.graph.node.extend(nodes)
+    onnx.checker.check_model(graph)
+    onnx.save(graph, str(path))
+
+
 def onnx_as_module(path: Path):
     """The exported graph, callable like the PyTorch module (for golden values of a quantized graph)."""
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
@@ -151,6 +173,11 @@ def main() -> None:
                         help="ship int8 weights (onnxruntime dynamic quantization of the MatMuls; the tied embedding "
                              "stays float32): 21 → 15 MB for sprout-tiny, +0.3%% bits/byte; no longer equal to "
                              "PyTorch within 1e-3, so golden.json holds the quantized graph's own logits")
+    parser.add_argument("--fp16", action="store_true",
+                        help="store the weights as float16 (computed in float32): half the bytes. The weights are "
+                             "rounded to fp16 before export, so the graph still equals that PyTorch model")
+    parser.add_argument("--data", type=Path, default=None,
+                        help="the training data's folder (its data.json), when it is not where the run saw it (a GPU run)")
     args = parser.parse_args()
 
     state = load_checkpoint(args.checkpoint)
@@ -158,6 +185,10 @@ def main() -> None:
     model = Denoiser(config)
     model.load_state_dict(state["model"])  # bf16 weight parts are widened to float32 here
     model.eval()
+    if args.fp16:
+        with torch.no_grad():
+            for parameter in model.parameters():
+                parameter.copy_(parameter.half().float())
     tokenizer_path = args.out / "tokenizer.json"
     tokenizer = Tokenizer.from_file(str(tokenizer_path))
     assert tokenizer.get_vocab_size() == config.vocab_size, "tokenizer and model disagree on the vocabulary"
@@ -170,6 +201,9 @@ def main() -> None:
         staged.unlink()
         raise SystemExit(f"ONNX output differs from PyTorch by {worst}; nothing written")
     weights = "float32"
+    if args.fp16:
+        store_fp16(staged)
+        worst, weights = check(model, staged), "float16 storage, float32 arithmetic (onnxruntime folds the widening Casts at load)"
     if args.int8:
         from onnxruntime.quantization import QuantType, quantize_dynamic
 
@@ -183,11 +217,11 @@ def main() -> None:
     graph = onnx_as_module(onnx_path) if args.int8 else None
     (args.out / "golden.json").write_text(json.dumps(golden(model, tokenizer, graph)) + "\n")
 
-    log_path = args.checkpoint.parent / "log.jsonl"
+    log_path = (args.checkpoint if args.checkpoint.is_dir() else args.checkpoint.parent) / "log.jsonl"
     lines = log_path.read_text().splitlines() if log_path.exists() else []
     records = [json.loads(line) for line in lines if logged_step(line) <= state["step"]]  # what this checkpoint saw
     evals = [r for r in records if "val_loss" in r]
-    data_json = Path(state["args"]["data"]) / "data.json"
+    data_json = (args.data or Path(state["args"]["data"])) / "data.json"
     data = json.loads(data_json.read_text()) if data_json.exists() else {}
     files = ["tokenizer.json", "denoiser.onnx", "golden.json"]
     objective = state["args"].get("objective", "diffusion")

@@ -33,6 +33,7 @@ import hashlib
 import json
 import math
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -231,6 +232,9 @@ def main() -> None:
     parser.add_argument("--weights-out", type=Path, default=None,
                         help="also write bf16 weights in ≤15 MiB parts here at each checkpoint (GPU runs)")
     parser.add_argument("--compile", action="store_true", help="torch.compile the transformer (GPU runs)")
+    parser.add_argument("--fit-schedule", action="store_true",
+                        help="with --minutes: after 100 steps, shrink --steps (and --stage2-from, kept at the same share) "
+                             "to what the measured speed finishes in time, so a time-boxed run still anneals and reaches stage 2")
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
@@ -299,7 +303,7 @@ def main() -> None:
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
     deadline = time.time() + args.minutes * 60 if args.minutes else math.inf
     log = (args.run / "log.jsonl").open("a") if rank == 0 else None
-    progress = tqdm(total=args.steps, initial=step, unit="step", dynamic_ncols=True) if tqdm and rank == 0 else None
+    progress = tqdm(total=args.steps, initial=step, unit="step", dynamic_ncols=True) if tqdm and rank == 0 and sys.stderr.isatty() else None
     tokens_seen, started = 0, time.time()
     last_step = min(args.steps, args.stop_at or args.steps)
 
@@ -311,7 +315,20 @@ def main() -> None:
             go = bool(flag.item())
         return go
 
+    fit_from = (step + 20, time.time()) if args.fit_schedule and args.minutes else None
     while keep_going():
+        if fit_from and step == fit_from[0] + 100:
+            # Steps 20..120 give the speed (the first ones pay for kernel selection and compiling).
+            rate = 100 / (time.time() - fit_from[1])
+            fitted = min(args.steps, step + int(rate * (deadline - time.time()) * 0.85))  # stage 2 is slower (edit corruption on the CPU)
+            if args.stage2_from is not None:
+                args.stage2_from = int(args.stage2_from * fitted / args.steps)
+            print(f"schedule fitted: {rate:.1f} steps/s, {args.steps} -> {fitted} steps, stage 2 from {args.stage2_from}")
+            args.steps = fitted
+            last_step = min(fitted, args.stop_at or fitted)
+            fit_from = None
+        elif fit_from and step == fit_from[0]:
+            fit_from = (step, time.time())
         lr = learning_rate(step, args.steps, args.lr, args.warmup)
         for group in optimizer.param_groups:
             group["lr"] = lr
