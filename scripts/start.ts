@@ -149,7 +149,7 @@ launch(
 
 try {
   await waitFor(`${denoiserUrl}/readyz`, "the denoiser node", 120);
-  await waitFor(`http://${host}:${edgePort}/`, "the edge", 120);
+  await waitFor(`http://${host}:${edgePort}/openapi.json`, "the edge", 120);
 } catch (error) {
   console.error((error as Error).message);
   stop(1);
@@ -160,6 +160,7 @@ if (!stopping) {
   const exportLine = givenKey ? 'export KEY="$SPROUT_API_KEY"' : `export KEY=${apiKey}`;
   console.log(`
 Sprout is ready (${((performance.now() - started) / 1000).toFixed(1)} s).
+  playground:               ${edge}/${givenKey ? "" : `#key=${apiKey}`}
   edge (OpenAI-compatible): ${edge}/v1
   denoiser node:            ${denoiserUrl}
   API key:                  ${keyLine}

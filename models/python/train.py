@@ -264,7 +264,7 @@ def main() -> None:
         optimizer.load_state_dict(state["optimizer"])
         step = state["step"]
         np_rng.bit_generator.state = state["np_rng"]
-        torch_gen.set_state(state["torch_rng"])
+        torch_gen.set_state(state["torch_rng"].cpu())  # map_location moved it to the GPU
         print(f"resumed {checkpoint_path} at step {step}")
         log_path = args.run / "log.jsonl"  # forget steps logged after the checkpoint: they are redone
         if log_path.exists() and rank == 0:

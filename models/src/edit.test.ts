@@ -44,13 +44,15 @@ describe("editing given code", () => {
     const untouched = await model.repair({ code: CODE, threshold: 1 });
     expect(untouched.edits).toEqual([]);
     expect(untouched.code).toBe(CODE);
-    const eager = await model.repair({ code: CODE, threshold: 0.05, rounds: 2, blockSize: 16 });
+    const broken = "for i in range(10):\n    print(i))\n"; // one bracket too many
+    const eager = await model.repair({ code: broken, threshold: 0.05, rounds: 2, blockSize: 16 });
     expect(eager.edits.length).toBeGreaterThan(0);
-    for (const edit of eager.edits) expect(CODE.slice(edit.start, edit.end)).toBe(edit.before);
-    expect(eager.code).toBe(applyEdits(CODE, eager));
+    for (const edit of eager.edits) expect(broken.slice(edit.start, edit.end)).toBe(edit.before);
+    expect(eager.code).toBe(applyEdits(broken, eager));
     // One forward per block while nothing changes; at most `rounds` per block.
     const { tokens } = await model.verify({ code: CODE });
     expect(untouched.forward_passes).toBe(Math.ceil(tokens / 32));
-    expect(eager.forward_passes).toBeLessThanOrEqual(2 * Math.ceil(tokens / 16));
+    const brokenTokens = (await model.verify({ code: broken })).tokens;
+    expect(eager.forward_passes).toBeLessThanOrEqual(2 * Math.ceil(brokenTokens / 16));
   });
 });

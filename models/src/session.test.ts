@@ -93,7 +93,7 @@ describe("the ONNX graph under onnxruntime-node", () => {
     for (let row = 0; row < rows; row++) {
       const choice = greedy(result.logits.subarray(row * vocab, (row + 1) * vocab));
       expect(Number(stats.topId[row])).toBe(choice.token);
-      expect(Math.exp(stats.topLogprob[row] as number)).toBeCloseTo(choice.confidence, 5);
+      expect(Math.exp(stats.topLogprob[row] as number)).toBeCloseTo(choice.confidence, 4); // float32 softmax in two orders
       expect(stats.entropy[row]).toBeCloseTo(choice.entropy, 3);
     }
     await session.release();

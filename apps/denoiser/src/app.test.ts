@@ -124,8 +124,8 @@ describe("the denoiser node", () => {
       prompt: "def parse(line):\n",
       max_tokens: 40,
       block_size: 8,
-      temperature: 0.9,
-      seed: 11,
+      temperature: 0.8,
+      seed: 7,
     };
     const blocks = (events: NodeEvent[]) => events.filter((e) => e.type === "block");
     const whole = blocks(await generate(request));

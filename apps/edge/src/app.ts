@@ -46,7 +46,8 @@ export function createEdgeApp() {
     .route("/webhooks", webhooks);
 
   const app = new Hono<{ Bindings: Env }>();
-  app.get("/", (c) =>
+  // `/` itself is the playground (static assets, wrangler.toml [assets]); this is the index for programs.
+  app.get("/api", (c) =>
     c.json({
       name: "sprout",
       model: c.env.MODEL_ID,
