@@ -8,7 +8,7 @@
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -121,11 +121,14 @@ launch("denoiser node", process.execPath, ["--import", "tsx", "apps/denoiser/src
 // Secrets reach wrangler through a private file, never through its command line.
 const envFile = join(secretsDir, "edge.env");
 const keyHash = createHash("sha256").update(apiKey).digest("hex");
+// The verification cache's key includes the model's version: a new model never gets old verdicts.
+const manifest = JSON.parse(readFileSync(join(root, "models/sprout-tiny/manifest.json"), "utf8"));
+const modelVersion = String(manifest.files["denoiser.onnx"].sha256).slice(0, 16);
 const denoiserUrl = `http://${host}:${nodePort}`;
 writeFileSync(
   envFile,
   // Local development only: webhooks may point at loopback receivers over http.
-  `DENOISER_SECRET=${nodeSecret}\nAPI_KEY_HASHES=${keyHash}\nDENOISER_URL=${denoiserUrl}\nALLOW_LOOPBACK_WEBHOOKS=1\n`,
+  `DENOISER_SECRET=${nodeSecret}\nAPI_KEY_HASHES=${keyHash}\nDENOISER_URL=${denoiserUrl}\nMODEL_VERSION=${modelVersion}\nALLOW_LOOPBACK_WEBHOOKS=1\n`,
   {
     mode: 0o600,
   },
