@@ -1,0 +1,358 @@
+"""Seed stages three and four at small scale: constrained-order distillation and on-policy step
+reduction, both as fine-tuning of a trained (stage 1-2) denoiser.
+
+    # stage 3: for each training block, K teacher-forced orders; keep the most likely; states along it
+    python models/python/distill.py trajectories --stage 3 --model runs/gpu2/weights --data data/gpu-raw \\
+        --out runs/distill/orders.pt --samples 512 --orders 4
+    # stage 4: the model's own decoding (greedy, threshold τ) of training prompts: states and results
+    python models/python/distill.py trajectories --stage 4 --model runs/gpu2/weights --data data/gpu-raw \\
+        --out runs/distill/rollouts.pt --samples 512
+    python models/python/distill.py train --model runs/gpu2/weights --trajectories runs/distill/orders.pt \\
+        --trajectories runs/distill/rollouts.pt --data data/gpu-raw --run runs/distill --steps 300
+    python models/python/export.py --fp16 --checkpoint runs/distill/weights --out <dir>
+
+A *trajectory* is one block of `block` tokens after a prompt of `prompt_len` tokens: its final
+tokens and, per position, the step at which it was committed. Training shows the model the
+states along it — the prompt and earlier blocks clean, the block with the positions committed
+at or after a step s masked (s drawn per block) — and asks for the final tokens at the masked
+positions, through the same two-stream layout as train.py (so the KV cache stays exact).
+
+* **Stage 3, constrained order** (`--stage 3`). Blocks of real code. For each, `--orders` orders
+  are drawn by committing, step by step, the masked positions where the model gives the *true*
+  token the highest probability, perturbed by Gumbel noise (`--order-temperature`), a fixed
+  number per step (`block / --order-steps`). Each order is scored by the log-likelihood of the
+  true tokens along it (the ELBO of that path); the best is kept. Training on its states teaches
+  the model the orders it finds easiest instead of every order at once (the reference system's
+  argument: a model trained on all orders must also learn the hard ones it will never use).
+  Loss weight 1/t, t the masked share (the ELBO's weighting), and, with `--edit-rate`, stage 2's
+  edit corruption of the visible tokens (edit-style augmentation).
+* **Stage 4, on-policy step reduction** (`--stage 4`). The model decodes training prompts itself
+  (greedy, threshold τ, one forward per step) and its result is the target: training on its own
+  intermediate states with its own final tokens as targets (cross-entropy, which also forces
+  certainty) makes it confident earlier, so the same threshold commits more tokens per step and
+  lands on the same text. A verifier keeps only rollouts it accepts (`--verify`: no block that is
+  mostly one repeated 4-gram, the degenerate loop of a weak model, so certainty is not taught on
+  garbage); the reward is fewer steps at verified quality. The reference system's
+  surrogate rewards the edit distance between successive states; here the certainty loss is the
+  direct lever, and the steps saved are measured, not rewarded.
+
+`train` mixes the trajectory loss with train.py's diffusion loss on fresh windows
+(`--anchor`, share of each batch) so the model keeps what it knew.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from model import Denoiser, ModelConfig, block_mask, causal_mask, training_mask
+from tokenizer import SPECIAL_TOKENS
+from train import MASK_ID, diffusion_loss, edit_corrupt, learning_rate, load_split, sample_windows
+from weights import load_checkpoint, save_parts
+
+N_SPECIAL = len(SPECIAL_TOKENS)
+
+
+def load_model(path: Path) -> tuple[Denoiser, dict]:
+    state = load_checkpoint(path)
+    model = Denoiser(ModelConfig(**state["config"]))
+    model.load_state_dict({k: v.float() for k, v in state["model"].items()})
+    return model.eval(), state
+
+
+def prompt_windows(tokens: np.ndarray, samples: int, prompt_len: int, blocks: int, block: int, seed: int) -> torch.Tensor:
+    """Windows of prompt + generated length from the data (a fixed seed: the same windows every run)."""
+    return sample_windows(tokens, samples, prompt_len + blocks * block, np.random.default_rng(seed))
+
+
+@torch.no_grad()
+def prefill(model: Denoiser, ids: torch.Tensor):
+    batch, length = ids.shape
+    past_k, past_v = model.empty_cache(batch)
+    positions = torch.arange(length).expand(batch, -1)
+    _, k, v = model.hidden_states(ids, positions, past_k, past_v, causal_mask(batch, 0, length))
+    return k, v
+
+
+@torch.no_grad()
+def extend(model: Denoiser, cache, ids: torch.Tensor, start: int):
+    """Appends the keys/values of committed tokens (causal, as the runtime's cache holds them)."""
+    past_k, past_v = cache
+    batch, length = ids.shape
+    positions = torch.arange(start, start + length).expand(batch, -1)
+    _, k, v = model.hidden_states(ids, positions, past_k, past_v, causal_mask(batch, past_k.shape[3], length))
+    return torch.cat([past_k, k], dim=3), torch.cat([past_v, v], dim=3)
+
+
+@torch.no_grad()
+def block_logits(model: Denoiser, cache, block_ids: torch.Tensor, start: int) -> torch.Tensor:
+    past_k, past_v = cache
+    batch, length = block_ids.shape
+    positions = torch.arange(start, start + length).expand(batch, -1)
+    logits, _, _ = model(block_ids, positions, past_k, past_v, block_mask(batch, past_k.shape[3], length))
+    logits[..., :N_SPECIAL] = -math.inf  # the decoder never writes control tokens mid-file
+    return logits.float()
+
+
+@torch.no_grad()
+def rollout(model: Denoiser, prompts: torch.Tensor, blocks: int, block: int, threshold: float):
+    """The model's own greedy decoding with threshold τ (as the runtime does it): final tokens and
+    the step at which each position was committed, per block."""
+    batch, prompt_len = prompts.shape
+    cache = prefill(model, prompts)
+    tokens = torch.full((batch, blocks * block), MASK_ID)
+    order = torch.zeros(batch, blocks * block, dtype=torch.long)
+    for b in range(blocks):
+        start = prompt_len + b * block
+        x = torch.full((batch, block), MASK_ID)
+        step_of = torch.full((batch, block), -1)
+        step = 0
+        while (step_of < 0).any():
+            probs = block_logits(model, cache, x, start).softmax(-1)
+            confidence, choice = probs.max(-1)
+            masked = step_of < 0
+            confidence = torch.where(masked, confidence, torch.tensor(-1.0))
+            commit = masked & (confidence >= threshold)
+            best = confidence.argmax(-1, keepdim=True)  # at least one per row still masked
+            commit.scatter_(1, best, masked.gather(1, best))
+            x = torch.where(commit, choice, x)
+            step_of = torch.where(commit, torch.tensor(step), step_of)
+            step += 1
+        tokens[:, b * block : (b + 1) * block] = x
+        order[:, b * block : (b + 1) * block] = step_of
+        cache = extend(model, cache, x, start)
+    return tokens, order
+
+
+@torch.no_grad()
+def best_orders(model: Denoiser, windows: torch.Tensor, prompt_len: int, blocks: int, block: int, orders: int,
+                steps: int, temperature: float, generator: torch.Generator):
+    """Stage 3: per block of true tokens, `orders` teacher-forced orders; the most likely kept.
+    Returns the order (commit step per position) and its log-likelihood per token."""
+    batch = windows.shape[0]
+    per_step = math.ceil(block / steps)
+    best_order = torch.zeros(batch, blocks * block, dtype=torch.long)
+    best_score = torch.full((batch, blocks), -math.inf)
+    cache = prefill(model, windows[:, :prompt_len])
+    for b in range(blocks):
+        start = prompt_len + b * block
+        truth = windows[:, start : start + block]
+        for _ in range(orders):
+            x = torch.full((batch, block), MASK_ID)
+            step_of = torch.full((batch, block), -1)
+            score = torch.zeros(batch)
+            for step in range(steps):
+                masked = step_of < 0
+                if not masked.any():
+                    break
+                logp = block_logits(model, cache, x, start).log_softmax(-1).gather(-1, truth[..., None])[..., 0]
+                gumbel = -torch.log(-torch.log(torch.rand(batch, block, generator=generator).clamp_min(1e-9)))
+                key = torch.where(masked, logp / temperature + gumbel, torch.tensor(-math.inf))
+                chosen = key.topk(min(per_step, block), dim=-1).indices
+                commit = torch.zeros_like(masked).scatter(1, chosen, True) & masked
+                score += torch.where(commit, logp, torch.tensor(0.0)).sum(-1)
+                x = torch.where(commit, truth, x)
+                step_of = torch.where(commit, torch.tensor(step), step_of)
+            better = score / block > best_score[:, b]
+            best_score[:, b] = torch.where(better, score / block, best_score[:, b])
+            region = slice(b * block, (b + 1) * block)
+            best_order[:, region] = torch.where(better[:, None], step_of, best_order[:, region])
+        cache = extend(model, cache, truth, start)
+    return best_order, best_score
+
+
+def repeats_too_much(ids: list[int], n: int = 4, share: float = 0.5) -> bool:
+    """A block whose tokens are mostly one repeated n-gram (the degenerate loop of a weak model)."""
+    grams = [tuple(ids[i : i + n]) for i in range(len(ids) - n + 1)]
+    if not grams:
+        return False
+    most = max(grams.count(g) for g in set(grams))
+    return most * n > share * len(ids)
+
+
+def trajectories(args) -> None:
+    torch.manual_seed(args.seed)
+    model, state = load_model(args.model)
+    tokens = load_split(args.data, "train")
+    out: dict = {"stage": args.stage, "prompt_len": args.prompt_len, "block": args.block, "blocks": args.blocks,
+                 "model": str(args.model), "threshold": args.threshold}
+    windows_all, orders_all, kept_all, steps_all = [], [], [], []
+    started = time.time()
+    generator = torch.Generator().manual_seed(args.seed)
+    for first in range(0, args.samples, args.batch):
+        n = min(args.batch, args.samples - first)
+        windows = prompt_windows(tokens, n, args.prompt_len, args.blocks, args.block, args.seed + first)
+        if args.stage == 3:
+            order, score = best_orders(model, windows, args.prompt_len, args.blocks, args.block, args.orders,
+                                       args.order_steps, args.order_temperature, generator)
+            kept = torch.ones(n, dtype=torch.bool)
+            steps_all.append(score.mean(-1))
+        else:
+            generated, order = rollout(model, windows[:, : args.prompt_len], args.blocks, args.block, args.threshold)
+            windows = torch.cat([windows[:, : args.prompt_len], generated], dim=1)
+            kept = torch.tensor([not (args.verify and rejected(row, args)) for row in generated.tolist()])
+            steps_all.append((order.view(n, args.blocks, args.block).amax(-1) + 1).float().mean(-1))
+        windows_all.append(windows)
+        orders_all.append(order)
+        kept_all.append(kept)
+        done = first + n
+        print(f"{done}/{args.samples} trajectories, {time.time() - started:.0f} s", flush=True)
+    kept = torch.cat(kept_all)
+    out.update(windows=torch.cat(windows_all)[kept].to(torch.int32), orders=torch.cat(orders_all)[kept].to(torch.int16),
+               kept=int(kept.sum()), total=int(kept.numel()))
+    stat = torch.cat(steps_all)
+    out["summary"] = ({"mean_loglik_per_token_of_best_order": float(stat.mean())} if args.stage == 3
+                      else {"mean_steps_per_block": float(stat.mean()), "tokens_per_step": args.block / float(stat.mean())})
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(out, args.out)
+    print(json.dumps({k: v for k, v in out.items() if not isinstance(v, torch.Tensor)}))
+
+
+def rejected(row: list[int], args) -> bool:
+    """The verifier of stage 4's rollouts (see the module docstring)."""
+    for b in range(args.blocks):
+        if repeats_too_much(row[b * args.block : (b + 1) * args.block]):
+            return True
+    return False
+
+
+def trajectory_batch(data: dict, batch: int, rng: np.random.Generator, edit_rate: float):
+    """States along stored trajectories: (clean ids, noisy ids, loss weight per position)."""
+    rows = rng.integers(0, data["windows"].shape[0], size=batch)
+    clean = data["windows"][rows].long()
+    order = data["orders"][rows].long()
+    prompt_len, block, blocks = data["prompt_len"], data["block"], data["blocks"]
+    noisy = clean.clone()
+    weight = torch.zeros(clean.shape, dtype=torch.float32)
+    for b in range(blocks):
+        region = slice(prompt_len + b * block, prompt_len + (b + 1) * block)
+        steps = order[:, b * block : (b + 1) * block]
+        last = steps.amax(-1)
+        s = (torch.rand(batch) * (last + 1).float()).long()  # a step along the path, per row
+        masked = steps >= s[:, None]
+        noisy[:, region] = torch.where(masked, torch.tensor(MASK_ID), clean[:, region])
+        t = masked.float().mean(-1, keepdim=True).clamp_min(1 / block)
+        weight[:, region] = masked.float() / t if data["stage"] == 3 else masked.float()
+    if edit_rate > 0 and data["stage"] == 3:
+        t_block = torch.rand(batch, math.ceil(clean.shape[1] / block)).numpy()
+        edited = torch.from_numpy(edit_corrupt(noisy.numpy(), t_block, block, rng, row_rate=edit_rate))
+        generated = torch.zeros(clean.shape, dtype=torch.bool)
+        generated[:, prompt_len:] = True
+        changed = generated & (edited != noisy) & (noisy != MASK_ID)
+        noisy = torch.where(generated, edited, noisy)
+        weight = weight + changed.float()  # edited visible tokens must be put right
+    return clean, noisy, weight
+
+
+def trajectory_loss(model: Denoiser, clean: torch.Tensor, noisy: torch.Tensor, weight: torch.Tensor, block: int):
+    batch, length = clean.shape
+    ids = torch.cat([clean, noisy], dim=1)
+    positions = torch.arange(length).repeat(2).expand(batch, -1)
+    mask = training_mask(length, block).expand(batch, -1, -1)
+    past_k, past_v = model.empty_cache(batch)
+    hidden, _, _ = model.hidden_states(ids, positions, past_k, past_v, mask)
+    where = weight > 0
+    nll = F.cross_entropy(model.logits(hidden[:, length:][where]).float(), clean[where], reduction="none")
+    return (nll * weight[where]).sum() / where.sum().clamp_min(1)
+
+
+def train(args) -> None:
+    torch.manual_seed(args.seed)
+    torch.set_num_threads(args.threads)
+    model, state = load_model(args.model)
+    model.train()
+    sets = [torch.load(path, weights_only=False) for path in args.trajectories]
+    block = sets[0]["block"]
+    tokens = load_split(args.data, "train")
+    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.95), weight_decay=0.1)
+    rng = np.random.default_rng(args.seed)
+    generator = torch.Generator().manual_seed(args.seed)
+    args.run.mkdir(parents=True, exist_ok=True)
+    log = (args.run / "log.jsonl").open("w")
+    started = time.time()
+    for step in range(args.steps):
+        lr = learning_rate(step, args.steps, args.lr, args.warmup)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        losses = {}
+        loss = torch.zeros(())
+        for data in sets:
+            clean, noisy, weight = trajectory_batch(data, args.batch, rng, args.edit_rate)
+            part = trajectory_loss(model, clean, noisy, weight, block)
+            losses[f"stage{data['stage']}"] = round(part.item(), 4)
+            loss = loss + part / len(sets)
+        if args.anchor > 0:
+            windows = sample_windows(tokens, max(1, int(args.batch * args.anchor)), args.anchor_length, rng)
+            anchor, _ = diffusion_loss(model, windows, block, generator)
+            losses["anchor"] = round(anchor.item(), 4)
+            loss = loss + args.anchor * anchor
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        record = {"step": step + 1, "loss": round(loss.item(), 4), **losses, "lr": lr,
+                  "seconds": round(time.time() - started, 1)}
+        log.write(json.dumps(record) + "\n")
+        log.flush()
+        if (step + 1) % 10 == 0:
+            print(json.dumps(record), flush=True)
+    weights = {
+        "config": state["config"],
+        "model": {k: v.detach().to(torch.bfloat16) for k, v in model.state_dict().items()},
+        "step": int(state["step"]) + args.steps,
+        "args": {**state["args"], "distill": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()
+                                              if k != "func"}},
+    }
+    save_parts(weights, args.run / "weights")
+    (args.run / "weights" / "log.jsonl").write_text((args.run / "log.jsonl").read_text())
+    print(f"wrote {args.run / 'weights'}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(required=True)
+    t = sub.add_parser("trajectories", help="stage 3 orders or stage 4 rollouts")
+    t.add_argument("--stage", type=int, choices=[3, 4], required=True)
+    t.add_argument("--model", type=Path, required=True, help="checkpoint.pt or a directory of weight parts")
+    t.add_argument("--data", type=Path, required=True)
+    t.add_argument("--out", type=Path, required=True)
+    t.add_argument("--samples", type=int, default=256)
+    t.add_argument("--batch", type=int, default=32)
+    t.add_argument("--prompt-len", type=int, default=96)
+    t.add_argument("--blocks", type=int, default=2)
+    t.add_argument("--block", type=int, default=32)
+    t.add_argument("--threshold", type=float, default=0.9, help="stage 4: the decoding threshold τ")
+    t.add_argument("--verify", action=argparse.BooleanOptionalAction, default=True, help="stage 4: drop rollouts the verifier rejects")
+    t.add_argument("--orders", type=int, default=4, help="stage 3: orders drawn per block")
+    t.add_argument("--order-steps", type=int, default=8, help="stage 3: steps per order (block/steps committed per step)")
+    t.add_argument("--order-temperature", type=float, default=1.0)
+    t.add_argument("--seed", type=int, default=0)
+    t.set_defaults(func=trajectories)
+    r = sub.add_parser("train", help="fine-tune on trajectories")
+    r.add_argument("--model", type=Path, required=True)
+    r.add_argument("--trajectories", type=Path, action="append", required=True)
+    r.add_argument("--data", type=Path, required=True)
+    r.add_argument("--run", type=Path, required=True)
+    r.add_argument("--steps", type=int, default=300)
+    r.add_argument("--batch", type=int, default=8)
+    r.add_argument("--lr", type=float, default=2e-4)
+    r.add_argument("--warmup", type=int, default=20)
+    r.add_argument("--anchor", type=float, default=0.5, help="weight (and batch share) of the plain diffusion loss")
+    r.add_argument("--anchor-length", type=int, default=256)
+    r.add_argument("--edit-rate", type=float, default=0.5, help="stage 3: share of rows with edit-style augmentation")
+    r.add_argument("--threads", type=int, default=2)
+    r.add_argument("--seed", type=int, default=0)
+    r.set_defaults(func=train)
+    args = parser.parse_args()
+    args.func(args)
+
+
+if __name__ == "__main__":
+    main()
