@@ -20,7 +20,6 @@ import { fileURLToPath } from "node:url";
 import * as ort from "onnxruntime-node";
 import { type ForwardStats, Scheduler } from "../apps/denoiser/src/scheduler.ts";
 import {
-  type DecodeEvent,
   type DecodeOptions,
   loadModel,
   type Model,
@@ -28,8 +27,8 @@ import {
   TWIN_MODEL_DIR,
 } from "../models/src/index.ts";
 import { KvCache } from "../models/src/session.ts";
-import { checkPythonSyntax } from "../models/src/syntax.ts";
 import { TextTokenizer } from "../models/src/tokenizer.ts";
+import { dialRow, mbppPrompt, mbppTasks } from "./quality.ts";
 
 const here = (path: string) => fileURLToPath(new URL(path, import.meta.url));
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] as number;
@@ -158,92 +157,10 @@ async function breakdown() {
   return { graph_ms: graph, pick_ms: withStats - graph, graph_gflops: gflops };
 }
 
-// 4. The dial, on MBPP prompts (the first PROMPT_COUNT tasks), greedy.
-interface MbppTask {
-  text: string;
-  code: string;
-  test_list: string[];
-}
-const tasks = readFileSync(here("../../shared/eval/mbpp/mbpp.jsonl"), "utf8")
-  .trim()
-  .split("\n")
-  .slice(0, PROMPT_COUNT)
-  .map((line) => JSON.parse(line) as MbppTask);
-/** evaluate.py's MBPP prompt: the task and its first assert as a docstring, then `def name(`. */
-const entryPoint = (task: MbppTask) => /def\s+(\w+)\s*\(/.exec(task.code)?.[1] ?? "solution";
-const mbppPrompt = (task: MbppTask) =>
-  `"""${task.text.trim()}\n${task.test_list[0]?.trim()}\n"""\ndef ${entryPoint(task)}(`;
-/**
- * The function the completion writes, ending before the first new top-level line (evaluate.py's
- * line rule); when it ran out of tokens, without its unfinished last line, so that "parses"
- * means "every complete line so far is valid Python".
- */
-function candidate(task: MbppTask, completion: string, cutOff: boolean): string {
-  let lines = `def ${entryPoint(task)}(${completion}`.split("\n");
-  const end = lines.findIndex((line, i) => i > 0 && /^[^\s#)\]}]/.test(line));
-  if (end !== -1) lines = lines.slice(0, end);
-  else if (cutOff && lines.length > 1) lines = lines.slice(0, -1);
-  return `${lines.join("\n").trimEnd()}\n`;
-}
-
-/**
- * Quality as a stronger judge sees it: bits per token of the completion under the autoregressive
- * twin (generative perplexity, as diffusion LM papers report it), given the prompt.
- */
-async function twinBits(prompt: string, completion: string): Promise<{ bits: number; tokens: number }> {
-  const before = tokenizer.encode(prompt).length - 1; // the prompt's last token may merge with the completion
-  const ids = [twin.manifest.special_tokens.bos, ...tokenizer.encode(prompt + completion)];
-  const { logits } = await twin.session.forward(ids, [], KvCache.empty(twin.manifest));
-  const vocab = twin.manifest.architecture.vocab_size;
-  let nats = 0;
-  for (let position = before + 1; position < ids.length; position++) {
-    const row = logits.subarray((position - 1) * vocab, position * vocab);
-    let max = Number.NEGATIVE_INFINITY;
-    for (const x of row) max = Math.max(max, x);
-    let total = 0;
-    for (const x of row) total += Math.exp(x - max);
-    nats -= (row[ids[position] as number] as number) - max - Math.log(total);
-  }
-  return { bits: nats / Math.LN2, tokens: ids.length - before - 1 };
-}
-
-async function dial(name: string, which: Model, settings: Partial<DecodeOptions>) {
-  let tokens = 0;
-  let forwards = 0;
-  let valid = 0;
-  let wall = 0;
-  let bits = 0;
-  let judged = 0;
-  for (const task of tasks) {
-    const t0 = performance.now();
-    let text = "";
-    let done: Extract<DecodeEvent, { type: "done" }> | undefined;
-    for await (const event of which.generate({
-      prompt: mbppPrompt(task),
-      maxTokens: MAX_TOKENS,
-      ...settings,
-    })) {
-      if (event.type === "block") text += event.text;
-      if (event.type === "done") done = event;
-    }
-    wall += performance.now() - t0;
-    tokens += done?.usage.completion_tokens ?? 0;
-    forwards += done?.usage.forward_passes ?? 0;
-    if ((await checkPythonSyntax(candidate(task, text, done?.finish_reason === "length"))).ok) valid++;
-    const judge = await twinBits(mbppPrompt(task), text);
-    bits += judge.bits;
-    judged += judge.tokens;
-  }
-  return {
-    name,
-    settings,
-    tokens_per_forward: tokens / forwards,
-    tokens_per_s: tokens / (wall / 1000),
-    syntax_valid: valid / tasks.length,
-    twin_bits_per_token: bits / judged,
-    mean_tokens: tokens / tasks.length,
-  };
-}
+// 4. The dial, on MBPP prompts (the first PROMPT_COUNT tasks), greedy: bench/quality.ts.
+const tasks = mbppTasks(PROMPT_COUNT);
+const dial = (name: string, which: Model, settings: Partial<DecodeOptions>) =>
+  dialRow(name, which, settings, { tasks, twin, tokenizer, maxTokens: MAX_TOKENS });
 
 // 5. Concurrency through the scheduler: `concurrency` requests at a time, 16 in all.
 async function concurrency(level: number, maxBatch: number, which: Model = model) {
