@@ -315,6 +315,35 @@ def train(args) -> None:
     print(f"wrote {args.run / 'weights'}")
 
 
+def order_statistics(data: dict) -> dict:
+    """How left-to-right the stored orders are: the mean Spearman correlation between a token's
+    position and its commit step (1: strictly left to right), and the share of first commits at
+    the block's first position."""
+    orders = data["orders"].long().view(-1, data["block"])
+    positions = torch.arange(data["block"], dtype=torch.float32)
+    ranks = orders.float().argsort(-1).argsort(-1).float()
+    centred = ranks - ranks.mean(-1, keepdim=True)
+    pos = positions - positions.mean()
+    spearman = (centred * pos).sum(-1) / (centred.norm(dim=-1) * pos.norm()).clamp_min(1e-9)
+    return {"blocks": orders.shape[0], "left_to_right_spearman": float(spearman.mean()),
+            "first_commit_at_position_0": float((orders[:, 0] == 0).float().mean())}
+
+
+def show(args) -> None:
+    """Prints order statistics and a few blocks with each token's commit step."""
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_file(str(args.tokenizer))
+    data = torch.load(args.trajectories, weights_only=False)
+    print(json.dumps(order_statistics(data)))
+    p, block = data["prompt_len"], data["block"]
+    for row in range(min(args.examples, data["windows"].shape[0])):
+        ids = data["windows"][row, p : p + block].tolist()
+        steps = data["orders"][row, :block].tolist()
+        print(f"--- example {row}: tokens in commit order (step: token)")
+        print("  ".join(f"{s}:{tokenizer.decode([i])!r}" for s, i in sorted(zip(steps, ids))))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(required=True)
@@ -350,6 +379,11 @@ def main() -> None:
     r.add_argument("--threads", type=int, default=2)
     r.add_argument("--seed", type=int, default=0)
     r.set_defaults(func=train)
+    v = sub.add_parser("show", help="order statistics and examples of a trajectories file")
+    v.add_argument("--trajectories", type=Path, required=True)
+    v.add_argument("--tokenizer", type=Path, default=Path(__file__).resolve().parents[1] / "sprout-tiny" / "tokenizer.json")
+    v.add_argument("--examples", type=int, default=3)
+    v.set_defaults(func=show)
     args = parser.parse_args()
     args.func(args)
 
