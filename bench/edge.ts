@@ -65,24 +65,19 @@ sprout.child.kill("SIGINT");
 
 const quantile = (xs: number[], q: number) =>
   [...xs].sort((x, y) => x - y)[Math.min(xs.length - 1, Math.floor(q * xs.length))] as number;
-const summary = (runs: { first: number; total: number }[]) => ({
-  first_block_p50_ms: quantile(
-    runs.map((r) => r.first),
-    0.5,
-  ),
-  first_block_p99_ms: quantile(
-    runs.map((r) => r.first),
-    0.99,
-  ),
-  total_p50_ms: quantile(
-    runs.map((r) => r.total),
-    0.5,
-  ),
-  total_p99_ms: quantile(
-    runs.map((r) => r.total),
-    0.99,
-  ),
-});
+const summary = (runs: { first: number; total: number }[]) => {
+  const at = (key: "first" | "total", q: number) =>
+    quantile(
+      runs.map((r) => r[key]),
+      q,
+    );
+  return {
+    first_block_p50_ms: at("first", 0.5),
+    first_block_p99_ms: at("first", 0.99),
+    total_p50_ms: at("total", 0.5),
+    total_p99_ms: at("total", 0.99),
+  };
+};
 const rows = { node: summary(direct), edge: summary(viaEdge) };
 const added = {
   first_block_p50_ms: rows.edge.first_block_p50_ms - rows.node.first_block_p50_ms,

@@ -122,7 +122,9 @@ launch("denoiser node", process.execPath, ["--import", "tsx", "apps/denoiser/src
 const envFile = join(secretsDir, "edge.env");
 const keyHash = createHash("sha256").update(apiKey).digest("hex");
 // The verification cache's key includes the model's version: a new model never gets old verdicts.
-const manifest = JSON.parse(readFileSync(join(root, "models/sprout-tiny/manifest.json"), "utf8"));
+// The node serves SPROUT_MODEL_DIR when set (it inherits this environment), else the shipped model.
+const modelDir = process.env.SPROUT_MODEL_DIR || join(root, "models/sprout-tiny");
+const manifest = JSON.parse(readFileSync(join(modelDir, "manifest.json"), "utf8"));
 const modelVersion = String(manifest.files["denoiser.onnx"].sha256).slice(0, 16);
 const denoiserUrl = `http://${host}:${nodePort}`;
 writeFileSync(

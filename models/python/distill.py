@@ -179,7 +179,7 @@ def repeats_too_much(ids: list[int], n: int = 4, share: float = 0.5) -> bool:
 
 def trajectories(args) -> None:
     torch.manual_seed(args.seed)
-    model, state = load_model(args.model)
+    model, _ = load_model(args.model)
     tokens = load_split(args.data, "train")
     out: dict = {"stage": args.stage, "prompt_len": args.prompt_len, "block": args.block, "blocks": args.blocks,
                  "model": str(args.model), "threshold": args.threshold}

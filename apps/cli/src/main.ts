@@ -240,7 +240,7 @@ export async function main(argv: string[], io: Io): Promise<number> {
             code,
             regions,
             threshold: dial.threshold,
-            max_tokens: values["max-tokens"] ? dial.max_tokens : undefined,
+            max_tokens: number(values, "max-tokens"),
           },
           io.signal,
         );

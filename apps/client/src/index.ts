@@ -5,7 +5,7 @@
  * Any answer other than 2xx throws a `SproutApiError` with the API's status, code and message.
  */
 import { EventSourceParserStream } from "eventsource-parser/stream";
-import type { EditResult, Usage, Verification } from "../../../adapters/src/protocol.ts";
+import type { EditResult, NodeEvent, Verification } from "../../../adapters/src/protocol.ts";
 
 export interface Connection {
   /** The edge's origin, e.g. http://127.0.0.1:8787 ("" in the browser: the page's own). */
@@ -30,22 +30,14 @@ export interface GenerateRequest {
   verify?: boolean;
 }
 
-/** The native stream's events as the edge sends them. */
+/**
+ * The native stream's events as the edge sends them: the node's events (adapters/src/protocol.ts)
+ * without the protocol version, and the verification flattened with whether it came from the cache.
+ */
 export type GenerateEvent =
-  | { type: "start"; model: string; prompt_tokens: number; block_size: number }
-  | {
-      type: "step";
-      block: number;
-      step: number;
-      committed: number;
-      remaining: number;
-      state: (string | null)[];
-    }
-  | { type: "edit"; block: number; round: number; edits: { position: number; from: string; to: string }[] }
-  | { type: "block"; index: number; text: string; tokens: number; steps: number; ids: number[] }
-  | ({ type: "verify"; cached: boolean } & Verification)
-  | { type: "done"; finish_reason: "stop" | "length" | "cancelled"; usage: Usage }
-  | { type: "error"; code: string; message: string };
+  | Exclude<NodeEvent, { type: "start" | "verify" }>
+  | Omit<Extract<NodeEvent, { type: "start" }>, "v">
+  | ({ type: "verify"; cached: boolean } & Verification);
 
 export class SproutApiError extends Error {
   constructor(
