@@ -57,7 +57,10 @@ from tokenizer import SPECIAL_TOKENS
 from train import MASK_ID, diffusion_loss, edit_corrupt, learning_rate, load_split, sample_windows
 from weights import load_checkpoint, save_parts
 
+import evaluate
+
 N_SPECIAL = len(SPECIAL_TOKENS)
+SELF_VERIFY_THRESHOLD = 0.01  # models/src/verify.ts's DEFAULT_VERIFY_THRESHOLD
 
 
 def load_model(path: Path) -> tuple[Denoiser, dict]:
@@ -102,33 +105,52 @@ def block_logits(model: Denoiser, cache, block_ids: torch.Tensor, start: int) ->
 
 
 @torch.no_grad()
-def rollout(model: Denoiser, prompts: torch.Tensor, blocks: int, block: int, threshold: float):
-    """The model's own greedy decoding with threshold τ (as the runtime does it): final tokens and
-    the step at which each position was committed, per block."""
+def rollout(model: Denoiser, prompts: torch.Tensor, blocks: int, block: int, threshold, temperature=0.0,
+            generator: torch.Generator | None = None):
+    """The model's own decoding with threshold τ (as the runtime does it: commit every masked
+    position whose token has probability ≥ τ, at least the most confident one; greedy, or drawn
+    at `temperature`). `threshold` and `temperature` are a number or one per row. Returns the
+    final tokens, the step at which each position was committed, and the self-verification score
+    of the result (verify.ts's measure: each block re-masked in two halves, even then odd
+    positions; the geometric-mean probability of its own tokens)."""
     batch, prompt_len = prompts.shape
+    tau = torch.as_tensor(threshold, dtype=torch.float32).expand(batch)[:, None]
+    temperature = torch.as_tensor(temperature, dtype=torch.float32).expand(batch)
+    drawn = temperature > 0
     cache = prefill(model, prompts)
     tokens = torch.full((batch, blocks * block), MASK_ID)
     order = torch.zeros(batch, blocks * block, dtype=torch.long)
+    verify_logp = torch.zeros(batch)
+    parity = torch.arange(block) % 2
     for b in range(blocks):
         start = prompt_len + b * block
         x = torch.full((batch, block), MASK_ID)
         step_of = torch.full((batch, block), -1)
         step = 0
         while (step_of < 0).any():
-            probs = block_logits(model, cache, x, start).softmax(-1)
-            confidence, choice = probs.max(-1)
+            logits = block_logits(model, cache, x, start)
+            probs = logits.softmax(-1)
+            choice = probs.argmax(-1)
+            if drawn.any():
+                scaled = (logits[drawn] / temperature[drawn, None, None]).softmax(-1)
+                choice[drawn] = torch.multinomial(scaled.view(-1, scaled.shape[-1]), 1, generator=generator).view(-1, block)
+            confidence = probs.gather(-1, choice[..., None])[..., 0]
             masked = step_of < 0
             confidence = torch.where(masked, confidence, torch.tensor(-1.0))
-            commit = masked & (confidence >= threshold)
+            commit = masked & (confidence >= tau)
             best = confidence.argmax(-1, keepdim=True)  # at least one per row still masked
             commit.scatter_(1, best, masked.gather(1, best))
             x = torch.where(commit, choice, x)
             step_of = torch.where(commit, torch.tensor(step), step_of)
             step += 1
+        for half in (0, 1):
+            hidden = parity == half
+            logp = block_logits(model, cache, torch.where(hidden, MASK_ID, x), start).log_softmax(-1)
+            verify_logp += logp.gather(-1, x[..., None])[..., 0].clamp_min(math.log(1e-12))[:, hidden].sum(-1)
         tokens[:, b * block : (b + 1) * block] = x
         order[:, b * block : (b + 1) * block] = step_of
         cache = extend(model, cache, x, start)
-    return tokens, order
+    return tokens, order, (verify_logp / (blocks * block)).exp()
 
 
 @torch.no_grad()
@@ -180,9 +202,20 @@ def repeats_too_much(ids: list[int], n: int = 4, share: float = 0.5) -> bool:
 def trajectories(args) -> None:
     torch.manual_seed(args.seed)
     model, _ = load_model(args.model)
-    tokens = load_split(args.data, "train")
     out: dict = {"stage": args.stage, "prompt_len": args.prompt_len, "block": args.block, "blocks": args.blocks,
                  "model": str(args.model), "threshold": args.threshold}
+    if args.stage == 4 and args.prompts == "mbpp":
+        mbpp_rollouts(args, model, out)
+    else:
+        data_trajectories(args, model, out)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(out, args.out)
+    print(json.dumps({k: v for k, v in out.items() if not isinstance(v, torch.Tensor) and k != "records"}))
+
+
+def data_trajectories(args, model: Denoiser, out: dict) -> None:
+    """Stage 3 orders, or stage 4 rollouts, on windows of the training data (prompt = a window's start)."""
+    tokens = load_split(args.data, "train")
     windows_all, orders_all, kept_all, steps_all = [], [], [], []
     started = time.time()
     generator = torch.Generator().manual_seed(args.seed)
@@ -195,24 +228,97 @@ def trajectories(args) -> None:
             kept = torch.ones(n, dtype=torch.bool)
             steps_all.append(score.mean(-1))
         else:
-            generated, order = rollout(model, windows[:, : args.prompt_len], args.blocks, args.block, args.threshold)
+            generated, order, _ = rollout(model, windows[:, : args.prompt_len], args.blocks, args.block, args.threshold)
             windows = torch.cat([windows[:, : args.prompt_len], generated], dim=1)
             kept = torch.tensor([not (args.verify and rejected(row, args)) for row in generated.tolist()])
             steps_all.append((order.view(n, args.blocks, args.block).amax(-1) + 1).float().mean(-1))
         windows_all.append(windows)
         orders_all.append(order)
         kept_all.append(kept)
-        done = first + n
-        print(f"{done}/{args.samples} trajectories, {time.time() - started:.0f} s", flush=True)
+        print(f"{first + n}/{args.samples} trajectories, {time.time() - started:.0f} s", flush=True)
     kept = torch.cat(kept_all)
     out.update(windows=torch.cat(windows_all)[kept].to(torch.int32), orders=torch.cat(orders_all)[kept].to(torch.int16),
                kept=int(kept.sum()), total=int(kept.numel()))
     stat = torch.cat(steps_all)
     out["summary"] = ({"mean_loglik_per_token_of_best_order": float(stat.mean())} if args.stage == 3
                       else {"mean_steps_per_block": float(stat.mean()), "tokens_per_step": args.block / float(stat.mean())})
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(out, args.out)
-    print(json.dumps({k: v for k, v in out.items() if not isinstance(v, torch.Tensor)}))
+
+
+def function_candidate(task: dict, completion: str) -> str:
+    """bench/quality.ts's rule: the function `def name(` + completion writes, ending before the
+    first new top-level line; when nothing ends it (the tokens ran out), without its unfinished
+    last line."""
+    head = f"def {evaluate.entry_point(task)}("
+    body = evaluate.truncate_completion(completion)
+    if body.rstrip() == completion.rstrip() and "\n" in body.rstrip():
+        body = body.rstrip().rsplit("\n", 1)[0] + "\n"
+    return head + body
+
+
+def verify_rollout(task: dict, completion: str, ids: list[int], blocks: int, block: int, self_score: float) -> dict:
+    """Stage 4's verifier for one MBPP rollout: no degenerate loop in any block, the function
+    parses, the model's own verification finds it plausible (verify.ts's default threshold), and
+    — when it parses — whether the task's unit tests pass (sandboxed, as evaluate.py runs them)."""
+    loops = any(repeats_too_much(ids[b * block : (b + 1) * block]) for b in range(blocks))
+    source = function_candidate(task, completion)
+    parses = evaluate.parses(source)
+    passed = parses and not loops and evaluate.run_program(
+        evaluate.mbpp_program(task, source), evaluate.Limits(timeout_s=2.0)).outcome == "passed"
+    return {"loops": loops, "parses": parses, "plausible": self_score >= SELF_VERIFY_THRESHOLD, "tests_passed": passed,
+            "verified": not loops and parses and self_score >= SELF_VERIFY_THRESHOLD}
+
+
+def mbpp_rollouts(args, model: Denoiser, out: dict) -> None:
+    """Stage 4 on MBPP training prompts: per task, one rollout per (τ, temperature) setting; the
+    verifier filters; among the verified the target is the one that passes the tests, then the one
+    with the fewest forwards (then the highest self-verification score): rejection sampling that
+    rewards fewer steps at verified quality."""
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_file(str(args.tokenizer))
+    bos = SPECIAL_TOKENS.index("<|bos|>")
+    low, high = (int(x) for x in args.mbpp_ids.split("-"))
+    tasks = [json.loads(line) for line in evaluate.MBPP_PATH.read_text().splitlines() if line.strip()]
+    tasks = [t for t in tasks if low <= t["task_id"] <= high][: args.samples]
+    settings = [(tau, temp) for tau in args.thresholds for temp in args.temperatures]
+    generator = torch.Generator().manual_seed(args.seed)
+    windows, orders, records = [], [], []
+    started = time.time()
+    for n, task in enumerate(tasks, start=1):
+        prompt_ids = [bos] + tokenizer.encode(evaluate.mbpp_prompt(task)).ids
+        if len(prompt_ids) < args.prompt_len:
+            continue
+        rows = torch.tensor([prompt_ids] * len(settings))
+        generated, order, score = rollout(model, rows, args.blocks, args.block, [t for t, _ in settings],
+                                          [temp for _, temp in settings], generator)
+        prompt_text = tokenizer.decode(prompt_ids)
+        candidates = []
+        for r, (tau, temp) in enumerate(settings):
+            ids = generated[r].tolist()
+            completion = tokenizer.decode(prompt_ids + ids)[len(prompt_text):]
+            forwards = int((order[r].view(args.blocks, args.block).amax(-1) + 1).sum())
+            verdict = verify_rollout(task, completion, ids, args.blocks, args.block, float(score[r]))
+            candidates.append({"task_id": task["task_id"], "threshold": tau, "temperature": temp, "forwards": forwards,
+                               "self_score": round(float(score[r]), 4), **verdict, "row": r})
+        records.extend(candidates)
+        verified = [c for c in candidates if c["verified"]]
+        if verified:
+            best = min(verified, key=lambda c: (not c["tests_passed"], c["forwards"], -c["self_score"]))
+            best["kept"] = True
+            windows.append(torch.tensor(prompt_ids[-args.prompt_len :] + generated[best["row"]].tolist()))
+            orders.append(order[best["row"]])
+        if n % 10 == 0:
+            print(f"{n}/{len(tasks)} tasks, {len(windows)} kept, {time.time() - started:.0f} s", flush=True)
+    kept = [c for c in records if c.get("kept")]
+    by_setting = {f"τ{tau} T{temp}": {
+        "rollouts": len(rs := [c for c in records if c["threshold"] == tau and c["temperature"] == temp]),
+        "verified": sum(c["verified"] for c in rs), "tests_passed": sum(c["tests_passed"] for c in rs),
+        "mean_forwards": round(sum(c["forwards"] for c in rs) / max(1, len(rs)), 2),
+        "kept": sum(bool(c.get("kept")) for c in rs)} for tau, temp in settings}
+    out.update(windows=torch.stack(windows).to(torch.int32), orders=torch.stack(orders).to(torch.int16),
+               kept=len(windows), total=len(tasks), records=records,
+               summary={"by_setting": by_setting, "kept_mean_forwards": sum(c["forwards"] for c in kept) / max(1, len(kept)),
+                        "kept_tokens_per_forward": args.blocks * args.block * len(kept) / max(1, sum(c["forwards"] for c in kept))})
 
 
 def rejected(row: list[int], args) -> bool:
@@ -362,6 +468,14 @@ def main() -> None:
     t.add_argument("--orders", type=int, default=4, help="stage 3: orders drawn per block")
     t.add_argument("--order-steps", type=int, default=8, help="stage 3: steps per order (block/steps committed per step)")
     t.add_argument("--order-temperature", type=float, default=1.0)
+    t.add_argument("--prompts", choices=["data", "mbpp"], default="data",
+                   help="stage 4: windows of the training data, or MBPP training-split prompts (verified by syntax, self-verification and unit tests)")
+    t.add_argument("--mbpp-ids", default="601-974", help="stage 4 --prompts mbpp: task ids (MBPP's train split; evaluation uses the test split)")
+    t.add_argument("--thresholds", type=lambda v: [float(x) for x in v.split(",")], default=[0.9, 0.7, 0.5],
+                   help="stage 4 --prompts mbpp: the τ of each task's rollouts")
+    t.add_argument("--temperatures", type=lambda v: [float(x) for x in v.split(",")], default=[0.0, 0.8],
+                   help="stage 4 --prompts mbpp: sampling temperatures (0 greedy), crossed with --thresholds")
+    t.add_argument("--tokenizer", type=Path, default=Path(__file__).resolve().parents[1] / "sprout-tiny" / "tokenizer.json")
     t.add_argument("--seed", type=int, default=0)
     t.set_defaults(func=trajectories)
     r = sub.add_parser("train", help="fine-tune on trajectories")

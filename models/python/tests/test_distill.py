@@ -26,16 +26,46 @@ def prompts(batch: int) -> torch.Tensor:
 
 def test_a_rollout_commits_every_position_once_with_the_threshold_rule():
     model = tiny_model()
-    tokens, order = distill.rollout(model, prompts(3)[:, :PROMPT], BLOCKS, BLOCK, threshold=0.9)
+    tokens, order, score = distill.rollout(model, prompts(3)[:, :PROMPT], BLOCKS, BLOCK, threshold=0.9)
+    assert ((score > 0) & (score <= 1)).all()  # a geometric-mean probability
     assert tokens.shape == order.shape == (3, BLOCKS * BLOCK)
     assert (tokens != MASK_ID).all() and (tokens >= distill.N_SPECIAL).all()  # no control tokens
     for b in range(BLOCKS):
         steps = order[:, b * BLOCK : (b + 1) * BLOCK]
         assert (steps >= 0).all() and (steps < BLOCK).all()
     # τ = 1 can never be met by a random model: one token per step, steps 0..7 each once per block.
-    _, serial = distill.rollout(model, prompts(2)[:, :PROMPT], BLOCKS, BLOCK, threshold=1.0)
+    _, serial, _ = distill.rollout(model, prompts(2)[:, :PROMPT], BLOCKS, BLOCK, threshold=1.0)
     for b in range(BLOCKS):
         assert sorted(serial[0, b * BLOCK : (b + 1) * BLOCK].tolist()) == list(range(BLOCK))
+
+
+def test_rollout_settings_are_per_row_and_sampling_is_reproducible():
+    model = tiny_model()
+    rows = prompts(1)[:, :PROMPT].expand(3, -1)
+    # τ 0 commits a whole block in one step, τ 1 one token per step; a drawn row differs from greedy.
+    run = lambda seed: distill.rollout(model, rows, BLOCKS, BLOCK, [0.0, 1.0, 0.0], [0.0, 0.0, 2.0],
+                                       torch.Generator().manual_seed(seed))
+    tokens, order, _ = run(0)
+    assert (order[0] == 0).all() and order[1].view(BLOCKS, BLOCK).amax(-1).tolist() == [BLOCK - 1] * BLOCKS
+    assert (tokens[0] != tokens[2]).any()
+    again, _, _ = run(0)
+    assert torch.equal(tokens, again)
+
+
+def test_the_verifier_reads_the_function_the_completion_writes():
+    task = {"task_id": 0, "text": "Add two numbers.", "code": "def add(a, b):\n    return a + b",
+            "test_list": ["assert add(1, 2) == 3"], "test_setup_code": ""}
+    clean = list(range(distill.N_SPECIAL, distill.N_SPECIAL + BLOCK * BLOCKS))
+    # Ended by a new top-level line: the function alone is judged, and its tests run.
+    done = distill.verify_rollout(task, "a, b):\n    return a + b\n\nprint(add(", clean, BLOCKS, BLOCK, 0.5)
+    assert done == {"loops": False, "parses": True, "plausible": True, "tests_passed": True, "verified": True}
+    # Cut off mid-line: the unfinished last line is dropped; wrong code parses but fails its tests.
+    assert distill.function_candidate(task, "a, b):\n    return a - b\n    if (") == "def add(a, b):\n    return a - b\n"
+    wrong = distill.verify_rollout(task, "a, b):\n    return a - b\n    if (", clean, BLOCKS, BLOCK, 0.5)
+    assert wrong["verified"] and not wrong["tests_passed"]
+    assert not distill.verify_rollout(task, "a, b):\n    return (a +\n\nx = 1", clean, BLOCKS, BLOCK, 0.5)["parses"]
+    assert not distill.verify_rollout(task, "a, b):\n    return a + b\n", [7, 8, 9, 10] * 4, BLOCKS, BLOCK, 0.5)["verified"]
+    assert not distill.verify_rollout(task, "a, b):\n    return a + b\n", clean, BLOCKS, BLOCK, 0.001)["plausible"]
 
 
 def test_the_kept_order_is_the_most_likely_of_those_drawn():
