@@ -21,9 +21,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-from tokenizers import Tokenizer
 
 import corpus
+from tokenizer import load_tokenizer
 
 
 def iter_documents(corpus_dir: Path | None, split: str) -> Iterator[tuple[str, str]]:
@@ -42,7 +42,7 @@ def sample_order(documents: list[tuple[str, str]]) -> list[tuple[str, str]]:
 
 
 def build(tokenizer_path: Path, out_dir: Path, corpus_dir: Path | None = None, max_train_tokens: int | None = None) -> dict:
-    tokenizer = Tokenizer.from_file(str(tokenizer_path))
+    tokenizer = load_tokenizer(tokenizer_path)
     bos, eos = tokenizer.token_to_id("<|bos|>"), tokenizer.token_to_id("<|eos|>")
     out_dir.mkdir(parents=True, exist_ok=True)
     splits = ("train", "validation") if corpus_dir is None else ("train", "validation", "test")

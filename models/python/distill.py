@@ -53,7 +53,7 @@ import torch
 import torch.nn.functional as F
 
 from model import Denoiser, ModelConfig, block_mask, causal_mask, training_mask
-from tokenizer import SPECIAL_TOKENS
+from tokenizer import SPECIAL_TOKENS, load_tokenizer
 from train import MASK_ID, diffusion_loss, edit_corrupt, learning_rate, load_split, sample_windows
 from weights import load_checkpoint, save_parts
 
@@ -273,9 +273,7 @@ def mbpp_rollouts(args, model: Denoiser, out: dict) -> None:
     verifier filters; among the verified the target is the one that passes the tests, then the one
     with the fewest forwards (then the highest self-verification score): rejection sampling that
     rewards fewer steps at verified quality."""
-    from tokenizers import Tokenizer
-
-    tokenizer = Tokenizer.from_file(str(args.tokenizer))
+    tokenizer = load_tokenizer(args.tokenizer)
     bos = SPECIAL_TOKENS.index("<|bos|>")
     low, high = (int(x) for x in args.mbpp_ids.split("-"))
     tasks = [json.loads(line) for line in evaluate.MBPP_PATH.read_text().splitlines() if line.strip()]
@@ -437,9 +435,7 @@ def order_statistics(data: dict) -> dict:
 
 def show(args) -> None:
     """Prints order statistics and a few blocks with each token's commit step."""
-    from tokenizers import Tokenizer
-
-    tokenizer = Tokenizer.from_file(str(args.tokenizer))
+    tokenizer = load_tokenizer(args.tokenizer)
     data = torch.load(args.trajectories, weights_only=False)
     print(json.dumps(order_statistics(data)))
     p, block = data["prompt_len"], data["block"]

@@ -136,6 +136,7 @@ from tokenizers import Tokenizer
 import corpus
 from model import training_mask
 from sample import empty_cache, generate, generate_autoregressive, onnx_forward, position_predictions
+from tokenizer import load_tokenizer
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 # The evaluation sets sit in shared/ beside the checkout (SPROUT_EVAL_DIR overrides).
@@ -229,7 +230,7 @@ def load_model(directory: Path) -> Model:
     return Model(
         directory=directory,
         manifest=manifest,
-        tokenizer=Tokenizer.from_file(str(directory / "tokenizer.json")),
+        tokenizer=load_tokenizer(directory / "tokenizer.json"),
         forward=CountingForward(forward),
         session=session,
         onnx_sha256=digest,

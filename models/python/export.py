@@ -22,7 +22,7 @@ import torch
 from tokenizers import Tokenizer
 
 from model import Denoiser, ModelConfig, block_mask, causal_mask
-from tokenizer import SPECIAL_TOKENS
+from tokenizer import SPECIAL_TOKENS, load_tokenizer
 from train import logged_step
 from weights import load_checkpoint
 
@@ -190,7 +190,7 @@ def main() -> None:
             for parameter in model.parameters():
                 parameter.copy_(parameter.half().float())
     tokenizer_path = args.out / "tokenizer.json"
-    tokenizer = Tokenizer.from_file(str(tokenizer_path))
+    tokenizer = load_tokenizer(tokenizer_path)
     assert tokenizer.get_vocab_size() == config.vocab_size, "tokenizer and model disagree on the vocabulary"
 
     onnx_path = args.out / "denoiser.onnx"

@@ -28,7 +28,7 @@ import torch
 from tokenizers import Tokenizer
 
 from model import Denoiser, ModelConfig, block_mask, causal_mask
-from tokenizer import SPECIAL_TOKENS
+from tokenizer import SPECIAL_TOKENS, load_tokenizer
 from weights import load_checkpoint
 
 
@@ -231,7 +231,7 @@ def main() -> None:
         objective = state["args"].get("objective", "diffusion")
         forward = torch_forward(model)
     cache = empty_cache(arch["n_layers"], arch["n_heads"], arch["head_dim"])
-    tokenizer = Tokenizer.from_file(str(args.tokenizer))
+    tokenizer = load_tokenizer(args.tokenizer)
     if objective == "ar":
         result = generate_autoregressive(forward, cache, tokenizer, args.prompt, args.max_tokens, args.suffix)
     else:

@@ -42,6 +42,15 @@ def train(vocab_size: int) -> Tokenizer:
     return tokenizer
 
 
+def load_tokenizer(path: Path | str) -> Tokenizer:
+    """The tokenizer as every encoder here uses it: text that spells a control token (a literal
+    `<|mask|>` in a file or prompt) is encoded as the plain text it is, never as the control token
+    (the runtime's TextTokenizer does the same)."""
+    tokenizer = Tokenizer.from_file(str(path))
+    tokenizer.encode_special_tokens = True
+    return tokenizer
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, required=True)

@@ -14,6 +14,7 @@ function pythonIds(texts: string[]): number[][] {
 import json, sys
 from tokenizers import Tokenizer
 t = Tokenizer.from_file(sys.argv[1])
+t.encode_special_tokens = True  # tokenizer.py's load_tokenizer
 print(json.dumps([e.ids for e in t.encode_batch(json.load(sys.stdin), add_special_tokens=False)]))`;
   const out = execFileSync(venvPython(), ["-c", script, TOKENIZER], {
     input: JSON.stringify(texts),
@@ -29,6 +30,8 @@ describe("the shared tokenizer", () => {
     "from . import x\nmode = 'read' if a , b else 's' ; f(a ,b) ?\n",
     "",
     "    \n\n\n        ",
+    // Text that spells the control tokens: plain text on both sides.
+    "x = '<|mask|>' + \"<|eos|>\"  # <|fim_prefix|><|fim_suffix|><|fim_middle|><|bos|><|pad|>\n",
     // A real file of the kind the model was trained on.
     readFileSync(new URL("../python/model.py", import.meta.url), "utf8"),
   ];
@@ -36,6 +39,24 @@ describe("the shared tokenizer", () => {
   it("gives the same ids in TypeScript as in Python", async () => {
     const tokenizer = await TextTokenizer.fromFile(TOKENIZER);
     expect(samples.map((s) => tokenizer.encode(s))).toEqual(pythonIds(samples));
+  });
+
+  it("encodes text that spells a control token as plain text, never as the control token", async () => {
+    const tokenizer = await TextTokenizer.fromFile(TOKENIZER);
+    const specials = [
+      "<|pad|>",
+      "<|bos|>",
+      "<|eos|>",
+      "<|mask|>",
+      "<|fim_prefix|>",
+      "<|fim_suffix|>",
+      "<|fim_middle|>",
+    ];
+    for (const special of specials) {
+      const ids = tokenizer.encode(`a${special}b ${special}`);
+      expect(ids.every((id) => id >= specials.length)).toBe(true);
+      expect(tokenizer.decode(ids)).toBe(`a${special}b ${special}`);
+    }
   });
 
   it("decodes back to the exact text", async () => {

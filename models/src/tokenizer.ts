@@ -1,19 +1,31 @@
-/** The serving side of the shared `tokenizer.json` (trained by models/python/tokenizer.py). */
+/**
+ * The serving side of the shared `tokenizer.json` (trained by models/python/tokenizer.py).
+ *
+ * Text is always text: a prompt or file that spells a control token (`<|mask|>`, `<|eos|>`,
+ * `<|fim_prefix|>`…) is encoded byte by byte like any other characters, never as the control
+ * token, so no request can inject a mask or end the document early. Encoding uses the tokenizer
+ * without its added tokens (the BPE vocabulary and merges are the same, and no merge produces a
+ * control token); decoding uses the whole tokenizer. Python does the same
+ * (tokenizer.py's `load_tokenizer`: `encode_special_tokens`).
+ */
 import { readFile } from "node:fs/promises";
 import { Tokenizer } from "@huggingface/tokenizers";
 
 export class TextTokenizer {
   private texts: string[] | undefined;
 
-  private constructor(private readonly tokenizer: Tokenizer) {}
+  private constructor(
+    private readonly tokenizer: Tokenizer,
+    private readonly textOnly: Tokenizer,
+  ) {}
 
   static async fromFile(path: string): Promise<TextTokenizer> {
     const json = JSON.parse(await readFile(path, "utf8"));
-    return new TextTokenizer(new Tokenizer(json, {}));
+    return new TextTokenizer(new Tokenizer(json, {}), new Tokenizer({ ...json, added_tokens: [] }, {}));
   }
 
   encode(text: string): number[] {
-    return this.tokenizer.encode(text, { add_special_tokens: false }).ids;
+    return this.textOnly.encode(text, { add_special_tokens: false }).ids;
   }
 
   /** The text of each token id on its own (computed once). */
