@@ -56,7 +56,7 @@ const request = (method: string, path: string, body?: BodyInit, contentType = "a
   );
 
 /** The answer, read to its end within HANG_MS: never a 5xx; an error is JSON with a code and a message. */
-async function expectClean(pending: Promise<Response>): Promise<{ status: number; body: string }> {
+async function expectClean(pending: Response | Promise<Response>): Promise<{ status: number; body: string }> {
   let timer: ReturnType<typeof setTimeout> | undefined;
   const hang = new Promise<never>((_, reject) => {
     timer = setTimeout(() => reject(new Error(`no complete answer within ${HANG_MS} ms`)), HANG_MS);
