@@ -52,7 +52,8 @@ export const webhooks = new Hono<EdgeEnv>()
     if (refusal) throw new ApiError(400, "invalid_webhook_url", `The webhook URL ${refusal}.`, "url");
     const hook: WebhookRecord = {
       id: `wh_${crypto.randomUUID().replaceAll("-", "")}`,
-      url,
+      // As the URL parser reads it (what fetch will call): tabs and line breaks removed, IPs normalised.
+      url: new URL(url).href,
       events,
       secret: `whsec_${base64url(crypto.getRandomValues(new Uint8Array(24)))}`,
       created_at: Math.floor(Date.now() / 1000),
