@@ -4,13 +4,21 @@
  * denoiser node with the shipped model, and three fake nodes (test doubles for failures: a
  * node that reports a cancellation nobody asked for, one that fails mid-stream, one that is slow)
  * — and a real OpenAI-compatible server for the upstream adapter: the edge app itself, served by
- * Node in front of the same denoiser node.
+ * Node in front of the same denoiser node; and a webhook receiver with a receiver's failures.
  */
 import { createHash } from "node:crypto";
 import { Hono } from "hono";
 import type { TestProject } from "vitest/node";
 import { createEdgeApp } from "../../apps/edge/src/app.ts";
-import { fakeNode, listen, type RunningServer, START_EVENT, slowNode, startDenoiserNode } from "./servers.ts";
+import {
+  fakeNode,
+  listen,
+  type RunningServer,
+  START_EVENT,
+  slowNode,
+  startDenoiserNode,
+  webhookReceiver,
+} from "./servers.ts";
 
 declare module "vitest" {
   export interface ProvidedContext {
@@ -22,6 +30,7 @@ declare module "vitest" {
     slowNodeUrl: string;
     upstreamUrl: string;
     upstreamKey: string;
+    receiverUrl: string;
   }
 }
 
@@ -52,6 +61,9 @@ export default async function setup(project: TestProject) {
     API_KEY_HASHES: createHash("sha256").update(upstreamKey).digest("hex"),
   };
   fakes.push(await listen(new Hono().all("*", (c) => edge.fetch(c.req.raw, upstreamEnv))));
+  const receiver = await webhookReceiver();
+  fakes.push(receiver);
+  project.provide("receiverUrl", receiver.url);
   project.provide("upstreamUrl", `${(fakes[3] as RunningServer).url}/v1`);
   project.provide("upstreamKey", upstreamKey);
   project.provide("nodeUrl", node.url);

@@ -72,3 +72,43 @@ export function slowNode(events: readonly object[], gapMs: number): Promise<Runn
 }
 
 export const START_EVENT = { type: "start", v: 1, model: "m", prompt_tokens: 1, block_size: 4 } as const;
+
+export interface ReceivedDelivery {
+  path: string;
+  status: number;
+  headers: Record<string, string>;
+  body: string;
+}
+
+/**
+ * A webhook receiver for tests, with the failures a real one has: `/hook/<name>?down=N` answers
+ * 503 (Retry-After: 7) to the first N attempts of each delivery (webhook-id), then 204; `/redirect/<name>` answers 302 to
+ * `/hook/<name>-redirected`; `/slow/<name>` never answers. `GET /log` lists every request it got.
+ */
+export function webhookReceiver(): Promise<RunningServer> {
+  const log: ReceivedDelivery[] = [];
+  const seen = new Map<string, number>();
+  const record = async (c: import("hono").Context, status: number) => {
+    log.push({ path: c.req.path, status, headers: c.req.header(), body: await c.req.text() });
+  };
+  return listen(
+    new Hono()
+      .get("/log", (c) => c.json(log))
+      .post("/hook/:name", async (c) => {
+        const name = `${c.req.param("name")} ${c.req.header("webhook-id") ?? ""}`; // each delivery is down N times
+        const count = (seen.get(name) ?? 0) + 1;
+        seen.set(name, count);
+        const down = count <= Number(c.req.query("down") ?? 0);
+        await record(c, down ? 503 : 204);
+        return down ? c.text("down", 503, { "retry-after": "7" }) : c.body(null, 204);
+      })
+      .post("/redirect/:name", async (c) => {
+        await record(c, 302);
+        return c.redirect(`/hook/${c.req.param("name")}-redirected`, 302);
+      })
+      .post("/slow/:name", async (c) => {
+        await record(c, 0);
+        return new Promise<Response>(() => {}); // never answers
+      }),
+  );
+}

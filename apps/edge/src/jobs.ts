@@ -104,6 +104,9 @@ async function runEdit(backend: Backend, request: Record<string, unknown>) {
   return backend.edit(request as never);
 }
 
+/** How long a receiver may take to answer a delivery before it counts as failed (and is retried). */
+export const DELIVERY_TIMEOUT_MS = 15_000;
+
 /**
  * One delivery attempt: 2xx is done ("ok"); otherwise how many seconds to wait before the next
  * try (exponential in the attempt, with jitter; at least what Retry-After asks).
@@ -113,6 +116,7 @@ export async function deliver(
   messageId: string,
   payload: string,
   attempt: number,
+  timeoutMs = DELIVERY_TIMEOUT_MS,
 ): Promise<"ok" | { retryAfterSeconds: number }> {
   const timestamp = new Date();
   const signature = new Webhook(hook.secret).sign(messageId, timestamp, payload);
@@ -121,7 +125,7 @@ export async function deliver(
     const response = await fetch(hook.url, {
       method: "POST",
       redirect: "manual",
-      signal: AbortSignal.timeout(15_000),
+      signal: AbortSignal.timeout(timeoutMs),
       headers: {
         "content-type": "application/json",
         "user-agent": "sprout-webhooks/1",

@@ -28,6 +28,8 @@ const WebhookBody = z.object({
   events: z
     .array(z.enum(JOB_EVENTS))
     .min(1)
+    .max(JOB_EVENTS.length)
+    .refine((events) => new Set(events).size === events.length, "events must not repeat")
     .default([...JOB_EVENTS]),
 });
 
