@@ -195,8 +195,14 @@ describe("the backend pool over real denoiser nodes", () => {
     await b.close();
   });
 
-  it("loses and repeats nothing when a node is killed mid-stream", async () => {
-    const request = { prompt: "def parse(line):\n", max_tokens: 40, block_size: 8 };
+  it("loses and repeats nothing when a node is killed mid-stream: the text of an uninterrupted run with the same seed", async () => {
+    const request = {
+      prompt: "def parse(line):\n",
+      max_tokens: 40,
+      block_size: 8,
+      temperature: 0.8,
+      seed: 11,
+    };
     const node = (n: RunningNode) => new DenoiserNodeBackend({ url: n.url, secret: n.secret });
     const uninterrupted = await collect(await node(b).doStream(request));
     expect(uninterrupted.filter((e) => e.type === "block").length).toBeGreaterThan(3);
