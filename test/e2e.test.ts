@@ -12,6 +12,7 @@ import OpenAI from "openai";
 import { Webhook } from "standardwebhooks";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { OpenAiCompatibleBackend } from "../adapters/src/index.ts";
+import { runLoad } from "./support/load.ts";
 import { freePort, type Started, startSprout, whenReady } from "./support/sprout.ts";
 
 const root = fileURLToPath(new URL("..", import.meta.url));
@@ -45,6 +46,22 @@ describe("npm start, end to end through workerd", () => {
       await sprout.exited;
     }
   });
+
+  it("serves concurrent streams for a bounded time without an error, its memory flat (load, CI form)", async () => {
+    // The full load benchmark (more streams, longer, batching on and off) is bench/load.ts.
+    const result = await runLoad({
+      url: edge,
+      key: API_KEY,
+      streams: 6,
+      seconds: 8,
+      rootPid: sprout.child.pid,
+    });
+    expect(result.errors).toEqual({});
+    expect(result.completed).toBe(result.requests);
+    expect(result.completed).toBeGreaterThanOrEqual(6);
+    expect(result.first_block_ms.p99).toBeLessThan(result.stream_ms.p99);
+    expect(result.memory_mb.end - result.memory_mb.start).toBeLessThan(150);
+  }, 60_000);
 
   it("never prints the key it was given", () => {
     expect(sprout.output()).not.toContain(API_KEY);
