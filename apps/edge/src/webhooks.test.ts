@@ -166,12 +166,13 @@ describe("webhook deliveries", () => {
 describe("jobs through a dying consumer and a receiver down for minutes", () => {
   it("delivers each job, under one webhook-id each, after recovery; nothing is run twice", async () => {
     const queue = new SimulatedQueue();
+    const jobs = memoryKv();
     const env: Env = {
       MODEL_ID: inject("modelId"),
       DENOISER_URL: inject("nodeUrl"),
       DENOISER_SECRET: inject("nodeSecret"),
       API_KEY_HASHES: await sha256Hex(KEY),
-      JOBS: memoryKv(),
+      JOBS: jobs,
       JOBS_QUEUE: queue.binding,
       ALLOW_LOOPBACK_WEBHOOKS: "1",
     };
@@ -198,7 +199,7 @@ describe("jobs through a dying consumer and a receiver down for minutes", () => 
 
     queue.failSends = 1; // the first job's consumer dies after storing its result
     await queue.drain(env, 1);
-    const firstRun = (await env.JOBS?.get(jobKey(ids[0] as string), "json")) as JobRecord;
+    const firstRun = (await jobs.get(jobKey(ids[0] as string), "json")) as JobRecord;
     expect(firstRun.status).toBe("completed");
     queue.loseDeliveryAcks = 2; // and two consumers die after a receiver's 2xx, before the ack
     await queue.drain(env);
@@ -209,7 +210,7 @@ describe("jobs through a dying consumer and a receiver down for minutes", () => 
       expect(typeof job.result.text).toBe("string");
     }
     // Redelivering the first job's run message did not run it again.
-    expect(((await env.JOBS?.get(jobKey(ids[0] as string), "json")) as JobRecord).finished_at).toBe(
+    expect(((await jobs.get(jobKey(ids[0] as string), "json")) as JobRecord).finished_at).toBe(
       firstRun.finished_at,
     );
 
