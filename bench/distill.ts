@@ -7,6 +7,7 @@
  * twin. Then each model is served by `npm start` (SPROUT_MODEL_DIR) and the same prompts go
  * through the API at τ 0.9: tokens per forward as a client sees it in `usage`.
  *
+ * DISTILL_PROMPTS (default 40) and DISTILL_THRESHOLDS (default 0.9,0.7,0.5) change the sweep.
  * Prints tables and writes bench/results/distill.json.
  */
 import { mkdirSync, writeFileSync } from "node:fs";
@@ -22,9 +23,10 @@ if (dirs.length === 0) {
   console.error("usage: npm run bench:distill -- <model dir> [<model dir> …]");
   process.exit(2);
 }
-const PROMPTS = 40;
+/** Held-out MBPP prompts (task ids 1…PROMPTS; stage 4 trains on the train split, 601-974). */
+const PROMPTS = Number(process.env.DISTILL_PROMPTS ?? 40);
 const MAX_TOKENS = 64;
-const THRESHOLDS = [0.9, 0.7, 0.5];
+const THRESHOLDS = (process.env.DISTILL_THRESHOLDS ?? "0.9,0.7,0.5").split(",").map(Number);
 const tasks = mbppTasks(PROMPTS);
 const twin = await loadModel(TWIN_MODEL_DIR);
 const tokenizer = await TextTokenizer.fromFile(join(TWIN_MODEL_DIR, "tokenizer.json"));
