@@ -4,11 +4,11 @@ reduction, both as fine-tuning of a trained (stage 1-2) denoiser.
     # stage 3: for each training block, K teacher-forced orders; keep the most likely; states along it
     python models/python/distill.py trajectories --stage 3 --model runs/gpu2/weights --data data/gpu-raw \\
         --out runs/distill/orders.pt --samples 512 --orders 4
-    # stage 4: the model's own decoding (greedy, threshold τ) of training prompts: states and results
-    python models/python/distill.py trajectories --stage 4 --model runs/gpu2/weights --data data/gpu-raw \\
-        --out runs/distill/rollouts.pt --samples 512
+    # stage 4: the model's own decoding of MBPP training prompts, verified; the fewest-forwards kept
+    python models/python/distill.py trajectories --stage 4 --prompts mbpp --model runs/gpu2/weights \\
+        --data data/gpu-raw --out runs/distill/mbpp-rollouts.pt --samples 300 --prompt-len 32
     python models/python/distill.py train --model runs/gpu2/weights --trajectories runs/distill/orders.pt \\
-        --trajectories runs/distill/rollouts.pt --data data/gpu-raw --run runs/distill --steps 300
+        --trajectories runs/distill/mbpp-rollouts.pt --data data/gpu-raw --run runs/distill --steps 300
     python models/python/export.py --fp16 --checkpoint runs/distill/weights --out <dir>
 
 A *trajectory* is one block of `block` tokens after a prompt of `prompt_len` tokens: its final
@@ -26,15 +26,21 @@ positions, through the same two-stream layout as train.py (so the KV cache stays
   argument: a model trained on all orders must also learn the hard ones it will never use).
   Loss weight 1/t, t the masked share (the ELBO's weighting), and, with `--edit-rate`, stage 2's
   edit corruption of the visible tokens (edit-style augmentation).
-* **Stage 4, on-policy step reduction** (`--stage 4`). The model decodes training prompts itself
-  (greedy, threshold τ, one forward per step) and its result is the target: training on its own
-  intermediate states with its own final tokens as targets (cross-entropy, which also forces
-  certainty) makes it confident earlier, so the same threshold commits more tokens per step and
-  lands on the same text. A verifier keeps only rollouts it accepts (`--verify`: no block that is
-  mostly one repeated 4-gram, the degenerate loop of a weak model, so certainty is not taught on
-  garbage); the reward is fewer steps at verified quality. The reference system's
-  surrogate rewards the edit distance between successive states; here the certainty loss is the
-  direct lever, and the steps saved are measured, not rewarded.
+* **Stage 4, on-policy step reduction** (`--stage 4`). The model decodes prompts itself (threshold
+  τ, one forward per step, as the runtime does) and its verified result is the target: training
+  on its own intermediate states with its own final tokens as targets (cross-entropy, which also
+  forces certainty) makes it confident earlier, so the same threshold commits more tokens per
+  step and lands on the same text. Two sources of prompts:
+  - `--prompts mbpp` (the recipe): MBPP's *train* split (task ids 601-974; the evaluations use tasks
+    1-510). Per task, one rollout per (τ, temperature) in `--thresholds` × `--temperatures`
+    (greedy and sampled, fast and slow). The verifier keeps a rollout when no block loops, the
+    function it writes parses, and the model's own verification (verify.ts's score: each block
+    re-masked in two halves) finds it plausible; it also runs the task's unit tests in the
+    sandbox. The target per task is the verified rollout that passes its tests, else the one with
+    the fewest forwards: rejection sampling whose reward is fewer steps at verified quality.
+  - `--prompts data`: windows of the training data, with only the loop filter (the first runs).
+  The reference system's surrogate rewards the edit distance between successive states; here
+  the fewest-forwards choice is the reward and the certainty loss the lever.
 
 `train` mixes the trajectory loss with train.py's diffusion loss on fresh windows
 (`--anchor`, share of each batch) so the model keeps what it knew.
@@ -230,7 +236,7 @@ def data_trajectories(args, model: Denoiser, out: dict) -> None:
         else:
             generated, order, _ = rollout(model, windows[:, : args.prompt_len], args.blocks, args.block, args.threshold)
             windows = torch.cat([windows[:, : args.prompt_len], generated], dim=1)
-            kept = torch.tensor([not (args.verify and rejected(row, args)) for row in generated.tolist()])
+            kept = torch.tensor([not (args.verify and has_loop(row, args.blocks, args.block)) for row in generated.tolist()])
             steps_all.append((order.view(n, args.blocks, args.block).amax(-1) + 1).float().mean(-1))
         windows_all.append(windows)
         orders_all.append(order)
@@ -259,7 +265,7 @@ def verify_rollout(task: dict, completion: str, ids: list[int], blocks: int, blo
     """Stage 4's verifier for one MBPP rollout: no degenerate loop in any block, the function
     parses, the model's own verification finds it plausible (verify.ts's default threshold), and
     — when it parses — whether the task's unit tests pass (sandboxed, as evaluate.py runs them)."""
-    loops = any(repeats_too_much(ids[b * block : (b + 1) * block]) for b in range(blocks))
+    loops = has_loop(ids, blocks, block)
     source = function_candidate(task, completion)
     parses = evaluate.parses(source)
     passed = parses and not loops and evaluate.run_program(
@@ -319,12 +325,9 @@ def mbpp_rollouts(args, model: Denoiser, out: dict) -> None:
                         "kept_tokens_per_forward": args.blocks * args.block * len(kept) / max(1, sum(c["forwards"] for c in kept))})
 
 
-def rejected(row: list[int], args) -> bool:
-    """The verifier of stage 4's rollouts (see the module docstring)."""
-    for b in range(args.blocks):
-        if repeats_too_much(row[b * args.block : (b + 1) * args.block]):
-            return True
-    return False
+def has_loop(ids: list[int], blocks: int, block: int) -> bool:
+    """The loop filter of stage 4's verifiers: a block that is mostly one repeated 4-gram."""
+    return any(repeats_too_much(ids[b * block : (b + 1) * block]) for b in range(blocks))
 
 
 def trajectory_batch(data: dict, batch: int, rng: np.random.Generator, edit_rate: float):
