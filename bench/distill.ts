@@ -5,7 +5,7 @@
  * block 32, in this process (the runtime the node runs): tokens per forward, tokens/s, and quality
  * — the function's lines parse, and the completion's bits per token under the autoregressive
  * twin. Then each model is served by `npm start` (SPROUT_MODEL_DIR) and the same prompts go
- * through the API at τ 0.9: tokens per forward as a client sees it in `usage`.
+ * through the API at each τ: tokens per forward as a client sees it in `usage`.
  *
  * DISTILL_PROMPTS (default 40) and DISTILL_THRESHOLDS (default 0.9,0.7,0.5) change the sweep.
  * Prints tables and writes bench/results/distill.json.
@@ -52,7 +52,7 @@ for (const dir of dirs) {
   await model.session.release();
 }
 
-/** The same prompts through the API: `npm start` serving this model, native endpoint, τ 0.9. */
+/** The same prompts through the API: `npm start` serving this model, POST /v1/completions, each τ. */
 async function throughApi(dir: string) {
   const edgePort = await freePort();
   const key = "sk-bench-distill";
@@ -62,35 +62,40 @@ async function throughApi(dir: string) {
     SPROUT_NODE_PORT: String(await freePort()),
     SPROUT_MODEL_DIR: dir,
   });
+  const rows = [];
   try {
     await whenReady(sprout);
-    let tokens = 0;
-    let forwards = 0;
-    const t0 = performance.now();
-    for (const task of tasks) {
-      const response = await fetch(`http://127.0.0.1:${edgePort}/v1/completions`, {
-        method: "POST",
-        headers: { authorization: `Bearer ${key}`, "content-type": "application/json" },
-        body: JSON.stringify({
-          model: "sprout-tiny",
-          prompt: mbppPrompt(task),
-          max_tokens: MAX_TOKENS,
-          threshold: 0.9,
-        }),
+    for (const threshold of THRESHOLDS) {
+      let tokens = 0;
+      let forwards = 0;
+      const t0 = performance.now();
+      for (const task of tasks) {
+        const response = await fetch(`http://127.0.0.1:${edgePort}/v1/completions`, {
+          method: "POST",
+          headers: { authorization: `Bearer ${key}`, "content-type": "application/json" },
+          body: JSON.stringify({
+            model: "sprout-tiny",
+            prompt: mbppPrompt(task),
+            max_tokens: MAX_TOKENS,
+            threshold,
+          }),
+        });
+        const body = (await response.json()) as {
+          usage: { completion_tokens: number; forward_passes: number };
+        };
+        tokens += body.usage.completion_tokens;
+        forwards += body.usage.forward_passes;
+      }
+      const seconds = (performance.now() - t0) / 1000;
+      rows.push({
+        model: dir,
+        threshold,
+        tokens_per_forward: tokens / forwards,
+        tokens_per_s: tokens / seconds,
       });
-      const body = (await response.json()) as {
-        usage: { completion_tokens: number; forward_passes: number };
-      };
-      tokens += body.usage.completion_tokens;
-      forwards += body.usage.forward_passes;
+      console.log(JSON.stringify(rows.at(-1)));
     }
-    const seconds = (performance.now() - t0) / 1000;
-    return {
-      model: dir,
-      threshold: 0.9,
-      tokens_per_forward: tokens / forwards,
-      tokens_per_s: tokens / seconds,
-    };
+    return rows;
   } finally {
     sprout.child.kill("SIGINT");
     await sprout.exited;
@@ -98,10 +103,7 @@ async function throughApi(dir: string) {
 }
 
 const api = [];
-for (const dir of dirs) {
-  api.push(await throughApi(dir));
-  console.log(JSON.stringify(api.at(-1)));
-}
+for (const dir of dirs) api.push(...(await throughApi(dir)));
 
 console.log(`\n${PROMPTS} held-out MBPP prompts, ≤ ${MAX_TOKENS} tokens, greedy, block 32`);
 console.table(
@@ -114,10 +116,11 @@ console.table(
     "twin bits/token": r.twin_bits_per_token.toFixed(2),
   })),
 );
-console.log("Through the API (npm start, POST /v1/completions, τ 0.9)");
+console.log("Through the API (npm start, POST /v1/completions)");
 console.table(
   api.map((r) => ({
     model: r.model.split("/").at(-1),
+    τ: r.threshold,
     "tokens/forward": r.tokens_per_forward.toFixed(2),
     "tokens/s": r.tokens_per_s.toFixed(0),
   })),
