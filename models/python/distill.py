@@ -410,15 +410,24 @@ def train(args) -> None:
         log.flush()
         if (step + 1) % 10 == 0:
             print(json.dumps(record), flush=True)
+    # The run's arguments join those of earlier fine-tunes (export.py writes the whole recipe from them)…
+    earlier = state["args"].get("distill", [])
+    this = {k: [str(p) for p in v] if k == "trajectories" else str(v) if isinstance(v, Path) else v
+            for k, v in vars(args).items() if k != "func"}
     weights = {
         "config": state["config"],
         "model": {k: v.detach().to(torch.bfloat16) for k, v in model.state_dict().items()},
         "step": int(state["step"]) + args.steps,
-        "args": {**state["args"], "distill": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()
-                                              if k != "func"}},
+        "args": {**state["args"], "distill": [*([earlier] if isinstance(earlier, dict) else earlier),
+                                              {**this, "stages": [data["stage"] for data in sets]}]},
     }
     save_parts(weights, args.run / "weights")
-    (args.run / "weights" / "log.jsonl").write_text((args.run / "log.jsonl").read_text())
+    # …and its log follows the base model's, its steps counted on from there.
+    base_log = (args.model if args.model.is_dir() else args.model.parent) / "log.jsonl"
+    own = [{**json.loads(line), "step": json.loads(line)["step"] + int(state["step"])}
+           for line in (args.run / "log.jsonl").read_text().splitlines()]
+    (args.run / "weights" / "log.jsonl").write_text(
+        (base_log.read_text() if base_log.exists() else "") + "".join(json.dumps(r) + "\n" for r in own))
     print(f"wrote {args.run / 'weights'}")
 
 

@@ -152,7 +152,17 @@ def recipe(args: dict, records: list[dict]) -> str:
     if args.get("fim_rate"):
         first = next((f" from step {r['step']}" for r in records if r.get("fim_rate")), "")
         text += f"; fill-in-the-middle (PSM, middle ends with <|eos|>) on {args['fim_rate']:.0%} of windows{first}"
+    for run in distill_runs(args):
+        names = {3: "stage 3 (constrained-order trajectories)", 4: "stage 4 (on-policy step reduction: verified own rollouts)"}
+        text += (f"; then {run['steps']} steps of {' + '.join(names.get(s, f'stage {s}') for s in run.get('stages', []))}"
+                 f" fine-tuning (distill.py, lr {run['lr']}, anchor {run['anchor']})")
     return text
+
+
+def distill_runs(args: dict) -> list[dict]:
+    """The distill.py fine-tunes a checkpoint went through, oldest first."""
+    runs = args.get("distill", [])
+    return [runs] if isinstance(runs, dict) else runs
 
 
 def corpus_licenses(data: dict) -> dict | None:
@@ -260,7 +270,9 @@ def main() -> None:
         "training": {
             "recipe": recipe(state["args"], records),
             "steps": state["step"],
-            "tokens": state["step"] * int(state["args"]["batch"]) * int(state["args"]["length"])
+            # Pre-training tokens (the distill.py fine-tunes' steps are small batches of trajectories).
+            "tokens": (state["step"] - sum(r["steps"] for r in distill_runs(state["args"])))
+                      * int(state["args"]["batch"]) * int(state["args"]["length"])
                       * max([r.get("world_size", 1) for r in records] or [1]),
             "data": data.get("source", "unknown (no data.json beside the training data)"),
             "data_splits": data.get("splits"),
