@@ -270,9 +270,9 @@ describe("decoding the shipped model", () => {
   });
 
   it("runs edit rounds before a block is final, as edit events, each a forward", async () => {
-    const options = { prompt: "for i in range(10):\n", maxTokens: 16, blockSize: 16, threshold: 0.05 };
+    const options = { prompt: "def parse(line):\n", maxTokens: 16, blockSize: 16, threshold: 0.05 };
     const plain = await collect(options);
-    const edited = await collect({ ...options, editRounds: 2, editThreshold: 0.3 });
+    const edited = await collect({ ...options, editRounds: 2, editThreshold: 0.1 });
     const edits = edited.filter((e) => e.type === "edit");
     expect(edits.length).toBeGreaterThan(0);
     for (const edit of edits) {
