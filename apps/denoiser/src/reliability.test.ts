@@ -11,24 +11,14 @@ import { join } from "node:path";
 import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadModel, type Model, SHIPPED_MODEL_DIR } from "../../../models/src/index.ts";
+import { readWithin } from "../../../test/support/deadline.ts";
 import { createDenoiserApp } from "./app.ts";
 
 const SECRET = "node-reliability-secret";
 const ROUTES = ["/v1/generate", "/v1/verify", "/v1/edit"] as const;
 const HANG_MS = 30_000;
 
-async function answer(response: Response | Promise<Response>): Promise<{ status: number; text: string }> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const hang = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`no complete answer within ${HANG_MS} ms`)), HANG_MS);
-  });
-  try {
-    const r = await Promise.race([response, hang]);
-    return { status: r.status, text: await Promise.race([r.text(), hang]) };
-  } finally {
-    clearTimeout(timer);
-  }
-}
+const answer = (response: Response | Promise<Response>) => readWithin(response, HANG_MS);
 
 describe("the denoiser node, attacked", () => {
   let model: Model;

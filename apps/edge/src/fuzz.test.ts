@@ -9,6 +9,7 @@
 import type { Queue } from "@cloudflare/workers-types";
 import fc from "fast-check";
 import { beforeAll, describe, expect, inject, it } from "vitest";
+import { readWithin } from "../../../test/support/deadline.ts";
 import { memoryKv } from "../../../test/support/memory-kv.ts";
 import { createEdgeApp, MAX_BODY_BYTES } from "./app.ts";
 import { sha256Hex } from "./auth.ts";
@@ -57,24 +58,15 @@ const request = (method: string, path: string, body?: BodyInit, contentType = "a
 
 /** The answer, read to its end within HANG_MS: never a 5xx; an error is JSON with a code and a message. */
 async function expectClean(pending: Response | Promise<Response>): Promise<{ status: number; body: string }> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const hang = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`no complete answer within ${HANG_MS} ms`)), HANG_MS);
-  });
-  try {
-    const response = await Promise.race([pending, hang]);
-    const body = await Promise.race([response.text(), hang]);
-    expect(response.status, body.slice(0, 300)).toBeLessThan(500);
-    if (response.status >= 400) {
-      expect(response.headers.get("content-type")).toMatch(/^application\/json/);
-      const { error } = JSON.parse(body) as { error: { code: unknown; message: unknown } };
-      expect(typeof error.code).toBe("string");
-      expect(typeof error.message === "string" && error.message.length > 0).toBe(true);
-    }
-    return { status: response.status, body };
-  } finally {
-    clearTimeout(timer);
+  const { status, contentType, text } = await readWithin(pending, HANG_MS);
+  expect(status, text.slice(0, 300)).toBeLessThan(500);
+  if (status >= 400) {
+    expect(contentType).toMatch(/^application\/json/);
+    const { error } = JSON.parse(text) as { error: { code: unknown; message: unknown } };
+    expect(typeof error.code).toBe("string");
+    expect(typeof error.message === "string" && error.message.length > 0).toBe(true);
   }
+  return { status, body: text };
 }
 
 /** Values that do not belong in a field: wrong types, extreme numbers, odd text. */
