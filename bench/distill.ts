@@ -7,7 +7,8 @@
  * twin. Then each model is served by `npm start` (SPROUT_MODEL_DIR) and the same prompts go
  * through the API at each τ: tokens per forward as a client sees it in `usage`.
  *
- * DISTILL_PROMPTS (default 40) and DISTILL_THRESHOLDS (default 0.9,0.7,0.5) change the sweep.
+ * DISTILL_PROMPTS (default 40), DISTILL_THRESHOLDS (default 0.9,0.7,0.5) and DISTILL_API_THRESHOLDS
+ * (default: the same) change the sweep.
  * Prints tables and writes bench/results/distill.json.
  */
 import { mkdirSync, writeFileSync } from "node:fs";
@@ -27,6 +28,7 @@ if (dirs.length === 0) {
 const PROMPTS = Number(process.env.DISTILL_PROMPTS ?? 40);
 const MAX_TOKENS = 64;
 const THRESHOLDS = (process.env.DISTILL_THRESHOLDS ?? "0.9,0.7,0.5").split(",").map(Number);
+const API_THRESHOLDS = (process.env.DISTILL_API_THRESHOLDS ?? THRESHOLDS.join(",")).split(",").map(Number);
 const tasks = mbppTasks(PROMPTS);
 const twin = await loadModel(TWIN_MODEL_DIR);
 const tokenizer = await TextTokenizer.fromFile(join(TWIN_MODEL_DIR, "tokenizer.json"));
@@ -65,7 +67,7 @@ async function throughApi(dir: string) {
   const rows = [];
   try {
     await whenReady(sprout);
-    for (const threshold of THRESHOLDS) {
+    for (const threshold of API_THRESHOLDS) {
       let tokens = 0;
       let forwards = 0;
       const t0 = performance.now();
@@ -114,6 +116,7 @@ console.table(
     "tokens/s": r.tokens_per_s.toFixed(0),
     "syntax-valid": `${(100 * r.syntax_valid).toFixed(1)}%`,
     "twin bits/token": r.twin_bits_per_token.toFixed(2),
+    "repeated 4-grams": `${(100 * r.repeated_4grams).toFixed(0)}%`,
   })),
 );
 console.log("Through the API (npm start, POST /v1/completions)");

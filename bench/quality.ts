@@ -69,6 +69,22 @@ export async function twinBits(
   return { bits: nats / Math.LN2, tokens: ids.length - before - 1 };
 }
 
+/**
+ * Degeneration, a check on the two measures above (both can be fooled by repetition: a loop can
+ * parse, and the twin finds it predictable): the share of a completion's token 4-grams that
+ * repeat an earlier one.
+ */
+export function repeatedShare(ids: readonly number[]): number {
+  const seen = new Set<string>();
+  let repeats = 0;
+  for (let i = 0; i + 4 <= ids.length; i++) {
+    const gram = ids.slice(i, i + 4).join(",");
+    if (seen.has(gram)) repeats++;
+    seen.add(gram);
+  }
+  return ids.length >= 4 ? repeats / (ids.length - 3) : 0;
+}
+
 export interface DialContext {
   tasks: MbppTask[];
   twin: Model;
@@ -89,6 +105,7 @@ export async function dialRow(
   let wall = 0;
   let bits = 0;
   let judged = 0;
+  let repeated = 0;
   for (const task of tasks) {
     const t0 = performance.now();
     let text = "";
@@ -108,6 +125,7 @@ export async function dialRow(
     const judge = await twinBits(twin, tokenizer, mbppPrompt(task), text);
     bits += judge.bits;
     judged += judge.tokens;
+    repeated += repeatedShare(tokenizer.encode(text));
   }
   return {
     name,
@@ -116,6 +134,7 @@ export async function dialRow(
     tokens_per_s: tokens / (wall / 1000),
     syntax_valid: valid / tasks.length,
     twin_bits_per_token: bits / judged,
+    repeated_4grams: repeated / tasks.length,
     mean_tokens: tokens / tasks.length,
   };
 }
