@@ -48,7 +48,10 @@ describe("npm start, end to end through workerd", () => {
   });
 
   it("serves concurrent streams for a bounded time without an error, its memory flat (load, CI form)", async () => {
-    // The full load benchmark (more streams, longer, batching on and off) is bench/load.ts.
+    // The full load benchmark (more streams, longer, batching on and off) is bench/load.ts. The
+    // local Workers runtime grows by ~100 MB as it warms up, then slowly (docs/RELIABILITY.md):
+    // warm up first, so that the bound below catches a leak, not the warm-up.
+    await runLoad({ url: edge, key: API_KEY, streams: 6, seconds: 3 });
     const result = await runLoad({
       url: edge,
       key: API_KEY,
@@ -60,7 +63,7 @@ describe("npm start, end to end through workerd", () => {
     expect(result.completed).toBe(result.requests);
     expect(result.completed).toBeGreaterThanOrEqual(6);
     expect(result.first_block_ms.p99).toBeLessThan(result.stream_ms.p99);
-    expect(result.memory_mb.end - result.memory_mb.start).toBeLessThan(150);
+    expect(result.memory_mb.end - result.memory_mb.start).toBeLessThan(100);
   }, 60_000);
 
   it("never prints the key it was given", () => {
