@@ -10,6 +10,7 @@ import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { cpus } from "node:os";
 import { fileURLToPath } from "node:url";
 import { createParser } from "eventsource-parser";
+import { quantiles } from "../test/support/load.ts";
 import { startSprout, whenReady } from "../test/support/sprout.ts";
 
 const here = (path: string) => fileURLToPath(new URL(path, import.meta.url));
@@ -63,19 +64,14 @@ for (let round = -3; round < ROUNDS; round++) {
 }
 sprout.child.kill("SIGINT");
 
-const quantile = (xs: number[], q: number) =>
-  [...xs].sort((x, y) => x - y)[Math.min(xs.length - 1, Math.floor(q * xs.length))] as number;
 const summary = (runs: { first: number; total: number }[]) => {
-  const at = (key: "first" | "total", q: number) =>
-    quantile(
-      runs.map((r) => r[key]),
-      q,
-    );
+  const first = quantiles(runs.map((r) => r.first));
+  const total = quantiles(runs.map((r) => r.total));
   return {
-    first_block_p50_ms: at("first", 0.5),
-    first_block_p99_ms: at("first", 0.99),
-    total_p50_ms: at("total", 0.5),
-    total_p99_ms: at("total", 0.99),
+    first_block_p50_ms: first.p50,
+    first_block_p99_ms: first.p99,
+    total_p50_ms: total.p50,
+    total_p99_ms: total.p99,
   };
 };
 const rows = { node: summary(direct), edge: summary(viaEdge) };

@@ -31,6 +31,8 @@ declare module "vitest" {
     upstreamUrl: string;
     upstreamKey: string;
     receiverUrl: string;
+    /** The model's control tokens as text, `<|mask|>`…: what a prompt may spell but never inject. */
+    controlTokens: string[];
   }
 }
 
@@ -69,6 +71,10 @@ export default async function setup(project: TestProject) {
   project.provide("nodeUrl", node.url);
   project.provide("nodeSecret", node.secret);
   project.provide("modelId", node.model.manifest.name);
+  project.provide(
+    "controlTokens",
+    Object.keys(node.model.manifest.special_tokens).map((name) => `<|${name}|>`),
+  );
   project.provide("cancellingNodeUrl", (fakes[0] as RunningServer).url);
   project.provide("failingNodeUrl", (fakes[1] as RunningServer).url);
   project.provide("slowNodeUrl", (fakes[2] as RunningServer).url);

@@ -21,15 +21,8 @@ const app = createEdgeApp();
 let env: Env;
 /** How long any one request may take before it counts as a hang. */
 const HANG_MS = 30_000;
-const CONTROL_TOKENS = [
-  "<|pad|>",
-  "<|bos|>",
-  "<|eos|>",
-  "<|mask|>",
-  "<|fim_prefix|>",
-  "<|fim_suffix|>",
-  "<|fim_middle|>",
-];
+/** The model's control tokens as text (`<|mask|>`…), from its manifest (test/support/edge-setup.ts). */
+const CONTROL_TOKENS = inject("controlTokens");
 
 beforeAll(async () => {
   env = {
@@ -79,18 +72,17 @@ const hostile = fc.oneof(
 );
 
 /** Each POST route with a small valid body (≤ 2 tokens to generate, so the real node answers fast). */
-const routes = (model: string) => [
-  { path: "/v1/completions", valid: { model, prompt: "def f(x):\n", max_tokens: 2 } },
-  {
-    path: "/v1/chat/completions",
-    valid: { model, messages: [{ role: "user", content: "add" }], max_tokens: 2 },
-  },
-  { path: "/v1/generate", valid: { model, prompt: "x = ", max_tokens: 2 } },
-  { path: "/v1/verify", valid: { model, code: "x = 1\n" } },
-  { path: "/v1/edits", valid: { model, code: "x = (1 + 2\n", rounds: 1 } },
-  { path: "/v1/jobs", valid: { type: "completion", request: { prompt: "x", max_tokens: 2 } } },
-  { path: "/v1/webhooks", valid: { url: "https://hooks.example.com/sprout" } },
-];
+const VALID: Record<string, (model: string) => Record<string, unknown>> = {
+  "/v1/completions": (model) => ({ model, prompt: "def f(x):\n", max_tokens: 2 }),
+  "/v1/chat/completions": (model) => ({ model, messages: [{ role: "user", content: "add" }], max_tokens: 2 }),
+  "/v1/generate": (model) => ({ model, prompt: "x = ", max_tokens: 2 }),
+  "/v1/verify": (model) => ({ model, code: "x = 1\n" }),
+  "/v1/edits": (model) => ({ model, code: "x = (1 + 2\n", rounds: 1 }),
+  "/v1/jobs": () => ({ type: "completion", request: { prompt: "x", max_tokens: 2 } }),
+  "/v1/webhooks": () => ({ url: "https://hooks.example.com/sprout" }),
+};
+const PATHS = Object.keys(VALID);
+const validBody = (path: string) => (VALID[path] as (model: string) => Record<string, unknown>)(env.MODEL_ID);
 
 /** A valid body with one field replaced by a hostile value, or removed, or an extra field added. */
 function mutated(valid: Record<string, unknown>) {
@@ -115,11 +107,11 @@ function mutated(valid: Record<string, unknown>) {
 }
 
 describe("every public route, fuzzed", () => {
-  it.each(routes("MODEL").map((r) => [r.path]))("POST %s: any body, never a 5xx or a hang", async (path) => {
-    const route = routes(env.MODEL_ID).find((r) => r.path === path) as ReturnType<typeof routes>[number];
-    expect((await expectClean(request("POST", path, JSON.stringify(route.valid)))).status).toBeLessThan(300);
+  it.each(PATHS)("POST %s: any body, never a 5xx or a hang", async (path) => {
+    const valid = validBody(path);
+    expect((await expectClean(request("POST", path, JSON.stringify(valid)))).status).toBeLessThan(300);
     await fc.assert(
-      fc.asyncProperty(fc.oneof(mutated(route.valid), fc.jsonValue({ maxDepth: 4 })), async (body) => {
+      fc.asyncProperty(fc.oneof(mutated(valid), fc.jsonValue({ maxDepth: 4 })), async (body) => {
         await expectClean(request("POST", path, JSON.stringify(body)));
       }),
       { numRuns: 40, seed: 8 },
@@ -129,7 +121,7 @@ describe("every public route, fuzzed", () => {
   it("answers bytes that are not UTF-8, or not JSON, with a 400", async () => {
     await fc.assert(
       fc.asyncProperty(
-        fc.constantFrom(...routes("m").map((r) => r.path)),
+        fc.constantFrom(...PATHS),
         fc.uint8Array({ minLength: 1, maxLength: 300 }),
         async (path, bytes) => {
           const { status } = await expectClean(
@@ -154,20 +146,13 @@ describe("every public route, fuzzed", () => {
       fc.stringMatching(/^[a-z]{1,10}\/[a-z+.-]{1,20}$/).filter((t) => !/json/.test(t)),
     );
     await fc.assert(
-      fc.asyncProperty(
-        fc.constantFrom(...routes("m").map((r) => r.path)),
-        contentTypes,
-        async (path, type) => {
-          const route = routes(env.MODEL_ID).find((r) => r.path === path) as ReturnType<
-            typeof routes
-          >[number];
-          const { status, body } = await expectClean(
-            request("POST", path, JSON.stringify(route.valid), type),
-          );
-          expect(status).toBe(400);
-          expect(body).toContain("invalid_content_type");
-        },
-      ),
+      fc.asyncProperty(fc.constantFrom(...PATHS), contentTypes, async (path, type) => {
+        const { status, body } = await expectClean(
+          request("POST", path, JSON.stringify(validBody(path)), type),
+        );
+        expect(status).toBe(400);
+        expect(body).toContain("invalid_content_type");
+      }),
       { numRuns: 40, seed: 8 },
     );
   });
@@ -184,7 +169,7 @@ describe("every public route, fuzzed", () => {
     ["NaN and Infinity (not JSON)", '{"model":"m","prompt":"x","max_tokens":NaN,"threshold":Infinity}', 400],
     ["an empty body", "", 400],
   ])("answers %s with a JSON error", async (_, body, expected) => {
-    for (const path of routes("m").map((r) => r.path)) {
+    for (const path of PATHS) {
       expect((await expectClean(request("POST", path, body))).status).toBe(expected);
     }
   });

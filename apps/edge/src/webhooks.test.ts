@@ -94,6 +94,31 @@ beforeAll(() => {
   receiver = inject("receiverUrl");
 });
 
+/** The edge's bindings here: the real node, in-memory KV and the simulated queue; loopback receivers allowed. */
+async function edgeEnv(queue = new SimulatedQueue(), jobs = memoryKv()): Promise<Env> {
+  return {
+    MODEL_ID: inject("modelId"),
+    DENOISER_URL: inject("nodeUrl"),
+    DENOISER_SECRET: inject("nodeSecret"),
+    API_KEY_HASHES: await sha256Hex(KEY),
+    JOBS: jobs,
+    JOBS_QUEUE: queue.binding,
+    ALLOW_LOOPBACK_WEBHOOKS: "1",
+  };
+}
+
+/** A call to the edge with the test key: GET, or POST of `body` as JSON. */
+const api = (env: Env, path: string, body?: unknown) =>
+  app.request(
+    path,
+    {
+      method: body === undefined ? "GET" : "POST",
+      headers: { authorization: `Bearer ${KEY}`, "content-type": "application/json" },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    },
+    env,
+  );
+
 describe("webhook deliveries", () => {
   it("does not follow a redirect (a receiver could point the edge anywhere)", async () => {
     const outcome = await deliver(hook(`${receiver}/redirect/r1`), "msg_r1", "{}", 1);
@@ -110,24 +135,9 @@ describe("webhook deliveries", () => {
   });
 
   it("sends only its own headers: line breaks in a webhook URL cannot add one", async () => {
-    const env: Env = {
-      MODEL_ID: inject("modelId"),
-      DENOISER_URL: inject("nodeUrl"),
-      DENOISER_SECRET: inject("nodeSecret"),
-      API_KEY_HASHES: await sha256Hex(KEY),
-      JOBS: memoryKv(),
-      JOBS_QUEUE: new SimulatedQueue().binding,
-      ALLOW_LOOPBACK_WEBHOOKS: "1",
-    };
-    const response = await app.request(
-      "/v1/webhooks",
-      {
-        method: "POST",
-        headers: { authorization: `Bearer ${KEY}`, "content-type": "application/json" },
-        body: JSON.stringify({ url: `${receiver}/hook/inj\r\nX-Injected: 1\r\n\r\nbody` }),
-      },
-      env,
-    );
+    const response = await api(await edgeEnv(), "/v1/webhooks", {
+      url: `${receiver}/hook/inj\r\nX-Injected: 1\r\n\r\nbody`,
+    });
     expect(response.status).toBe(201);
     const stored = (await response.json()) as WebhookRecord;
     expect(stored.url).not.toMatch(/[\r\n]/);
@@ -142,23 +152,7 @@ describe("webhook deliveries", () => {
     ["an unknown event", { url: "https://hooks.example.com/", events: ["job.*"] }],
     ["10,000 events", { url: "https://hooks.example.com/", events: Array(10_000).fill("job.completed") }],
   ])("refuses %s with a 400", async (_, body) => {
-    const env: Env = {
-      MODEL_ID: "m",
-      DENOISER_URL: "http://127.0.0.1:9",
-      DENOISER_SECRET: "s",
-      API_KEY_HASHES: await sha256Hex(KEY),
-      JOBS: memoryKv(),
-      JOBS_QUEUE: new SimulatedQueue().binding,
-    };
-    const response = await app.request(
-      "/v1/webhooks",
-      {
-        method: "POST",
-        headers: { authorization: `Bearer ${KEY}`, "content-type": "application/json" },
-        body: JSON.stringify(body),
-      },
-      env,
-    );
+    const response = await api(await edgeEnv(), "/v1/webhooks", body);
     expect(response.status).toBe(400);
   });
 });
@@ -167,32 +161,14 @@ describe("jobs through a dying consumer and a receiver down for minutes", () => 
   it("delivers each job, under one webhook-id each, after recovery; nothing is run twice", async () => {
     const queue = new SimulatedQueue();
     const jobs = memoryKv();
-    const env: Env = {
-      MODEL_ID: inject("modelId"),
-      DENOISER_URL: inject("nodeUrl"),
-      DENOISER_SECRET: inject("nodeSecret"),
-      API_KEY_HASHES: await sha256Hex(KEY),
-      JOBS: jobs,
-      JOBS_QUEUE: queue.binding,
-      ALLOW_LOOPBACK_WEBHOOKS: "1",
-    };
-    const api = async (path: string, body?: unknown) =>
-      app.request(
-        path,
-        {
-          method: body === undefined ? "GET" : "POST",
-          headers: { authorization: `Bearer ${KEY}`, "content-type": "application/json" },
-          body: body === undefined ? undefined : JSON.stringify(body),
-        },
-        env,
-      );
+    const env = await edgeEnv(queue, jobs);
     // Each delivery's first 6 attempts get 503: with backoff that is minutes of downtime.
     const registered = (await (
-      await api("/v1/webhooks", { url: `${receiver}/hook/down?down=6` })
+      await api(env, "/v1/webhooks", { url: `${receiver}/hook/down?down=6` })
     ).json()) as WebhookRecord;
     const ids: string[] = [];
     for (const prompt of ["def add(a, b):\n", "class Stack:\n", "import os\n"]) {
-      const accepted = await api("/v1/jobs", { type: "completion", request: { prompt, max_tokens: 4 } });
+      const accepted = await api(env, "/v1/jobs", { type: "completion", request: { prompt, max_tokens: 4 } });
       expect(accepted.status).toBe(202);
       ids.push(((await accepted.json()) as { id: string }).id);
     }
@@ -205,7 +181,9 @@ describe("jobs through a dying consumer and a receiver down for minutes", () => 
     await queue.drain(env);
 
     for (const id of ids) {
-      const job = (await (await api(`/v1/jobs/${id}`)).json()) as JobRecord & { result: { text: string } };
+      const job = (await (await api(env, `/v1/jobs/${id}`)).json()) as JobRecord & {
+        result: { text: string };
+      };
       expect(job.status).toBe("completed");
       expect(typeof job.result.text).toBe("string");
     }
