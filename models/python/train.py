@@ -10,8 +10,9 @@ probability t.
 * Stage 2 (`--stage2-from STEP`, the last ~20% of steps): the visible tokens of the noisy copy are
   also edited (substitutions, insertions, deletions; ⌊L·α_t⌋ per block, α_t ≤ 0.1) and every
   visible position is trained to give its clean token, so the model checks what it can see.
-* Infilling (`--fim-rate`): a share of windows is put in fill-in-the-middle order, the middle
-  closed by `<|eos|>` so its length need not be known in advance.
+* Infilling (`--fim-rate`): a share of windows becomes fill-in-the-middle samples (fim.py): a
+  real unit of code as the middle, starting on a block boundary, closed by `<|eos|>` and padded
+  with `<|eos|>`, so the model learns where a middle of unknown length stops inside a block.
 * The autoregressive twin (`--objective ar`): the same network with a causal mask and next-token
   loss, one stream, same windows (the same seed draws the same windows whatever the objective),
   same FIM.
@@ -47,13 +48,13 @@ try:
 except ImportError:  # GPU images may lack it: train without a progress bar
     tqdm = None
 
+from fim import FimLayout
 from model import Denoiser, ModelConfig, causal_mask, training_mask
-from tokenizer import SPECIAL_TOKENS
-from weights import save_parts, weights_only
+from tokenizer import SPECIAL_TOKENS, load_tokenizer
+from weights import from_model_dir, save_parts, weights_only
 
 MASK_ID = SPECIAL_TOKENS.index("<|mask|>")  # special tokens hold the first ids
-EOS_ID = SPECIAL_TOKENS.index("<|eos|>")
-FIM_PREFIX, FIM_SUFFIX, FIM_MIDDLE = (SPECIAL_TOKENS.index(f"<|fim_{part}|>") for part in ("prefix", "suffix", "middle"))
+DEFAULT_TOKENIZER = Path(__file__).resolve().parents[1] / "sprout-tiny" / "tokenizer.json"
 
 
 def logged_step(line: str) -> float:
@@ -71,22 +72,6 @@ def load_split(data_dir: Path, split: str) -> np.ndarray:
 def sample_windows(tokens: np.ndarray, batch: int, length: int, generator: np.random.Generator) -> torch.Tensor:
     starts = generator.integers(0, tokens.size - length, size=batch)
     return torch.from_numpy(np.stack([tokens[s : s + length] for s in starts]).astype(np.int64))
-
-
-def fim_windows(windows: np.ndarray, rate: float, rng: np.random.Generator) -> np.ndarray:
-    """Turns a share of windows into fill-in-the-middle order (PSM, as in Bavarian et al. 2022):
-    `<|fim_prefix|> P <|fim_suffix|> S <|fim_middle|> M <|eos|>`, cut at two random points.
-
-    The middle ends with `<|eos|>`, so a model learns where a middle of unknown length stops;
-    the four markers take the place of the window's last four tokens. Both objectives use it.
-    """
-    out = windows.copy()
-    length = windows.shape[1]
-    for row in np.flatnonzero(rng.random(len(windows)) < rate):
-        text = windows[row, : length - 4]
-        a, b = sorted(rng.integers(0, text.size + 1, size=2))
-        out[row] = np.concatenate([[FIM_PREFIX], text[:a], [FIM_SUFFIX], text[b:], [FIM_MIDDLE], text[a:b], [EOS_ID]])
-    return out
 
 
 def edit_corrupt(noisy: np.ndarray, t_block: np.ndarray, block_size: int, rng: np.random.Generator,
@@ -210,6 +195,9 @@ def main() -> None:
     parser.add_argument("--objective", choices=["diffusion", "ar"], default="diffusion",
                         help="ar: the autoregressive twin (same network, causal mask, next-token loss)")
     parser.add_argument("--fim-rate", type=float, default=0.0, help="share of windows in fill-in-the-middle order")
+    parser.add_argument("--tokenizer", type=Path, default=DEFAULT_TOKENIZER, help="for fill-in-the-middle samples")
+    parser.add_argument("--init-from", type=Path, default=None,
+                        help="a fresh run starts from this model directory's weights (its manifest and ONNX graph): a fine-tune")
     parser.add_argument("--stage2-from", type=int, default=None,
                         help="from this step on, stage 2: edit corruption of visible tokens (diffusion only)")
     parser.add_argument("--edit-rows", type=float, default=0.5,
@@ -255,6 +243,13 @@ def main() -> None:
     model = Denoiser(config).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.95), weight_decay=0.1)
     step, np_rng, torch_gen = 0, np.random.default_rng(args.seed), torch.Generator(device=device).manual_seed(args.seed)
+    if args.init_from and not checkpoint_path.exists():
+        state = from_model_dir(args.init_from)
+        config = ModelConfig(**state["config"])
+        model = Denoiser(config).to(device)
+        model.load_state_dict(state["model"])
+        optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.95), weight_decay=0.1)
+        print(f"fine-tuning {args.init_from} ({state['name']})")
     if checkpoint_path.exists():
         state = torch.load(checkpoint_path, map_location=device, weights_only=False)
         config = ModelConfig(**state["config"])
@@ -315,6 +310,7 @@ def main() -> None:
             go = bool(flag.item())
         return go
 
+    fim = FimLayout(load_tokenizer(args.tokenizer)) if args.fim_rate > 0 else None
     fit_from = (step + 20, time.time()) if args.fit_schedule and args.minutes else None
     while keep_going():
         if fit_from and step == fit_from[0] + 100:
@@ -337,8 +333,8 @@ def main() -> None:
         # FIM and edits draw from their own generator, keyed by step: the windows (np_rng) stay
         # the same whatever the recipe, so the twin and the denoiser see identical data.
         recipe_rng = np.random.default_rng([args.seed, step, rank] if rank else [args.seed, step])
-        if args.fim_rate > 0:
-            clean = torch.from_numpy(fim_windows(clean.numpy(), args.fim_rate, recipe_rng))
+        if fim:
+            clean = torch.from_numpy(fim.windows(clean.numpy(), args.fim_rate, block_size, recipe_rng))
         stage2 = args.objective == "diffusion" and args.stage2_from is not None and step >= args.stage2_from
         with autocast:
             loss, masked_nll = batch_loss(model, clean.to(device), block_size, torch_gen, args, recipe_rng if stage2 else None)

@@ -69,23 +69,6 @@ def test_autoregressive_twin_loss_is_next_token_prediction_as_decoded_with_the_c
     torch.testing.assert_close(loss, torch.stack(losses).mean(), atol=1e-5, rtol=1e-5)
 
 
-def test_fim_windows_keep_every_token_in_prefix_suffix_middle_order():
-    import numpy as np
-
-    from train import EOS_ID, FIM_MIDDLE, FIM_PREFIX, FIM_SUFFIX, fim_windows
-
-    windows = np.arange(100, 100 + 4 * 40).reshape(4, 40)
-    out = fim_windows(windows, 1.0, np.random.default_rng(0))
-    assert out.shape == windows.shape
-    for row, original in zip(out, windows):
-        row = list(row)
-        assert row[0] == FIM_PREFIX and row[-1] == EOS_ID
-        s, m = row.index(FIM_SUFFIX), row.index(FIM_MIDDLE)
-        prefix, suffix, middle = row[1:s], row[s + 1 : m], row[m + 1 : -1]
-        assert prefix + middle + suffix == list(original[:36]), "nothing lost, nothing repeated"
-    assert (fim_windows(windows, 0.0, np.random.default_rng(0)) == windows).all()
-
-
 def test_edit_corruption_edits_visible_tokens_within_each_block_only():
     import numpy as np
 
