@@ -21,10 +21,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from functools import lru_cache
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.attention.flex_attention import BlockMask, create_block_mask, flex_attention
 
 
 @dataclass
@@ -83,9 +85,17 @@ class Attention(nn.Module):
         q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
         keys = torch.cat([past_key, k], dim=2)
         values = torch.cat([past_value, v], dim=2)
-        # attention_mask: [batch, time, past+time], True where attending is allowed.
-        y = F.scaled_dot_product_attention(q, keys, values, attn_mask=attention_mask.unsqueeze(1))
+        y = attend(q, keys, values, attention_mask)
         return self.out(y.transpose(1, 2).reshape(batch, time, -1)), k, v
+
+
+def attend(q, keys, values, attention_mask: torch.Tensor | BlockMask) -> torch.Tensor:
+    """attention_mask: [batch, time, past+time] bool, True where attending is allowed; or, for
+    training on a GPU, a flex-attention BlockMask of the same pattern (its empty tiles are skipped
+    and no time×time matrix is stored)."""
+    if isinstance(attention_mask, BlockMask):
+        return flex_attention(q, keys, values, block_mask=attention_mask)
+    return F.scaled_dot_product_attention(q, keys, values, attn_mask=attention_mask.unsqueeze(1))
 
 
 class Block(nn.Module):
@@ -174,3 +184,24 @@ def training_mask(length: int, block_size: int, device=None) -> torch.Tensor:
     top = torch.cat([clean_clean, torch.zeros(length, length, dtype=torch.bool, device=device)], dim=1)
     bottom = torch.cat([noisy_clean, noisy_noisy], dim=1)
     return torch.cat([top, bottom], dim=0)
+
+
+@lru_cache(maxsize=16)
+def training_block_mask(length: int, block_size: int, device: str) -> BlockMask:
+    """`training_mask` as a flex-attention BlockMask (GPU training)."""
+
+    def allowed(batch, head, q, k):
+        q_noisy, k_noisy = q >= length, k >= length
+        qi, ki = q % length, k % length
+        clean_clean = ~q_noisy & ~k_noisy & (ki <= qi)
+        noisy_clean = q_noisy & ~k_noisy & (ki < qi // block_size * block_size)
+        noisy_noisy = q_noisy & k_noisy & (qi // block_size == ki // block_size)
+        return clean_clean | noisy_clean | noisy_noisy
+
+    return create_block_mask(allowed, None, None, 2 * length, 2 * length, device=device)
+
+
+@lru_cache(maxsize=4)
+def causal_block_mask(length: int, device: str) -> BlockMask:
+    """`causal_mask` with no past as a flex-attention BlockMask (the twin's GPU training)."""
+    return create_block_mask(lambda batch, head, q, k: k <= q, None, None, length, length, device=device)

@@ -34,7 +34,9 @@ import hashlib
 import json
 import math
 import os
+import queue
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -49,7 +51,7 @@ except ImportError:  # GPU images may lack it: train without a progress bar
     tqdm = None
 
 from fim import FimLayout
-from model import Denoiser, ModelConfig, causal_mask, training_mask
+from model import Denoiser, ModelConfig, causal_block_mask, causal_mask, training_block_mask, training_mask
 from tokenizer import SPECIAL_TOKENS, load_tokenizer
 from weights import from_model_dir, save_parts, weights_only
 
@@ -106,7 +108,7 @@ def edit_corrupt(noisy: np.ndarray, t_block: np.ndarray, block_size: int, rng: n
 
 
 def diffusion_loss(model: Denoiser, clean: torch.Tensor, block_size: int, generator: torch.Generator, t_min: float = 0.02,
-                   edit_rng: np.random.Generator | None = None, edit_rows: float = 1.0):
+                   edit_rng: np.random.Generator | None = None, edit_rows: float = 1.0, flex: bool = False):
     """Masked-diffusion ELBO for one batch of clean windows [batch, length].
 
     With `edit_rng` (stage 2), the visible tokens of a share `edit_rows` of the noisy rows are also
@@ -127,7 +129,7 @@ def diffusion_loss(model: Denoiser, clean: torch.Tensor, block_size: int, genera
 
     ids = torch.cat([clean, noisy], dim=1)
     positions = torch.arange(length, device=device).repeat(2).expand(batch, -1)
-    mask = training_mask(length, block_size, device).expand(batch, -1, -1)
+    mask = training_block_mask(length, block_size, str(device)) if flex else training_mask(length, block_size, device).expand(batch, -1, -1)
     past_key, past_value = model.empty_cache(batch, device)
     hidden, _, _ = model.hidden_states(ids, positions, past_key, past_value, mask)
     noisy_hidden = hidden[:, length:]
@@ -141,7 +143,7 @@ def diffusion_loss(model: Denoiser, clean: torch.Tensor, block_size: int, genera
     return loss, nll.mean()
 
 
-def autoregressive_loss(model: Denoiser, clean: torch.Tensor):
+def autoregressive_loss(model: Denoiser, clean: torch.Tensor, flex: bool = False):
     """Next-token cross-entropy with a causal mask: the autoregressive twin's objective.
 
     The same network and cache layout as the denoiser, one stream instead of two (half the
@@ -150,10 +152,40 @@ def autoregressive_loss(model: Denoiser, clean: torch.Tensor):
     batch, length = clean.shape
     positions = torch.arange(length, device=clean.device).expand(batch, -1)
     past_key, past_value = model.empty_cache(batch, clean.device)
-    hidden, _, _ = model.hidden_states(clean, positions, past_key, past_value, causal_mask(batch, 0, length, clean.device))
+    mask = causal_block_mask(length, str(clean.device)) if flex else causal_mask(batch, 0, length, clean.device)
+    hidden, _, _ = model.hidden_states(clean, positions, past_key, past_value, mask)
     logits = model.logits(hidden[:, :-1]).float()
     nll = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), clean[:, 1:].reshape(-1))
     return nll, nll
+
+
+def draw_batches(tokens: np.ndarray, args, np_rng: np.random.Generator, fim: FimLayout | None, step: int, rank: int):
+    """The batches of steps `step`, `step + 1`, …: (block size, windows, the step's recipe
+    generator, np_rng's state after drawing them, for the checkpoint)."""
+    while True:
+        block_size = args.block_sizes[int(np_rng.integers(len(args.block_sizes)))]
+        clean = sample_windows(tokens, args.batch, args.length, np_rng)
+        # FIM and edits draw from their own generator, keyed by step: the windows (np_rng) stay
+        # the same whatever the recipe, so the twin and the denoiser see identical data.
+        recipe_rng = np.random.default_rng([args.seed, step, rank] if rank else [args.seed, step])
+        if fim:
+            clean = torch.from_numpy(fim.windows(clean.numpy(), args.fim_rate, block_size, recipe_rng))
+        yield block_size, clean, recipe_rng, np_rng.bit_generator.state
+        step += 1
+
+
+def prefetch(iterator, depth: int = 2):
+    """Runs `iterator` in a thread, `depth` items ahead: on a GPU, drawing windows and laying out
+    FIM samples (tokenizer work) would otherwise leave it idle between steps."""
+    items: queue.Queue = queue.Queue(maxsize=depth)
+    threading.Thread(target=lambda: [items.put(item) for item in iterator], daemon=True).start()
+    while True:
+        yield items.get()
+
+
+def adamw(model: Denoiser, lr: float, device: torch.device) -> torch.optim.AdamW:
+    # fused: one kernel for every parameter's update on a GPU (a 10M model has ~40 small tensors)
+    return torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.95), weight_decay=0.1, fused=device.type == "cuda")
 
 
 def learning_rate(step: int, total: int, peak: float, warmup: int) -> float:
@@ -166,8 +198,8 @@ def learning_rate(step: int, total: int, peak: float, warmup: int) -> float:
 def batch_loss(model: Denoiser, clean: torch.Tensor, block_size: int, generator: torch.Generator, args,
                edit_rng: np.random.Generator | None = None):
     if args.objective == "ar":
-        return autoregressive_loss(model, clean)
-    return diffusion_loss(model, clean, block_size, generator, args.t_min, edit_rng, args.edit_rows)
+        return autoregressive_loss(model, clean, args.flex_attention)
+    return diffusion_loss(model, clean, block_size, generator, args.t_min, edit_rng, args.edit_rows, args.flex_attention)
 
 
 @torch.no_grad()
@@ -220,6 +252,8 @@ def main() -> None:
     parser.add_argument("--weights-out", type=Path, default=None,
                         help="also write bf16 weights in ≤15 MiB parts here at each checkpoint (GPU runs)")
     parser.add_argument("--compile", action="store_true", help="torch.compile the transformer (GPU runs)")
+    parser.add_argument("--flex-attention", action="store_true",
+                        help="block-sparse flex attention instead of a dense mask (GPU runs: long windows, large batches; CUDA only)")
     parser.add_argument("--fit-schedule", action="store_true",
                         help="with --minutes: after 100 steps, shrink --steps (and --stage2-from, kept at the same share) "
                              "to what the measured speed finishes in time, so a time-boxed run still anneals and reaches stage 2")
@@ -234,28 +268,32 @@ def main() -> None:
     if world > 1:
         dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
     device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}" if torch.cuda.is_available() else "cpu")
+    if args.flex_attention and device.type != "cuda":
+        print("--flex-attention: no backward on the CPU in this torch; dense masks instead")
+        args.flex_attention = False
     train_tokens = load_split(args.data, "train")
     val_tokens = load_split(args.data, "validation")
     args.run.mkdir(parents=True, exist_ok=True)
     checkpoint_path = args.run / "checkpoint.pt"
 
     config = ModelConfig(d_model=args.d_model, n_layers=args.layers, n_heads=args.heads, ffn_hidden=int(args.d_model * 8 / 3 / 16 + 0.5) * 16)
+    torch.manual_seed(args.seed)  # the initial weights: a run is reproducible from its command
     model = Denoiser(config).to(device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.95), weight_decay=0.1)
+    optimizer = adamw(model, args.lr, device)
     step, np_rng, torch_gen = 0, np.random.default_rng(args.seed), torch.Generator(device=device).manual_seed(args.seed)
     if args.init_from and not checkpoint_path.exists():
         state = from_model_dir(args.init_from)
         config = ModelConfig(**state["config"])
         model = Denoiser(config).to(device)
         model.load_state_dict(state["model"])
-        optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.95), weight_decay=0.1)
+        optimizer = adamw(model, args.lr, device)
         print(f"fine-tuning {args.init_from} ({state['name']})")
     if checkpoint_path.exists():
         state = torch.load(checkpoint_path, map_location=device, weights_only=False)
         config = ModelConfig(**state["config"])
         model = Denoiser(config).to(device)
         model.load_state_dict(state["model"])
-        optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.95), weight_decay=0.1)
+        optimizer = adamw(model, args.lr, device)
         optimizer.load_state_dict(state["optimizer"])
         step = state["step"]
         np_rng.bit_generator.state = state["np_rng"]
@@ -284,7 +322,7 @@ def main() -> None:
             "model": model.state_dict(),
             "optimizer": optimizer.state_dict(),
             "step": step,
-            "np_rng": np_rng.bit_generator.state,
+            "np_rng": drawn_state,  # not np_rng's own state: the prefetching thread is ahead
             "torch_rng": torch_gen.get_state(),
             "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
         }
@@ -311,6 +349,8 @@ def main() -> None:
         return go
 
     fim = FimLayout(load_tokenizer(args.tokenizer)) if args.fim_rate > 0 else None
+    drawn_state = np_rng.bit_generator.state  # the windows' generator after the last batch trained on
+    batches = prefetch(draw_batches(train_tokens, args, np_rng, fim, step, rank))
     fit_from = (step + 20, time.time()) if args.fit_schedule and args.minutes else None
     while keep_going():
         if fit_from and step == fit_from[0] + 100:
@@ -328,13 +368,7 @@ def main() -> None:
         lr = learning_rate(step, args.steps, args.lr, args.warmup)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        block_size = args.block_sizes[int(np_rng.integers(len(args.block_sizes)))]
-        clean = sample_windows(train_tokens, args.batch, args.length, np_rng)
-        # FIM and edits draw from their own generator, keyed by step: the windows (np_rng) stay
-        # the same whatever the recipe, so the twin and the denoiser see identical data.
-        recipe_rng = np.random.default_rng([args.seed, step, rank] if rank else [args.seed, step])
-        if fim:
-            clean = torch.from_numpy(fim.windows(clean.numpy(), args.fim_rate, block_size, recipe_rng))
+        block_size, clean, recipe_rng, drawn_state = next(batches)
         stage2 = args.objective == "diffusion" and args.stage2_from is not None and step >= args.stage2_from
         with autocast:
             loss, masked_nll = batch_loss(model, clean.to(device), block_size, torch_gen, args, recipe_rng if stage2 else None)

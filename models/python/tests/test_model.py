@@ -138,3 +138,20 @@ def test_token_healing_gives_back_the_last_prompt_token():
     assert tokenizer.encode("\n    return", add_special_tokens=False).ids[0] in allowed, "the token that spans the boundary"
     assert all(tokenizer.decode([i]).startswith("\n") for i in allowed)
     assert encode_prompt(tokenizer, "").ids == [tokenizer.token_to_id("<|bos|>")] and encode_prompt(tokenizer, "").healed == ""
+
+
+def test_flex_attention_training_gives_the_dense_masks_losses():
+    """train.py --flex-attention (GPU runs) computes the same losses as the dense masks."""
+    import warnings
+
+    from train import autoregressive_loss, diffusion_loss
+
+    model = make_model()
+    clean = torch.randint(7, 64, (2, 32))
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # flex attention warns that it is unfused outside torch.compile
+        dense, _ = diffusion_loss(model, clean, 8, torch.Generator().manual_seed(0))
+        flex, _ = diffusion_loss(model, clean, 8, torch.Generator().manual_seed(0), flex=True)
+        torch.testing.assert_close(flex, dense, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(autoregressive_loss(model, clean, flex=True)[0], autoregressive_loss(model, clean)[0],
+                                   atol=1e-5, rtol=1e-5)

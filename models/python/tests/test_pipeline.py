@@ -72,6 +72,21 @@ def test_train_resumes_and_exports(tmp_path: Path):
     assert manifest["files"]["denoiser.onnx"]["sha256"] == hashlib.sha256((model_dir / "denoiser.onnx").read_bytes()).hexdigest()
 
 
+def test_a_resumed_run_trains_exactly_as_one_that_never_stopped(tmp_path: Path):
+    """Batches are drawn a step ahead in a thread: the checkpoint must hold the windows' generator
+    as of the last batch trained on, or a resumed run would skip windows."""
+    import torch
+
+    data = synthetic_data(tmp_path)
+    recipe = ["--data", str(data), "--steps", "4", "--fim-rate", "0.5", "--stage2-from", "2", "--lr", "1e-2", *TINY]
+    run("train.py", *recipe, "--run", str(tmp_path / "straight"))
+    run("train.py", *recipe, "--run", str(tmp_path / "stopped"), "--stop-at", "2")
+    run("train.py", *recipe, "--run", str(tmp_path / "stopped"))
+    straight, resumed = (torch.load(tmp_path / name / "checkpoint.pt", weights_only=False) for name in ("straight", "stopped"))
+    for name, tensor in straight["model"].items():
+        torch.testing.assert_close(resumed["model"][name], tensor, msg=name)
+
+
 def test_the_autoregressive_twin_trains_and_exports_as_such(tmp_path: Path):
     data = synthetic_data(tmp_path)
     run("train.py", "--data", str(data), "--run", str(tmp_path / "run"), "--steps", "2", "--objective", "ar", "--fim-rate", "0.5", *TINY)
@@ -153,3 +168,29 @@ def test_loss_plot_is_a_png_of_every_run(tmp_path: Path):
     out = tmp_path / "loss.png"
     plot([tmp_path / "a", tmp_path / "b"], out, tokens_per_step=4096)
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 10_000
+
+
+def test_the_prepared_gpu_run_works_at_tiny_scale(tmp_path: Path):
+    """gpu_train.sh as the device runs it (packed xz data in, weight parts and logs out), on this
+    CPU with a tiny model, no torch.compile and 4 steps: the recipe's flags all work together."""
+    import lzma
+    import os
+
+    packed = tmp_path / "packed"
+    packed.mkdir()
+    tokens = Path(__file__).resolve().parents[2] / "sprout-tiny" / "golden.json"  # any real text works
+    from tokenizer import load_tokenizer
+
+    ids = load_tokenizer(TOKENIZER).encode(tokens.read_text() * 40).ids
+    for split in ("train", "validation"):
+        (packed / f"{split}.bin.xz").write_bytes(lzma.compress(np.asarray(ids, dtype=np.uint16).tobytes()))
+    out = tmp_path / "out"
+    out.mkdir()
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", "OUT": str(out), "PACKED": str(packed), "RUNS": str(tmp_path), "COMPILE": "0", "STEPS": "4", "MINUTES": "5",
+           "BATCH": "2", "LENGTH": "256", "D_MODEL": "32", "LAYERS": "1", "HEADS": "2"}
+    subprocess.run(["bash", str(PYTHON_DIR / "gpu_train.sh")], env=env, check=True, capture_output=True, text=True)
+    for name, last_stage in (("weights", 2), ("twin", 1)):
+        log = [json.loads(line) for line in (out / name / "log.jsonl").read_text().splitlines()]
+        assert [r["step"] for r in log] == [1, 2, 3, 4] and log[-1]["fim_rate"] == 0.5
+        assert log[-1]["stage"] == last_stage, "stage 2 over the last 20% (the denoiser only)"
+        assert list((out / name).glob("weights.pt.part*")), "weights come back in parts"
