@@ -311,6 +311,9 @@ def main() -> None:
         if rank > 0:
             np_rng = np.random.default_rng([args.seed, rank, step])
             torch_gen.manual_seed(args.seed * 1000 + rank * 100 + step)
+    # Rotary positions are computed, not looked up: the longest window trained on is what the
+    # exported graph may be given (the runtime clamps positions to max_positions).
+    config.max_positions = max(config.max_positions, args.length)
     n_params = sum(p.numel() for p in model.parameters())
     print(f"{n_params / 1e6:.2f}M parameters, {train_tokens.size} training tokens, device {device}")
 
