@@ -12,7 +12,7 @@ export default defineConfig({
         extends: true,
         test: {
           name: "node",
-          include: ["{apps,adapters,models,scripts,test}/**/*.test.ts"],
+          include: ["{apps,adapters,models,protocol,scripts,test}/**/*.test.ts"],
           exclude: ["apps/edge/**", "**/node_modules/**"],
         },
       },
