@@ -18,7 +18,7 @@ export default defineConfig({
       },
       {
         // The edge's tests run inside workerd, the Workers runtime; what they call (the real
-        // denoiser node, fake nodes) is started in Node by the global setup.
+        // denoiser node, an upstream, a webhook receiver) is started in Node by the global setup.
         extends: true,
         plugins: [cloudflareTest({ wrangler: { configPath: "./wrangler.toml" } })],
         test: {

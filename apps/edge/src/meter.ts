@@ -30,6 +30,11 @@ export class KeyMeter implements Meter {
     this.settled = lastHoldEnded.then(() => onSettle(this.tokens)).catch(() => {});
   }
 
+  /** Whether some work still holds the lease (a stream the request opened, say). */
+  get held(): boolean {
+    return this.holds > 0;
+  }
+
   book(tokens: number): void {
     if (Number.isFinite(tokens) && tokens > 0) this.tokens += tokens;
   }

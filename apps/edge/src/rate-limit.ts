@@ -2,7 +2,8 @@
  * The rate-limit middleware: asks the key's limiter (limiter.ts) before a request runs and answers
  * 429 with Retry-After when it may not. An admitted request gets a `KeyMeter` (meter.ts) as
  * `c.var.meter`: the backend it is given books against it (metered.ts), and the lease is
- * released, with the tokens booked, once the request and every stream it opened have ended.
+ * released, with the tokens booked, once the request and every stream it opened have ended
+ * (before the answer, when no stream is left running).
  * Keys without limits, and edges without the `KEY_LIMITER` binding (the app run in Node), pass
  * straight through, unmetered.
  */
@@ -43,5 +44,8 @@ export const rateLimit = (): MiddlewareHandler<EdgeEnv> =>
       await next();
     } finally {
       request();
+      // Answered with nothing left running: the tokens are booked before the client hears back,
+      // so its next request already sees them. A stream settles when it ends (waitUntil above).
+      if (!meter.held) await meter.settled;
     }
   };
