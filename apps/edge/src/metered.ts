@@ -11,18 +11,19 @@ import type { GenerateEvent, GenerateRequest } from "../../../protocol/src/index
 import type { Meter } from "./meter.ts";
 
 export function metered(backend: Backend, meter: Meter): Backend {
-  /** `work` under a hold, booking what `tokensOf` says its answer consumed. */
-  const call = async <Answer>(work: () => Promise<Answer>, tokensOf: (answer: Answer) => number) => {
+  /** A call under a hold, booking what `tokensOf` says its answer consumed. */
+  const booked = async <Answer>(call: () => Promise<Answer>, tokensOf: (answer: Answer) => number) => {
     const release = meter.hold();
     try {
-      const answer = await work();
+      const answer = await call();
       meter.book(tokensOf(answer));
       return answer;
     } finally {
       release();
     }
   };
-  const { verify, edit, health } = backend;
+  const verify = backend.verify?.bind(backend);
+  const edit = backend.edit?.bind(backend);
   return {
     id: backend.id,
     async doStream(request: GenerateRequest, options?: StreamOptions) {
@@ -37,18 +38,18 @@ export function metered(backend: Backend, meter: Meter): Backend {
     verify:
       verify &&
       ((request, options) =>
-        call(
-          () => verify.call(backend, request, options),
+        booked(
+          () => verify(request, options),
           (v) => v.tokens,
         )),
     edit:
       edit &&
       ((request, options) =>
-        call(
-          () => edit.call(backend, request, options),
-          (r) => r.tokens,
+        booked(
+          () => edit(request, options),
+          (result) => result.tokens,
         )),
-    health: health && (() => health.call(backend)),
+    health: backend.health?.bind(backend),
   };
 }
 
