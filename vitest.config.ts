@@ -12,13 +12,13 @@ export default defineConfig({
         extends: true,
         test: {
           name: "node",
-          include: ["{apps,adapters,models,scripts,test}/**/*.test.ts"],
+          include: ["{apps,adapters,models,protocol,scripts,test}/**/*.test.ts"],
           exclude: ["apps/edge/**", "**/node_modules/**"],
         },
       },
       {
         // The edge's tests run inside workerd, the Workers runtime; what they call (the real
-        // denoiser node, fake nodes) is started in Node by the global setup.
+        // denoiser node, an upstream, a webhook receiver) is started in Node by the global setup.
         extends: true,
         plugins: [cloudflareTest({ wrangler: { configPath: "./wrangler.toml" } })],
         test: {

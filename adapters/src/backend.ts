@@ -1,23 +1,19 @@
 /**
  * The one contract between the edge and anything that generates text (think of the AI SDK's
- * `doStream`): a request in, an async stream of typed events out, an AbortSignal honoured.
- * Implementations: `DenoiserNodeBackend` (a Sprout denoiser node over HTTP); more to come
- * (OpenAI-compatible upstreams, a routing pool).
+ * `doStream`): a request in, an async stream of the protocol's events out, an AbortSignal
+ * honoured. Each implementation maps its own wire onto the protocol's messages
+ * (protocol/src): `DenoiserNodeBackend` (a Sprout denoiser node over HTTP),
+ * `OpenAiCompatibleBackend` (any OpenAI-compatible upstream) and `BackendPool` (routing among
+ * many, with failover); the edge wraps whichever it is given in its metering (apps/edge/src/metered.ts).
  */
 import type {
+  EditRequest,
   EditResult,
-  NodeEditRequest,
-  NodeEvent,
-  NodeGenerateRequest,
-  NodeVerifyRequest,
+  GenerateEvent,
+  GenerateRequest,
   Verification,
-} from "./protocol.ts";
-
-export type GenerateRequest = NodeGenerateRequest;
-export type GenerateEvent = NodeEvent;
-export type VerifyRequest = NodeVerifyRequest;
-export type EditRequest = NodeEditRequest;
-export type { EditResult, Verification };
+  VerifyRequest,
+} from "../../protocol/src/index.ts";
 
 export interface StreamOptions {
   signal?: AbortSignal;

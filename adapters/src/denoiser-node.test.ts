@@ -1,12 +1,13 @@
 import { Hono } from "hono";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type GenerateEvent, PROTOCOL_HEADER, PROTOCOL_VERSION } from "../../protocol/src/index.ts";
 import {
   listen,
   type RunningNode,
   type RunningServer,
   startDenoiserNode,
 } from "../../test/support/servers.ts";
-import { BackendError, type GenerateEvent } from "./backend.ts";
+import { BackendError } from "./backend.ts";
 import { DenoiserNodeBackend } from "./denoiser-node.ts";
 
 async function collect(stream: AsyncIterable<GenerateEvent>): Promise<GenerateEvent[]> {
@@ -27,7 +28,7 @@ describe("DenoiserNodeBackend against the real node", () => {
     const events = await collect(
       await backend.doStream({ prompt: "def f():\n", max_tokens: 10, block_size: 5 }),
     );
-    expect(events[0]).toMatchObject({ type: "start", v: 1, model: node.model.manifest.name });
+    expect(events[0]).toMatchObject({ type: "start", model: node.model.manifest.name });
     expect(events.at(-1)?.type).toBe("done");
     const blocks = events.filter((e) => e.type === "block");
     expect(blocks.length).toBeGreaterThanOrEqual(1);
@@ -74,13 +75,13 @@ describe("DenoiserNodeBackend against broken nodes", () => {
     // A fake node (test double) that misbehaves in scripted ways, chosen by the prompt.
     const app = new Hono().post("/v1/generate", async (c) => {
       const { prompt } = await c.req.json();
-      const sse = (body: string) => c.body(body, 200, { "content-type": "text/event-stream" });
+      const version = prompt === "old" ? "1" : String(PROTOCOL_VERSION);
+      const sse = (body: string) =>
+        c.body(body, 200, { "content-type": "text/event-stream", [PROTOCOL_HEADER]: version });
       if (prompt === "garbage") return sse("event: block\ndata: {not json\n\n");
       if (prompt === "off-protocol") return sse('event: block\ndata: {"type":"block","index":-1}\n\n');
-      if (prompt === "cut") {
-        return sse(
-          'event: start\ndata: {"type":"start","v":1,"model":"m","prompt_tokens":1,"block_size":4}\n\n',
-        );
+      if (prompt === "cut" || prompt === "old") {
+        return sse('event: start\ndata: {"type":"start","model":"m","prompt_tokens":1,"block_size":4}\n\n');
       }
       return c.json({ error: { code: "busy", message: "overloaded" } }, 503);
     });
@@ -92,13 +93,20 @@ describe("DenoiserNodeBackend against broken nodes", () => {
 
   it.each([
     ["garbage", /not JSON/],
-    ["off-protocol", /outside protocol v1/],
+    ["off-protocol", /outside protocol v2/],
     ["cut", /closed the stream/],
   ])("rejects a node that sends %s", async (prompt, message) => {
     const stream = await backend().doStream({ prompt, max_tokens: 4 });
     await expect(collect(stream)).rejects.toMatchObject({
       code: "bad_response",
       detail: expect.stringMatching(message),
+    });
+  });
+
+  it("refuses a node that speaks another version of the protocol", async () => {
+    await expect(backend().doStream({ prompt: "old", max_tokens: 4 })).rejects.toMatchObject({
+      code: "bad_response",
+      detail: expect.stringMatching(/speaks protocol 1, not 2/),
     });
   });
 

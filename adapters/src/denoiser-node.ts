@@ -1,26 +1,23 @@
 /**
- * A Sprout denoiser node reached over HTTP (protocol: ./protocol.ts). Runs in workerd and Node:
- * only `fetch`, web streams and eventsource-parser.
+ * A Sprout denoiser node reached over HTTP. Its wire is the protocol itself (protocol/src): the
+ * requests as JSON, the events as SSE, each validated here, and the version in the
+ * `sprout-protocol` header of every answer. Runs in workerd and Node: only `fetch`, web streams
+ * and eventsource-parser.
  */
 import { EventSourceParserStream } from "eventsource-parser/stream";
 import {
-  type Backend,
-  BackendError,
-  BROKEN,
+  type EditRequest,
+  EditResult,
   type GenerateEvent,
   type GenerateRequest,
-  refusal,
-  type StreamOptions,
-  unreachable,
-} from "./backend.ts";
-import {
-  EditResult,
-  type NodeEditRequest,
   NodeErrorBody,
   NodeEvent,
-  type NodeVerifyRequest,
+  PROTOCOL_HEADER,
+  PROTOCOL_VERSION,
   Verification,
-} from "./protocol.ts";
+  type VerifyRequest,
+} from "../../protocol/src/index.ts";
+import { type Backend, BackendError, BROKEN, refusal, type StreamOptions, unreachable } from "./backend.ts";
 
 export interface DenoiserNodeOptions {
   /** Base URL of the node, e.g. `http://127.0.0.1:8788`. */
@@ -62,7 +59,7 @@ export class DenoiserNodeBackend implements Backend {
     }
   }
 
-  async verify(request: NodeVerifyRequest, options: StreamOptions = {}): Promise<Verification> {
+  async verify(request: VerifyRequest, options: StreamOptions = {}): Promise<Verification> {
     const response = await this.post("/v1/verify", request, "application/json", options.signal);
     const parsed = Verification.safeParse(await response.json().catch(() => null));
     if (!parsed.success)
@@ -70,7 +67,7 @@ export class DenoiserNodeBackend implements Backend {
     return parsed.data;
   }
 
-  async edit(request: NodeEditRequest, options: StreamOptions = {}): Promise<EditResult> {
+  async edit(request: EditRequest, options: StreamOptions = {}): Promise<EditResult> {
     const response = await this.post("/v1/edit", request, "application/json", options.signal);
     const parsed = EditResult.safeParse(await response.json().catch(() => null));
     if (!parsed.success)
@@ -97,6 +94,16 @@ export class DenoiserNodeBackend implements Backend {
       throw unreachable(this.id, error);
     }
     if (!response.ok) throw await errorFromResponse(response, this.id);
+    const version = response.headers.get(PROTOCOL_HEADER);
+    if (version !== String(PROTOCOL_VERSION)) {
+      await response.body?.cancel();
+      throw new BackendError(
+        "bad_response",
+        BROKEN,
+        502,
+        `${this.id} speaks protocol ${version ?? "(none)"}, not ${PROTOCOL_VERSION}`,
+      );
+    }
     return response;
   }
 }
@@ -121,7 +128,12 @@ async function* parseEvents(body: ReadableStream<BufferSource>, id: string): Asy
       }
       const event = NodeEvent.safeParse(json);
       if (!event.success || event.data.type !== value.event) {
-        throw new BackendError("bad_response", BROKEN, 502, `${id} sent an event outside protocol v1`);
+        throw new BackendError(
+          "bad_response",
+          BROKEN,
+          502,
+          `${id} sent an event outside protocol v${PROTOCOL_VERSION}`,
+        );
       }
       yield event.data;
       if (event.data.type === "done" || event.data.type === "error") return;

@@ -2,13 +2,8 @@ export {
   type Backend,
   BackendError,
   type BackendErrorCode,
-  type EditRequest,
-  type GenerateEvent,
-  type GenerateRequest,
   type StreamOptions,
-  type VerifyRequest,
 } from "./backend.ts";
 export { DenoiserNodeBackend, type DenoiserNodeOptions } from "./denoiser-node.ts";
 export { OpenAiCompatibleBackend, type OpenAiCompatibleOptions } from "./openai-compatible.ts";
 export { BackendPool, type PoolMember, type PoolOptions } from "./pool.ts";
-export * from "./protocol.ts";

@@ -1,9 +1,11 @@
 /**
  * Any OpenAI-compatible upstream (an SGLang dLLM server, Inception's API, a vLLM autoregressive
  * baseline, another Sprout edge) as a `Backend`: a generation request becomes a streamed
- * `POST {url}/completions`, and the upstream's chunks become protocol events — `start`, one
- * `block` per chunk with text, `done` with the usage of its final chunk (`forward_passes` when the
- * upstream reports it, else one per completion token, as an autoregressive server spends).
+ * `POST {url}/completions`, and the upstream's wire is mapped onto the protocol's events —
+ * `start` once the stream is open, one `block` per chunk with text (its text only: an upstream
+ * has no token ids or steps to give), `done` with the usage of its final chunk
+ * (`forward_passes` when the upstream reports it, else one per completion token, as an
+ * autoregressive server spends; zeros when it reports no usage at all).
  *
  * What it cannot do: resume (`committed` ids mean nothing to another tokenizer: such a request is
  * refused, so a pool must not mix these with Sprout nodes for failover), Sprout's dial beyond
@@ -11,16 +13,9 @@
  * web streams and eventsource-parser only.
  */
 import { EventSourceParserStream } from "eventsource-parser/stream";
-import {
-  type Backend,
-  BackendError,
-  BROKEN,
-  type GenerateEvent,
-  type GenerateRequest,
-  refusal,
-  type StreamOptions,
-  unreachable,
-} from "./backend.ts";
+import { z } from "zod";
+import type { FinishReason, GenerateEvent, GenerateRequest } from "../../protocol/src/index.ts";
+import { type Backend, BackendError, BROKEN, refusal, type StreamOptions, unreachable } from "./backend.ts";
 
 export interface OpenAiCompatibleOptions {
   /** Base URL including the version, e.g. `https://api.example.com/v1`. */
@@ -31,11 +26,18 @@ export interface OpenAiCompatibleOptions {
   fetch?: typeof fetch;
 }
 
-interface Chunk {
-  choices?: { text?: string; finish_reason?: string | null }[];
-  usage?: { prompt_tokens?: number; completion_tokens?: number; forward_passes?: number } | null;
-  error?: { message?: string; code?: string };
-}
+/** What this adapter reads of an upstream's stream chunk (and of its error body); the rest is ignored. */
+const Chunk = z.object({
+  choices: z.array(z.object({ text: z.string().nullish(), finish_reason: z.string().nullish() })).nullish(),
+  usage: z
+    .object({
+      prompt_tokens: z.number().int().nonnegative().nullish(),
+      completion_tokens: z.number().int().nonnegative().nullish(),
+      forward_passes: z.number().int().nonnegative().nullish(),
+    })
+    .nullish(),
+  error: z.object({ message: z.string().nullish(), code: z.string().nullish() }).nullish(),
+});
 
 export class OpenAiCompatibleBackend implements Backend {
   readonly id: string;
@@ -81,7 +83,7 @@ export class OpenAiCompatibleBackend implements Backend {
       throw unreachable(this.id, error);
     }
     if (!response.ok || !response.body) {
-      const said = ((await response.json().catch(() => null)) as Chunk | null)?.error?.message;
+      const said = Chunk.safeParse(await response.json().catch(() => null)).data?.error?.message;
       throw refusal(response.status, said ?? "(no error body)", this.id);
     }
     return this.events(response.body);
@@ -93,20 +95,23 @@ export class OpenAiCompatibleBackend implements Backend {
       .pipeThrough(new EventSourceParserStream())
       .getReader();
     const broken = (detail: string) => new BackendError("bad_response", BROKEN, 502, `${this.id} ${detail}`);
-    yield { type: "start", v: 1, model: this.options.model, prompt_tokens: 0, block_size: 1 };
+    yield { type: "start", model: this.options.model };
     let index = 0;
-    let finish: "stop" | "length" | undefined;
+    let finish: FinishReason | undefined;
     try {
       for (;;) {
         const { done, value } = await reader.read();
         if (done) throw broken("closed the stream before [DONE]");
         if (value.data === "[DONE]") break;
-        let chunk: Chunk;
+        let json: unknown;
         try {
-          chunk = JSON.parse(value.data) as Chunk;
+          json = JSON.parse(value.data);
         } catch {
           throw broken("sent a chunk that is not JSON");
         }
+        const parsed = Chunk.safeParse(json);
+        if (!parsed.success) throw broken("sent a chunk that is not a completion chunk");
+        const chunk = parsed.data;
         if (chunk.error) {
           yield {
             type: "error",
@@ -116,8 +121,7 @@ export class OpenAiCompatibleBackend implements Backend {
           return;
         }
         const choice = chunk.choices?.[0];
-        if (choice?.text)
-          yield { type: "block", index: index++, text: choice.text, tokens: 0, steps: 0, ids: [] };
+        if (choice?.text) yield { type: "block", index: index++, text: choice.text };
         if (choice?.finish_reason) finish = choice.finish_reason === "length" ? "length" : "stop";
         if (chunk.usage) {
           const completion = chunk.usage.completion_tokens ?? 0;

@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { GenerateEvent, GenerateRequest } from "../../protocol/src/index.ts";
 import { type RunningNode, startDenoiserNode } from "../../test/support/servers.ts";
-import { type Backend, BackendError, type GenerateEvent, type GenerateRequest } from "./backend.ts";
+import { type Backend, BackendError } from "./backend.ts";
 import { DenoiserNodeBackend } from "./denoiser-node.ts";
 import { BackendPool } from "./pool.ts";
 
@@ -10,7 +11,7 @@ async function collect(stream: AsyncIterable<GenerateEvent>): Promise<GenerateEv
   return events;
 }
 const text = (events: GenerateEvent[]) => events.map((e) => (e.type === "block" ? e.text : "")).join("");
-const START: GenerateEvent = { type: "start", v: 1, model: "m", prompt_tokens: 1, block_size: 2 };
+const START: GenerateEvent = { type: "start", model: "m", prompt_tokens: 1, block_size: 2 };
 const usage = { prompt_tokens: 1, completion_tokens: 2, forward_passes: 2 };
 
 /** Test doubles: backends scripted to answer, fail to connect, hang, or die mid-stream. */

@@ -21,18 +21,15 @@
  * request goes to it; there are no background probes, which an isolate cannot run between
  * requests.
  */
-import {
-  type Backend,
-  BackendError,
-  type EditRequest,
-  type EditResult,
-  type GenerateEvent,
-  type GenerateRequest,
-  type StreamOptions,
-  UNAVAILABLE,
-  type Verification,
-  type VerifyRequest,
-} from "./backend.ts";
+import type {
+  EditRequest,
+  EditResult,
+  GenerateEvent,
+  GenerateRequest,
+  Verification,
+  VerifyRequest,
+} from "../../protocol/src/index.ts";
+import { type Backend, BackendError, type StreamOptions, UNAVAILABLE } from "./backend.ts";
 
 export interface PoolMember {
   backend: Backend;
@@ -262,8 +259,8 @@ export class BackendPool implements Backend {
               started = true;
             }
             if (event.type === "block") {
-              committed.push(...(event as Block).ids);
-              forwardsHere += (event as Block).steps;
+              committed.push(...((event as Block).ids ?? []));
+              forwardsHere += (event as Block).steps ?? 0;
             }
             if (event.type === "done") {
               const done = event as Done;

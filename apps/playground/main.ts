@@ -8,7 +8,7 @@
  * The API key comes from the key field, remembered in this browser's localStorage, or once from
  * the page's `#key=` fragment (which never reaches a server), as `npm start` prints it.
  */
-import { type Connection, edit, type GenerateEvent, generate, SproutApiError } from "../client/src/index.ts";
+import { type Connection, edit, generate, SproutApiError } from "../client/src/index.ts";
 
 const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as T;
 const keyInput = $<HTMLInputElement>("key");
@@ -129,7 +129,7 @@ async function runGeneration(signal: AbortSignal) {
     },
     signal,
   );
-  for await (const event of events as AsyncIterable<GenerateEvent>) {
+  for await (const event of events) {
     const seconds = (performance.now() - started) / 1000;
     if (event.type === "step") {
       steps += 1;
@@ -138,7 +138,7 @@ async function runGeneration(signal: AbortSignal) {
       stats.set({ steps, tokens: tokens + inBlock, tpf: ((tokens + inBlock) / steps).toFixed(2) });
       if (slow.checked) await sleep(120);
     } else if (event.type === "block") {
-      tokens += event.tokens;
+      tokens += event.tokens ?? 0;
       view.finishBlock(event.text);
       stats.set({ tokens, speed: (tokens / seconds).toFixed(0) });
     } else if (event.type === "verify") {

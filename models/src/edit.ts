@@ -11,6 +11,7 @@
  *
  * Both return the new code and the edits as character ranges of the original code.
  */
+import type { CodeEdit, EditResult } from "../../protocol/src/index.ts";
 import { DiffusionGeneration } from "./decode.ts";
 import { DEFAULT_EDIT_THRESHOLD, type Decoder, runAlone } from "./generation.ts";
 import { bannedTokenIds, DecodeInputError } from "./prompt.ts";
@@ -18,19 +19,7 @@ import { tokenPicker } from "./sampling.ts";
 import { KvCache } from "./session.ts";
 import { logitsChooser, reviseTokens } from "./unmask.ts";
 
-export interface CodeEdit {
-  /** Character range in the original code, and its text before and after. */
-  start: number;
-  end: number;
-  before: string;
-  after: string;
-}
-
-export interface EditResult {
-  code: string;
-  edits: CodeEdit[];
-  forward_passes: number;
-}
+export type { CodeEdit, EditResult };
 
 export interface RegionOptions {
   code: string;
@@ -46,6 +35,7 @@ export async function rewriteRegions(decoder: Decoder, options: RegionOptions): 
   let code = options.code;
   let shift = 0; // how far later offsets moved in the rewritten code
   let forwardPasses = 0;
+  let tokens = 0;
   const edits: CodeEdit[] = [];
   for (const { start, end } of regions) {
     const before = options.code.slice(start, end);
@@ -59,13 +49,16 @@ export async function rewriteRegions(decoder: Decoder, options: RegionOptions): 
     let after = "";
     for await (const event of runAlone(generation, decoder.session)) {
       if (event.type === "block") after += event.text;
-      if (event.type === "done") forwardPasses += event.usage.forward_passes;
+      if (event.type === "done") {
+        forwardPasses += event.usage.forward_passes;
+        tokens += event.usage.prompt_tokens + event.usage.completion_tokens;
+      }
     }
     code = code.slice(0, start + shift) + after + code.slice(end + shift);
     shift += after.length - before.length;
     edits.push({ start, end, before, after });
   }
-  return { code, edits, forward_passes: forwardPasses };
+  return { code, edits, tokens, forward_passes: forwardPasses };
 }
 
 export interface RepairOptions {
@@ -116,7 +109,11 @@ export async function repairCode(
     ids.splice(start, block.length, ...block);
     uncached = block;
   }
-  return { ...diff(tokenizer, original, ids), forward_passes: forwardPasses };
+  return {
+    ...diff(tokenizer, original, ids),
+    tokens: context.length + original.length,
+    forward_passes: forwardPasses,
+  };
 }
 
 /** The edited code and its token substitutions as character ranges of the original. */

@@ -21,9 +21,10 @@
 import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
 import { Language, type Node, Parser } from "web-tree-sitter";
+import type { SyntaxResult } from "../../protocol/src/index.ts";
 
-export type PythonSyntaxError = { line: number; column: number; message: string };
-export type SyntaxResult = { ok: true } | { ok: false; error: PythonSyntaxError };
+export type { SyntaxResult };
+export type PythonSyntaxError = Extract<SyntaxResult, { ok: false }>["error"];
 
 let parser: Promise<Parser> | undefined;
 

@@ -10,10 +10,13 @@
  * tree-sitter's Python grammar (syntax.ts). Verdict: `syntax_error` if it does not parse;
  * otherwise `plausible` when the score reaches `threshold`, else `doubtful`.
  */
+import type { Verification } from "../../protocol/src/index.ts";
 import type { Decoder } from "./generation.ts";
 import { bannedTokenIds } from "./prompt.ts";
 import { cachePrefix, type ForwardInput, KvCache } from "./session.ts";
-import { checkPythonSyntax, type SyntaxResult } from "./syntax.ts";
+import { checkPythonSyntax } from "./syntax.ts";
+
+export type { Verification };
 
 export interface VerifyOptions {
   code: string;
@@ -23,16 +26,6 @@ export interface VerifyOptions {
   /** Score at or above which parsing code is `plausible` (default DEFAULT_VERIFY_THRESHOLD). */
   threshold?: number;
   blockSize?: number;
-}
-
-export interface Verification {
-  syntax: SyntaxResult;
-  /** Geometric-mean probability of the code's tokens, each re-masked (0…1]. */
-  score: number;
-  bits_per_token: number;
-  tokens: number;
-  verdict: "plausible" | "doubtful" | "syntax_error";
-  forward_passes: number;
 }
 
 /**

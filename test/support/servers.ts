@@ -1,8 +1,7 @@
-/** Servers for tests: the real denoiser node in-process, and scripted fakes for failures. */
+/** Servers for tests: the real denoiser node in-process, and a webhook receiver that fails as real ones do. */
 import type { AddressInfo } from "node:net";
 import { serve } from "@hono/node-server";
 import { Hono } from "hono";
-import { streamSSE } from "hono/streaming";
 import { createDenoiserApp } from "../../apps/denoiser/src/app.ts";
 import { loadModel, type Model, SHIPPED_MODEL_DIR } from "../../models/src/index.ts";
 
@@ -46,32 +45,6 @@ export async function startDenoiserNode(secret = "test-node-secret"): Promise<Ru
     },
   };
 }
-
-/** A fake denoiser node (test double) that answers every generation with these protocol events. */
-export function fakeNode(events: readonly object[]): Promise<RunningServer> {
-  const body = events
-    .map((e) => `event: ${(e as { type: string }).type}\ndata: ${JSON.stringify(e)}\n\n`)
-    .join("");
-  return listen(
-    new Hono().post("/v1/generate", (c) => c.body(body, 200, { "content-type": "text/event-stream" })),
-  );
-}
-
-/** A fake denoiser node (test double) that sends these events with `gapMs` of silence between them. */
-export function slowNode(events: readonly object[], gapMs: number): Promise<RunningServer> {
-  return listen(
-    new Hono().post("/v1/generate", (c) =>
-      streamSSE(c, async (stream) => {
-        for (const event of events) {
-          await stream.writeSSE({ event: (event as { type: string }).type, data: JSON.stringify(event) });
-          await stream.sleep(gapMs);
-        }
-      }),
-    ),
-  );
-}
-
-export const START_EVENT = { type: "start", v: 1, model: "m", prompt_tokens: 1, block_size: 4 } as const;
 
 export interface ReceivedDelivery {
   path: string;

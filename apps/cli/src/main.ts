@@ -19,14 +19,7 @@
  */
 import { readFileSync, writeFileSync } from "node:fs";
 import { parseArgs } from "node:util";
-import {
-  type Connection,
-  edit,
-  type GenerateEvent,
-  generate,
-  SproutApiError,
-  verify,
-} from "../../client/src/index.ts";
+import { type Connection, edit, generate, SproutApiError, verify } from "../../client/src/index.ts";
 
 export const EXIT = {
   ok: 0,
@@ -143,11 +136,7 @@ async function stream(
     if (line) io.stderr.write("\r\x1b[2K");
     line = "";
   };
-  for await (const event of generate(
-    connection,
-    { ...request, emit_steps: progress },
-    io.signal,
-  ) as AsyncIterable<GenerateEvent>) {
+  for await (const event of generate(connection, { ...request, emit_steps: progress }, io.signal)) {
     if (values.json) {
       io.stdout.write(`${JSON.stringify(event)}\n`);
     }

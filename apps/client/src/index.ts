@@ -3,9 +3,21 @@
  * streams only): the playground and the CLI use it. `generate` yields the native event stream of
  * `POST /v1/generate`, parsed by eventsource-parser; `edit` and `verify` are plain JSON calls.
  * Any answer other than 2xx throws a `SproutApiError` with the API's status, code and message.
+ * Its types are the protocol's (protocol/src/public.ts), so it knows every field the edge takes;
+ * it imports types only (no zod in the playground's bundle).
  */
 import { EventSourceParserStream } from "eventsource-parser/stream";
-import type { EditResult, NodeEvent, Verification } from "../../../adapters/src/protocol.ts";
+import type {
+  EditsBody,
+  EditsResponse,
+  ErrorBody,
+  GenerateBody,
+  NativeEvent,
+  VerifyBody,
+  VerifyResponse,
+} from "../../../protocol/src/index.ts";
+
+export type { NativeEvent };
 
 export interface Connection {
   /** The edge's origin, e.g. http://127.0.0.1:8787 ("" in the browser: the page's own). */
@@ -14,30 +26,8 @@ export interface Connection {
   model?: string;
 }
 
-/** The body of `POST /v1/generate`, without `model` (see adapters/src/protocol.ts). */
-export interface GenerateRequest {
-  prompt: string;
-  suffix?: string;
-  max_tokens?: number;
-  block_size?: number;
-  threshold?: number;
-  steps?: number;
-  entropy_bound?: number;
-  edit_rounds?: number;
-  emit_steps?: boolean;
-  temperature?: number;
-  seed?: number;
-  verify?: boolean;
-}
-
-/**
- * The native stream's events as the edge sends them: the node's events (adapters/src/protocol.ts)
- * without the protocol version, and the verification flattened with whether it came from the cache.
- */
-export type GenerateEvent =
-  | Exclude<NodeEvent, { type: "start" | "verify" }>
-  | Omit<Extract<NodeEvent, { type: "start" }>, "v">
-  | ({ type: "verify"; cached: boolean } & Verification);
+/** The body of `POST /v1/generate`, `/v1/edits` or `/v1/verify`: the connection names the model. */
+type WithoutModel<Body> = Body extends unknown ? Omit<Body, "model"> : never;
 
 export class SproutApiError extends Error {
   constructor(
@@ -79,7 +69,7 @@ async function post(
     let code = "http_error";
     let message = `HTTP ${response.status}`;
     try {
-      const parsed = JSON.parse(text) as { error?: { code?: string; message?: string } };
+      const parsed = JSON.parse(text) as Partial<ErrorBody>;
       code = parsed.error?.code ?? code;
       message = parsed.error?.message ?? message;
     } catch {} // not JSON: keep the status line
@@ -91,9 +81,9 @@ async function post(
 /** Streams a generation. An `error` event mid-stream is thrown as a `SproutApiError` (status 502). */
 export async function* generate(
   connection: Connection,
-  request: GenerateRequest,
+  request: WithoutModel<GenerateBody>,
   signal?: AbortSignal,
-): AsyncGenerator<GenerateEvent> {
+): AsyncGenerator<NativeEvent> {
   const response = await post(connection, "/v1/generate", request, signal);
   if (!response.body) throw new SproutApiError(502, "empty_stream", "The edge answered without a body.");
   const messages = response.body
@@ -101,33 +91,27 @@ export async function* generate(
     .pipeThrough(new EventSourceParserStream());
   for await (const message of messages as unknown as AsyncIterable<{ event?: string; data: string }>) {
     if (!message.event) continue; // keep-alive comments carry no event
-    const event = { type: message.event, ...JSON.parse(message.data) } as GenerateEvent;
-    if (event.type === "error") throw new SproutApiError(502, event.code, event.message);
+    const event = JSON.parse(message.data) as NativeEvent;
+    if (event.type === "error") throw new SproutApiError(502, event.error.code, event.error.message);
     yield event;
   }
 }
 
-export interface EditRequest {
-  code: string;
-  prompt?: string;
-  /** Character ranges of `code` to rewrite; none: repair. */
-  regions?: { start: number; end: number }[];
-  threshold?: number;
-  max_tokens?: number;
-}
-
-export async function edit(connection: Connection, request: EditRequest, signal?: AbortSignal) {
+/** Rewrites the `regions` (character ranges) of `code` by infilling; without regions, repairs it. */
+export async function edit(
+  connection: Connection,
+  request: WithoutModel<EditsBody>,
+  signal?: AbortSignal,
+): Promise<EditsResponse> {
   const response = await post(connection, "/v1/edits", request, signal);
-  return (await response.json()) as Omit<EditResult, "forward_passes"> & {
-    usage: { forward_passes: number };
-  };
+  return (await response.json()) as EditsResponse;
 }
 
 export async function verify(
   connection: Connection,
-  request: { code: string; prompt?: string },
+  request: WithoutModel<VerifyBody>,
   signal?: AbortSignal,
-) {
+): Promise<VerifyResponse> {
   const response = await post(connection, "/v1/verify", request, signal);
-  return (await response.json()) as Verification & { cached: boolean };
+  return (await response.json()) as VerifyResponse;
 }

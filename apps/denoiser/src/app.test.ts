@@ -1,7 +1,7 @@
 import { createParser } from "eventsource-parser";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { NodeEvent, Verification } from "../../../adapters/src/protocol.ts";
 import { loadModel, type Model, SHIPPED_MODEL_DIR } from "../../../models/src/index.ts";
+import { NodeEvent, PROTOCOL_HEADER, PROTOCOL_VERSION, Verification } from "../../../protocol/src/index.ts";
 import { listen } from "../../../test/support/servers.ts";
 import { createDenoiserApp } from "./app.ts";
 
@@ -30,7 +30,7 @@ describe("the denoiser node", () => {
     expect(await response.json()).toMatchObject({
       ok: true,
       model: model.manifest.name,
-      protocol: 1,
+      protocol: PROTOCOL_VERSION,
       generations: { active: 0 },
     });
   });
@@ -72,13 +72,14 @@ describe("the denoiser node", () => {
     expect(await response.json()).toMatchObject({ error: { code: "invalid_request" } });
   });
 
-  it("streams protocol v1 events as SSE", async () => {
+  it("streams the protocol's events as SSE, its version in a header", async () => {
     const response = await app.request("/v1/generate", {
       method: "POST",
       headers: auth,
       body: JSON.stringify({ prompt: "class A:\n", max_tokens: 8, block_size: 4, emit_steps: true }),
     });
     expect(response.headers.get("content-type")).toMatch(/^text\/event-stream/);
+    expect(response.headers.get(PROTOCOL_HEADER)).toBe(String(PROTOCOL_VERSION));
     const messages = parseSse(await response.text());
     const events = messages.map((m) => NodeEvent.parse(JSON.parse(m.data)));
     expect(messages.map((m) => m.event)).toEqual(events.map((e) => e.type));

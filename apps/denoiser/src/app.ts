@@ -1,5 +1,5 @@
 /**
- * The denoiser node's HTTP face: protocol v1 (adapters/src/protocol.ts) over a loaded model,
+ * The denoiser node's HTTP face: the node protocol (protocol/src) over a loaded model,
  * with every generation run by the batching scheduler. It trusts only the edge (shared secret);
  * end users and their keys are the edge's business.
  *
@@ -18,14 +18,15 @@ import { zValidator } from "@hono/zod-validator";
 import { type Context, Hono } from "hono";
 import { HTTPException } from "hono/http-exception";
 import { streamSSE } from "hono/streaming";
+import { DecodeInputError, type Model } from "../../../models/src/index.ts";
 import {
-  NodeEditRequest,
+  EditRequest,
+  GenerateRequest,
   type NodeEvent,
-  NodeGenerateRequest,
-  NodeVerifyRequest,
+  PROTOCOL_HEADER,
   PROTOCOL_VERSION,
-} from "../../../adapters/src/protocol.ts";
-import { type DecodeEvent, DecodeInputError, type Model } from "../../../models/src/index.ts";
+  VerifyRequest,
+} from "../../../protocol/src/index.ts";
 import { edgeSecret } from "./auth.ts";
 import { NodeMetrics } from "./metrics.ts";
 import { QueueFullError, Scheduler, type SchedulerOptions } from "./scheduler.ts";
@@ -110,7 +111,12 @@ export function createDenoiserApp({
     return c.text(await metrics.text(), 200, { "content-type": metrics.contentType });
   });
 
-  /** Every POST needs the edge's secret, and a node that can take work now (else 503). */
+  /** Every answer says which protocol it speaks; every POST needs the edge's secret, and a node
+   * that can take work now (else 503). */
+  app.use("/v1/*", async (c, next) => {
+    c.header(PROTOCOL_HEADER, String(PROTOCOL_VERSION));
+    await next();
+  });
   app.use("/v1/*", edgeSecret({ secret }), async (c, next) => {
     if (draining) return c.json(errorBody("shutting_down", "this node is shutting down"), 503);
     if (!model || !scheduler) {
@@ -125,12 +131,12 @@ export function createDenoiserApp({
     return { model, scheduler };
   };
 
-  app.post("/v1/verify", zValidator("json", NodeVerifyRequest, invalidRequest), async (c) => {
+  app.post("/v1/verify", zValidator("json", VerifyRequest, invalidRequest), async (c) => {
     const { code, prompt, threshold } = c.req.valid("json");
     return c.json(await serving().model.verify({ code, prompt, threshold }));
   });
 
-  app.post("/v1/edit", zValidator("json", NodeEditRequest, invalidRequest), async (c) => {
+  app.post("/v1/edit", zValidator("json", EditRequest, invalidRequest), async (c) => {
     const { model } = serving();
     const { code, prompt, regions, threshold, rounds, max_tokens, block_size } = c.req.valid("json");
     const result = regions
@@ -139,7 +145,7 @@ export function createDenoiserApp({
     return c.json(result);
   });
 
-  app.post("/v1/generate", zValidator("json", NodeGenerateRequest, invalidRequest), async (c) => {
+  app.post("/v1/generate", zValidator("json", GenerateRequest, invalidRequest), async (c) => {
     const { model: loaded, scheduler: queue } = serving();
     const request = c.req.valid("json");
     const cancel = new AbortController();
@@ -180,14 +186,14 @@ export function createDenoiserApp({
           }
           if (event.type === "done" && request.verify && event.finish_reason !== "cancelled") {
             const verification = await loaded.verify({ code: text, prompt: request.prompt });
-            await send({ type: "verify", verification });
+            await send({ type: "verify", ...verification });
           }
           if (event.type === "done") {
             const outcome = event.finish_reason === "cancelled" ? "cancelled" : "finished";
             generations[outcome]++;
             metrics.generation(outcome, (performance.now() - started) / 1000, event.usage.completion_tokens);
           }
-          await send(toNodeEvent(event));
+          await send(event);
         }
       } catch (error) {
         generations.failed++;
@@ -224,8 +230,4 @@ export function createDenoiserApp({
     while (generations.active > 0) await new Promise((resolve) => setTimeout(resolve, 20));
   }
   return Object.assign(app, { drain, ready });
-}
-
-function toNodeEvent(event: DecodeEvent): NodeEvent {
-  return event.type === "start" ? { ...event, v: PROTOCOL_VERSION } : event;
 }

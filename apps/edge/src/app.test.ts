@@ -1,44 +1,66 @@
 /**
  * The edge's behaviour, run inside workerd (the Workers Vitest integration, vitest.config.ts)
- * through `app.request`, against the real denoiser node and fake nodes that test/support/
- * edge-setup.ts starts in Node. The whole system, bindings included, runs in test/e2e.test.ts.
+ * through `app.request`, with a test double for its backend (`FakeBackend`,
+ * test/support/fake-backend.ts): auth, formats, validation, errors, streaming, what reaches the
+ * backend. No model runs here: the real denoiser node serves the fuzz tests (fuzz.test.ts), and
+ * the whole system, bindings included, runs in test/e2e.test.ts. Limits: limits.test.ts.
  */
 import { createParser } from "eventsource-parser";
-import { beforeAll, describe, expect, inject, it } from "vitest";
+import { beforeAll, describe, expect, it } from "vitest";
+import { BackendError } from "../../../adapters/src/index.ts";
+import type { GenerateEvent } from "../../../protocol/src/index.ts";
+import { FakeBackend, fakeGeneration } from "../../../test/support/fake-backend.ts";
 import { createEdgeApp } from "./app.ts";
 import { sha256Hex } from "./auth.ts";
 import type { Env } from "./env.ts";
 import { chatPrompt } from "./routes/chat.ts";
 
 const KEY = "sk-test-key";
-let env: Env;
-const app = createEdgeApp();
+const MODEL_ID = "sprout-tiny";
+const env: Env = {
+  MODEL_ID,
+  DENOISER_URL: "", // the backend is the fake, injected
+  DENOISER_SECRET: "unused",
+  API_KEY_HASHES: "",
+};
 
 beforeAll(async () => {
-  env = {
-    MODEL_ID: inject("modelId"),
-    DENOISER_URL: inject("nodeUrl"),
-    DENOISER_SECRET: inject("nodeSecret"),
-    API_KEY_HASHES: `${"0".repeat(64)}, ${await sha256Hex(KEY)}`,
-  };
+  env.API_KEY_HASHES = `${"0".repeat(64)}, ${await sha256Hex(KEY)}`;
 });
 
-const post = (path: string, body: unknown, key = KEY, overrides: Partial<Env> = {}) =>
-  app.request(
-    path,
-    {
-      method: "POST",
-      headers: { authorization: `Bearer ${key}`, "content-type": "application/json" },
-      body: typeof body === "string" ? body : JSON.stringify(body),
-    },
-    { ...env, ...overrides },
-  );
+/** An edge whose every request is served by `backend`. */
+function edge(backend = new FakeBackend()) {
+  const app = createEdgeApp({ backendFor: () => backend });
+  const post = (path: string, body: unknown, overrides: Partial<Env> = {}) =>
+    app.request(
+      path,
+      {
+        method: "POST",
+        headers: { authorization: `Bearer ${KEY}`, "content-type": "application/json" },
+        body: typeof body === "string" ? body : JSON.stringify(body),
+      },
+      { ...env, ...overrides },
+    );
+  return { app, backend, post };
+}
+const { app, post } = edge();
 
 function dataLines(text: string): string[] {
   const data: string[] = [];
   createParser({ onEvent: (m) => data.push(m.data) }).feed(text);
   return data;
 }
+
+/** Named SSE events as [event, data]. */
+function namedEvents(text: string): [string, Record<string, unknown>][] {
+  const events: [string, Record<string, unknown>][] = [];
+  const parser = createParser({ onEvent: (m) => events.push([m.event ?? "message", JSON.parse(m.data)]) });
+  parser.feed(text);
+  return events;
+}
+
+const start: GenerateEvent = { type: "start", model: "fake", prompt_tokens: 1, block_size: 4 };
+const usage = { prompt_tokens: 1, completion_tokens: 0, forward_passes: 1 };
 
 describe("auth", () => {
   it.each([
@@ -65,8 +87,9 @@ describe("auth", () => {
 
 describe("POST /v1/completions", () => {
   it("completes without streaming, with usage and forward passes", async () => {
+    const { backend, post } = edge();
     const response = await post("/v1/completions", {
-      model: env.MODEL_ID,
+      model: MODEL_ID,
       prompt: "def f(x):\n",
       max_tokens: 12,
     });
@@ -82,13 +105,18 @@ describe("POST /v1/completions", () => {
       };
     };
     expect(body.object).toBe("text_completion");
-    expect(body.choices[0]?.finish_reason).toMatch(/^(stop|length)$/);
-    expect(body.usage.total_tokens).toBe(body.usage.prompt_tokens + body.usage.completion_tokens);
-    expect(body.usage.forward_passes).toBeGreaterThan(0);
+    expect(body.choices[0]).toMatchObject({ text: "0 1 2 3 4 5 6 7 8 9 10 11 ", finish_reason: "length" });
+    expect(body.usage).toEqual({
+      prompt_tokens: 10,
+      completion_tokens: 12,
+      total_tokens: 22,
+      forward_passes: 3,
+    });
+    expect(backend.generations).toEqual([{ prompt: "def f(x):\n", max_tokens: 12 }]);
   });
 
   it("streams one chunk per block, a finish chunk, usage when asked, then [DONE]", async () => {
-    const request = { model: env.MODEL_ID, prompt: "import os\n", max_tokens: 16, block_size: 4 };
+    const request = { model: MODEL_ID, prompt: "import os\n", max_tokens: 16, block_size: 4 };
     const response = await post("/v1/completions", {
       ...request,
       stream: true,
@@ -104,41 +132,30 @@ describe("POST /v1/completions", () => {
     const finish = chunks.at(-2);
     expect(finish.choices[0].finish_reason).toMatch(/^(stop|length)$/);
     const content = chunks.slice(0, -2);
-    expect(content.length).toBeLessThanOrEqual(4); // at most one chunk per block of 4
+    expect(content.length).toBe(4); // one chunk per block of 4
     expect(chunks.slice(0, -1).every((c) => c.usage === null)).toBe(true);
-    // Decoding is greedy: the stream carries exactly the text of the same request unstreamed.
     const whole = (await (await post("/v1/completions", request)).json()) as { choices: { text: string }[] };
     expect(content.map((c) => c.choices[0].text).join("")).toBe(whole.choices[0]?.text);
   });
 
-  it("samples with a temperature, reproducibly for a seed", async () => {
-    const text = async (seed: number) => {
-      const request = { model: env.MODEL_ID, prompt: "def f(x):\n", max_tokens: 12, temperature: 1.5, seed };
-      const body = (await (await post("/v1/completions", request)).json()) as { choices: { text: string }[] };
-      return body.choices[0]?.text;
-    };
-    expect(await text(11)).toBe(await text(11));
-    const texts = new Set(await Promise.all([1, 2, 3, 4].map(text)));
-    expect(texts.size).toBeGreaterThan(1);
-  });
-
-  it("honours stop as a string or a list", async () => {
-    const request = { model: env.MODEL_ID, prompt: "def main():\n", max_tokens: 24 };
-    type Completion = { choices: { text: string; finish_reason: string }[] };
-    const full =
-      ((await (await post("/v1/completions", request)).json()) as Completion).choices[0]?.text ?? "";
-    const stop = full.slice(5, 8);
-    for (const form of [stop, [stop]]) {
-      const body = (await (await post("/v1/completions", { ...request, stop: form })).json()) as Completion;
-      expect(body.choices[0]).toEqual(
-        expect.objectContaining({ text: full.slice(0, full.indexOf(stop)), finish_reason: "stop" }),
-      );
+  it("passes the sampling fields on: temperature, top_p, seed as its low 32 bits, stop as a list", async () => {
+    const { backend, post } = edge();
+    const base = { model: MODEL_ID, prompt: "x", max_tokens: 4, temperature: 1.5, top_p: 0.5 };
+    for (const body of [
+      { ...base, seed: 11, stop: "\n\n" },
+      { ...base, seed: 2 ** 32 + 7, stop: ["\n\n", "def "] },
+    ]) {
+      expect((await post("/v1/completions", body)).status).toBe(200);
     }
+    expect(backend.generations).toEqual([
+      expect.objectContaining({ temperature: 1.5, top_p: 0.5, seed: 11, stop: ["\n\n"] }),
+      expect.objectContaining({ seed: 7, stop: ["\n\n", "def "] }),
+    ]);
   });
 
   it("sends no usage chunk unless asked", async () => {
     const response = await post("/v1/completions", {
-      model: env.MODEL_ID,
+      model: MODEL_ID,
       prompt: "x",
       max_tokens: 4,
       stream: true,
@@ -149,19 +166,18 @@ describe("POST /v1/completions", () => {
     expect(chunks.every((c) => c.usage === undefined && c.choices.length === 1)).toBe(true);
   });
 
-  it("infills between prompt and suffix: the node sees both", async () => {
-    const ask = async (suffix?: string) => {
+  it("infills between prompt and suffix: the backend gets both, and an empty suffix is none", async () => {
+    const { backend, post } = edge();
+    for (const suffix of ["    return result\n", ""]) {
       const response = await post("/v1/completions", {
-        model: env.MODEL_ID,
+        model: MODEL_ID,
         prompt: "def area(r):\n",
         suffix,
         max_tokens: 8,
       });
       expect(response.status).toBe(200);
-      return (await response.json()) as { usage: { prompt_tokens: number } };
-    };
-    const [plain, infill] = await Promise.all([ask(), ask("    return result\n")]);
-    expect(infill.usage.prompt_tokens).toBeGreaterThan(plain.usage.prompt_tokens + 2);
+    }
+    expect(backend.generations.map((r) => r.suffix)).toEqual(["    return result\n", undefined]);
   });
 
   it.each([
@@ -203,14 +219,12 @@ describe("POST /v1/completions", () => {
     expect(await response.json()).toMatchObject({ error: { code: "model_not_found", param: "model" } });
   });
 
-  it("answers 400 when prompt and max_tokens overflow the model's context", async () => {
-    const response = await post("/v1/completions", {
-      model: env.MODEL_ID,
-      prompt: "x = 1\n".repeat(400),
-      max_tokens: 1000,
-    });
+  it("answers a request the backend refuses with 400 and the backend's reason", async () => {
+    const reason = "the prompt (2400 tokens) and max_tokens (1000) exceed the context of 512 tokens";
+    const { post } = edge(new FakeBackend({ failWith: new BackendError("invalid_request", reason, 400) }));
+    const response = await post("/v1/completions", { model: MODEL_ID, prompt: "x = 1\n", max_tokens: 1000 });
     expect(response.status).toBe(400);
-    expect(await response.json()).toMatchObject({ error: { message: expect.stringMatching(/context/) } });
+    expect(await response.json()).toMatchObject({ error: { message: reason } });
   });
 
   it("answers 413 for a body over 1 MiB", async () => {
@@ -220,9 +234,14 @@ describe("POST /v1/completions", () => {
   });
 
   it("answers 503 when the denoiser node is down", async () => {
-    const response = await post("/v1/completions", { model: env.MODEL_ID, prompt: "x" }, KEY, {
-      DENOISER_URL: "http://127.0.0.1:9",
-    });
+    const down = new BackendError(
+      "backend_unavailable",
+      "The model backend is unavailable; try again shortly.",
+      503,
+      "denoiser node 127.0.0.1:9 unreachable: connection refused",
+    );
+    const { post } = edge(new FakeBackend({ failWith: down }));
+    const response = await post("/v1/completions", { model: env.MODEL_ID, prompt: "x" });
     expect(response.status).toBe(503);
     const body = await response.json();
     expect(body).toMatchObject({ error: { code: "backend_unavailable" } });
@@ -230,24 +249,20 @@ describe("POST /v1/completions", () => {
   });
 
   it("treats a cancellation nobody asked for as a broken answer, streamed or not", async () => {
-    {
-      const overrides = { DENOISER_URL: inject("cancellingNodeUrl") };
-      const unstreamed = await post("/v1/completions", { model: env.MODEL_ID, prompt: "x" }, KEY, overrides);
-      expect(unstreamed.status).toBe(502);
-      expect(await unstreamed.json()).toMatchObject({ error: { code: "backend_cancelled" } });
-      const streamed = await post(
-        "/v1/completions",
-        { model: env.MODEL_ID, prompt: "x", stream: true },
-        KEY,
-        overrides,
-      );
-      expect(dataLines(await streamed.text()).map((d) => JSON.parse(d))).toEqual([
-        { error: expect.objectContaining({ code: "backend_cancelled" }) },
-      ]);
-    }
+    const { post } = edge(
+      new FakeBackend({ events: () => [start, { type: "done", finish_reason: "cancelled", usage }] }),
+    );
+    const unstreamed = await post("/v1/completions", { model: env.MODEL_ID, prompt: "x" });
+    expect(unstreamed.status).toBe(502);
+    expect(await unstreamed.json()).toMatchObject({ error: { code: "backend_cancelled" } });
+    const streamed = await post("/v1/completions", { model: env.MODEL_ID, prompt: "x", stream: true });
+    expect(dataLines(await streamed.text()).map((d) => JSON.parse(d))).toEqual([
+      { error: expect.objectContaining({ code: "backend_cancelled" }) },
+    ]);
   });
 
   it("accepts what OpenAI accepts: any integer seed, top_p 0, empty stop strings", async () => {
+    const { backend, post } = edge();
     const response = await post("/v1/completions", {
       model: env.MODEL_ID,
       prompt: "x",
@@ -258,50 +273,64 @@ describe("POST /v1/completions", () => {
       stop: [""],
     });
     expect(response.status).toBe(200);
+    // top_p 0 keeps only the most likely token; -5 as its low 32 bits; no empty stop string.
+    expect(backend.generations[0]).toMatchObject({ top_p: 1e-9, seed: 2 ** 32 - 5, stop: undefined });
   });
 
   it("keeps a silent stream alive with SSE comments, invisible to the data", async () => {
-    {
-      const response = await post(
-        "/v1/completions",
-        { model: env.MODEL_ID, prompt: "x", stream: true },
-        KEY,
-        { DENOISER_URL: inject("slowNodeUrl"), SSE_KEEPALIVE_MS: "50" },
-      );
-      const raw = await response.text();
-      expect(raw).toMatch(/^: ping$/m);
-      const data = dataLines(raw);
-      expect(data.at(-1)).toBe("[DONE]");
-      expect(JSON.parse(data[0] as string).choices[0].text).toBe("pass");
-    }
-  });
-
-  it("serves from an OpenAI-compatible upstream in the pool, and the same text as a node gives", async () => {
-    const body = { model: env.MODEL_ID, prompt: "def fibonacci(n):\n", max_tokens: 12 };
-    const upstreams = JSON.stringify([
-      { url: inject("upstreamUrl"), api_key: inject("upstreamKey"), model: env.MODEL_ID },
-    ]);
-    const viaUpstream = await post("/v1/completions", body, KEY, { DENOISER_URL: "", UPSTREAMS: upstreams });
-    expect(viaUpstream.status).toBe(200);
-    const viaNode = await post("/v1/completions", body);
-    const text = async (r: Response) =>
-      ((await r.json()) as { choices: { text: string }[] }).choices[0]?.text;
-    expect(await text(viaUpstream)).toBe(await text(viaNode));
+    const slow = new FakeBackend({
+      gapMs: 250,
+      events: () => [
+        start,
+        { type: "block", index: 0, text: "pass", tokens: 1, steps: 1, ids: [9] },
+        { type: "done", finish_reason: "stop", usage: { ...usage, completion_tokens: 1 } },
+      ],
+    });
+    const response = await edge(slow).post(
+      "/v1/completions",
+      { model: env.MODEL_ID, prompt: "x", stream: true },
+      { SSE_KEEPALIVE_MS: "50" },
+    );
+    const raw = await response.text();
+    expect(raw).toMatch(/^: ping$/m);
+    const data = dataLines(raw);
+    expect(data.at(-1)).toBe("[DONE]");
+    expect(JSON.parse(data[0] as string).choices[0].text).toBe("pass");
   });
 
   it("reports a node failing mid-stream as one error data line", async () => {
-    {
-      const response = await post(
-        "/v1/completions",
-        { model: env.MODEL_ID, prompt: "x", stream: true },
-        KEY,
-        { DENOISER_URL: inject("failingNodeUrl") },
-      );
-      const data = dataLines(await response.text());
-      expect(data.map((d) => JSON.parse(d))).toEqual([
-        { error: expect.objectContaining({ code: "backend_error", message: "decoding failed on the node" }) },
-      ]);
-    }
+    const failing = new FakeBackend({
+      events: () => [start, { type: "error", code: "internal", message: "decoding failed on the node" }],
+    });
+    const response = await edge(failing).post("/v1/completions", {
+      model: env.MODEL_ID,
+      prompt: "x",
+      stream: true,
+    });
+    const data = dataLines(await response.text());
+    expect(data.map((d) => JSON.parse(d))).toEqual([
+      { error: expect.objectContaining({ code: "backend_error", message: "decoding failed on the node" }) },
+    ]);
+  });
+
+  it("stops the backend's work when a streaming client goes away", async () => {
+    const backend = new FakeBackend({ gapMs: 50 });
+    const cancel = new AbortController();
+    const response = await edge(backend).app.request(
+      "/v1/completions",
+      {
+        method: "POST",
+        headers: { authorization: `Bearer ${KEY}`, "content-type": "application/json" },
+        body: JSON.stringify({ model: MODEL_ID, prompt: "x", max_tokens: 64, stream: true }),
+        signal: cancel.signal,
+      },
+      env,
+    );
+    const reader = response.body?.getReader();
+    await reader?.read();
+    cancel.abort();
+    await reader?.cancel();
+    await expect.poll(() => backend.cancelled, { timeout: 5_000 }).toBe(1);
   });
 });
 
@@ -312,15 +341,8 @@ it("answers unknown routes with a JSON 404", async () => {
 });
 
 describe("native endpoints", () => {
-  /** Named SSE events as [event, data]. */
-  function namedEvents(text: string): [string, Record<string, unknown>][] {
-    const events: [string, Record<string, unknown>][] = [];
-    const parser = createParser({ onEvent: (m) => events.push([m.event ?? "message", JSON.parse(m.data)]) });
-    parser.feed(text);
-    return events;
-  }
-
   it("streams the denoising as named events: start, steps with the block as it stands, blocks, verify, done", async () => {
+    const { backend, post } = edge();
     const response = await post("/v1/generate", {
       model: env.MODEL_ID,
       prompt: "def add(a, b):\n",
@@ -340,9 +362,42 @@ describe("native endpoints", () => {
     expect(blocks.every((b) => Array.isArray(b.ids) && typeof b.text === "string")).toBe(true);
     expect(events.at(-2)?.[1]).toMatchObject({ syntax: expect.any(Object), cached: false });
     expect(events.at(-1)?.[1]).toMatchObject({ usage: { forward_passes: expect.any(Number) } });
+    // The edge verifies the text it streamed (through its cache), not the backend's own verify.
+    expect(backend.generations[0]?.verify).toBeUndefined();
+    expect(backend.verifications).toEqual([
+      { code: "0 1 2 3 4 5 6 7 8 9 10 11 ", prompt: "def add(a, b):\n", language: "python" },
+    ]);
+  });
+
+  it("carries each event's type in its data, the verify event's too", async () => {
+    const response = await post("/v1/generate", {
+      model: MODEL_ID,
+      prompt: "x",
+      max_tokens: 4,
+      verify: true,
+    });
+    const events = namedEvents(await response.text());
+    expect(events.map(([name]) => name)).toEqual(["start", "block", "verify", "done"]);
+    for (const [name, data] of events) expect(data.type).toBe(name);
+    expect(events[2]?.[1]).toMatchObject({ type: "verify", verdict: "plausible", cached: false });
+  });
+
+  it("sends a failure after the first byte as an error event in the edge's error shape", async () => {
+    const failing = new FakeBackend({
+      events: () => [start, { type: "error", code: "internal", message: "it broke" }],
+    });
+    const response = await edge(failing).post("/v1/generate", { model: MODEL_ID, prompt: "x" });
+    expect(namedEvents(await response.text())).toEqual([
+      ["start", start],
+      [
+        "error",
+        { type: "error", error: expect.objectContaining({ code: "backend_error", message: "it broke" }) },
+      ],
+    ]);
   });
 
   it("takes the dial and resumes from the ids of blocks already received", async () => {
+    const { backend, post } = edge();
     const request = {
       model: env.MODEL_ID,
       prompt: "def parse(line):\n",
@@ -360,6 +415,10 @@ describe("native endpoints", () => {
     expect(rest.filter(([n]) => n === "block").map(([, b]) => b.text)).toEqual(
       whole.slice(1).map(([, b]) => b.text),
     );
+    expect(backend.generations.map((r) => [r.steps, r.block_size, r.committed])).toEqual([
+      [4, 8, undefined],
+      [4, 8, committed],
+    ]);
   });
 
   it.each([
@@ -373,9 +432,23 @@ describe("native endpoints", () => {
   });
 
   it("verifies code: syntax, score, verdict, and whether it came from the cache", async () => {
-    const response = await post("/v1/verify", { model: env.MODEL_ID, code: "def f(x):\n    return (x\n" });
+    const broken = new FakeBackend({
+      verification: (request) => ({
+        syntax: { ok: false, error: { line: 2, column: 11, message: "unclosed parenthesis" } },
+        score: 0.2,
+        bits_per_token: 2.3,
+        tokens: request.code.length,
+        verdict: "syntax_error",
+        forward_passes: 2,
+      }),
+    });
+    const { post } = edge(broken);
+    const response = await post("/v1/verify", {
+      model: env.MODEL_ID,
+      code: `def f(x):\n    return (x # ${Date.now()}\n`,
+    });
     expect(response.status).toBe(200);
-    expect(response.headers.get("x-sprout-cache")).toBe("miss"); // no Cache API or KV when run in Node
+    expect(response.headers.get("x-sprout-cache")).toBe("miss");
     expect(await response.json()).toMatchObject({
       syntax: { ok: false, error: { line: expect.any(Number) } },
       verdict: "syntax_error",
@@ -399,6 +472,7 @@ describe("POST /v1/chat/completions", () => {
   });
 
   it("answers as a chat completion, and streams the same text as deltas", async () => {
+    const { backend, post } = edge();
     const body = {
       model: env.MODEL_ID,
       messages: [
@@ -424,6 +498,7 @@ describe("POST /v1/chat/completions", () => {
       whole.choices[0]?.message.content,
     );
     expect(parsed.at(-1).choices[0].finish_reason).toBe(whole.choices[0]?.finish_reason);
+    expect(backend.generations[0]?.prompt).toBe(chatPrompt(body.messages));
   });
 
   it("answers 400 for a conversation without messages", async () => {
@@ -460,6 +535,12 @@ describe("the API description", () => {
     expect(Object.keys(document.components.schemas.GenerateRequest?.properties ?? {})).toEqual(
       expect.arrayContaining(["steps", "entropy_bound", "edit_rounds", "committed", "verify"]),
     );
+    // Every native event names its type, the verify event included.
+    const events = (
+      document.components.schemas.GenerateEvent as { oneOf: { properties: Record<string, unknown> }[] }
+    ).oneOf;
+    expect(events.map((e) => e.properties.type)).toContainEqual({ type: "string", const: "verify" });
+    expect(events.every((e) => "type" in e.properties)).toBe(true);
   });
 
   it("renders a docs page from it", async () => {
@@ -475,6 +556,7 @@ describe("POST /v1/edits", () => {
   const code = "def area(r):\n    pi = 3.14159\n    return pi * r * r\n";
 
   it("rewrites marked regions, and repairs unmarked code, reporting edits as ranges of the original", async () => {
+    const { backend, post } = edge();
     const start = code.indexOf("3.14159");
     const rewrite = await post("/v1/edits", {
       model: env.MODEL_ID,
@@ -498,8 +580,12 @@ describe("POST /v1/edits", () => {
     expect(await repair.json()).toMatchObject({
       code,
       edits: [],
-      usage: { forward_passes: expect.any(Number) },
+      usage: { tokens: code.length, forward_passes: expect.any(Number) },
     });
+    expect(backend.edits).toEqual([
+      { code, regions: [{ start, end: start + 7 }], max_tokens: 8 },
+      { code, threshold: 1 },
+    ]);
   });
 
   it.each([
@@ -517,4 +603,14 @@ describe("POST /v1/edits", () => {
     expect(response.status).toBe(400);
     expect(await response.json()).toMatchObject({ error: { param: "regions" } });
   });
+});
+
+it("knows its fake's arithmetic (the expectations above rest on it)", () => {
+  const events = fakeGeneration({ prompt: "ab", max_tokens: 6, block_size: 4 });
+  expect(events.map((e) => (e.type === "block" ? e.text : e.type))).toEqual([
+    "start",
+    "0 1 2 3 ",
+    "4 5 ",
+    "done",
+  ]);
 });

@@ -1,9 +1,13 @@
-/** The edge: the public API, composed of small routers behind auth and a body limit. */
+/**
+ * The edge: the public API, composed of small routers behind auth, a body limit, scopes and the
+ * key's rate limit; each request is given its backend, metered against its key (inject-backend.ts).
+ */
 import { Hono } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import { apiKeyAuth, requireScope } from "./auth.ts";
 import type { EdgeEnv, Env } from "./env.ts";
 import { ApiError, respondWithError, toApiError } from "./errors.ts";
+import { type BackendOptions, injectBackend } from "./inject-backend.ts";
 import { docsPage, openApiDocument } from "./openapi.ts";
 import { rateLimit } from "./rate-limit.ts";
 import { chat } from "./routes/chat.ts";
@@ -16,7 +20,9 @@ import { verify } from "./routes/verify.ts";
 
 export const MAX_BODY_BYTES = 1024 * 1024;
 
-export function createEdgeApp() {
+export type EdgeAppOptions = BackendOptions;
+
+export function createEdgeApp({ backendFor }: EdgeAppOptions) {
   const v1 = new Hono<EdgeEnv>()
     .use(apiKeyAuth())
     .use(
@@ -36,6 +42,7 @@ export function createEdgeApp() {
     .use("/webhooks/*", requireScope("jobs"))
     .use("/webhooks", requireScope("jobs"))
     .use(rateLimit())
+    .use(injectBackend({ backendFor }))
     .route("/models", models)
     .route("/completions", completions)
     .route("/chat/completions", chat)

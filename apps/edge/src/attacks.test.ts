@@ -2,19 +2,29 @@
  * Attacks on the edge's API keys, run inside workerd: no key, malformed headers, forged keys
  * (property-based: any key of the right shape that was never issued), revoked and expired keys,
  * a key in the query string, and a key with too few scopes. Each is refused with a JSON error
- * that never repeats the key; none reaches the model. (The node's refusal of anything without
+ * that never repeats the key; none reaches the backend (a test double, FakeBackend). (The node's refusal of anything without
  * the edge's secret is fuzzed in apps/denoiser/src/fuzz.test.ts; comparison timing is measured
  * by bench/reliability.ts, since a timing assertion in a unit test would be noise.)
  */
 import fc from "fast-check";
-import { beforeAll, describe, expect, inject, it } from "vitest";
+import { beforeAll, describe, expect, it } from "vitest";
+import { BackendError } from "../../../adapters/src/index.ts";
+import { FakeBackend } from "../../../test/support/fake-backend.ts";
 import { memoryKv } from "../../../test/support/memory-kv.ts";
 import { createEdgeApp } from "./app.ts";
 import { constantTimeEqual, sha256Hex } from "./auth.ts";
 import type { Env } from "./env.ts";
 import { KEY_PREFIX, type KeyRecord, keyIdFor, kvKeyFor } from "./keys.ts";
 
-const app = createEdgeApp();
+// A backend that must never be reached: every request here is refused before it, but one.
+const backend = new FakeBackend({
+  failWith: new BackendError(
+    "backend_unavailable",
+    "The model backend is unavailable; try again shortly.",
+    503,
+  ),
+});
+const app = createEdgeApp({ backendFor: () => backend });
 const BOOTSTRAP = "sk-attack-bootstrap";
 const keys = {
   good: `${KEY_PREFIX}good`,
@@ -47,10 +57,9 @@ beforeAll(async () => {
   await storeKey(kv, keys.expired, { expires_at: now - 1 });
   await storeKey(kv, keys.verifyOnly, { scopes: ["verify"] });
   env = {
-    MODEL_ID: inject("modelId"),
-    // A node that must never be reached: every request here is refused before it.
-    DENOISER_URL: "http://127.0.0.1:9",
-    DENOISER_SECRET: inject("nodeSecret"),
+    MODEL_ID: "sprout-tiny",
+    DENOISER_URL: "", // the backend is the fake above
+    DENOISER_SECRET: "unused",
     API_KEY_HASHES: await sha256Hex(BOOTSTRAP),
     API_KEYS: kv,
   };
@@ -150,9 +159,11 @@ describe("API key attacks", () => {
   });
 
   it("lets a valid key through (to the node, which is down here: a clear 503)", async () => {
+    expect(backend.generations).toEqual([]); // nothing before reached it
     const response = await completion({ authorization: `Bearer ${keys.good}` });
     expect(response.status).toBe(503);
     expect((await response.json()).error.code).toBe("backend_unavailable");
+    expect(backend.generations).toHaveLength(1);
   });
 
   it("compares digests equal only when every character is", () => {

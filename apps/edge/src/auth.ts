@@ -11,6 +11,11 @@ import type { EdgeEnv } from "./env.ts";
 import { ApiError, respondWithError } from "./errors.ts";
 import { KeyRecord, keyIdFor, kvKeyFor, SCOPES, type Scope } from "./keys.ts";
 
+export interface AuthVariables {
+  /** The caller's key (set by `apiKeyAuth`). */
+  apiKey: KeyRecord;
+}
+
 /** The record for keys from `API_KEY_HASHES`: every scope, no expiry, no limits. */
 const bootstrapKey = (digest: string): KeyRecord => ({
   id: keyIdFor(digest),

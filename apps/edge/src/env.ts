@@ -1,6 +1,9 @@
 import type { KVNamespace, Queue } from "@cloudflare/workers-types";
+import type { AuthVariables } from "./auth.ts";
+import type { BackendVariables } from "./inject-backend.ts";
 import type { QueueMessage } from "./jobs.ts";
 import type { LimiterNamespace } from "./limiter.ts";
+import type { RateLimitVariables } from "./rate-limit.ts";
 
 /** Bindings of the edge worker (wrangler.toml explains each). */
 export interface Env {
@@ -32,15 +35,8 @@ export interface Env {
   API_KEY_HASHES: string;
 }
 
-/** The edge's Hono environment: its bindings, and what the auth and rate-limit middleware set. */
+/** The edge's Hono environment: its bindings, and what its middleware set (auth, rate limit, backend). */
 export interface EdgeEnv {
   Bindings: Env;
-  Variables: {
-    /** The caller's key (auth.ts). */
-    apiKey: import("./keys.ts").KeyRecord;
-    /** Books a request's tokens (prompt + completion) against the key's limits (rate-limit.ts). */
-    reportTokens: (tokens: number) => void;
-    /** A streaming route calls this when its stream ends or its client leaves (rate-limit.ts). */
-    endOfStream: () => Promise<void>;
-  };
+  Variables: AuthVariables & RateLimitVariables & BackendVariables;
 }

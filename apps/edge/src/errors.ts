@@ -1,11 +1,12 @@
 /**
- * Errors in the OpenAI shape, `{"error": {"message", "type", "code", "param"}}`, so that OpenAI
- * clients surface them as they would OpenAI's own.
+ * Errors in the OpenAI shape, `{"error": {"message", "type", "code", "param"}}` (the protocol's
+ * `ErrorBody`), so that OpenAI clients surface them as they would OpenAI's own.
  */
 import type { Context } from "hono";
 import { HTTPException } from "hono/http-exception";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
 import { BackendError } from "../../../adapters/src/index.ts";
+import type { ErrorBody } from "../../../protocol/src/index.ts";
 
 const TYPES: Partial<Record<ContentfulStatusCode, string>> = {
   400: "invalid_request_error",
@@ -30,7 +31,7 @@ export class ApiError extends Error {
   }
 }
 
-export function errorBody(error: ApiError) {
+export function errorBody(error: ApiError): ErrorBody {
   return {
     error: {
       message: error.message,

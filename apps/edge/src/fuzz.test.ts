@@ -13,11 +13,12 @@ import { readWithin } from "../../../test/support/deadline.ts";
 import { memoryKv } from "../../../test/support/memory-kv.ts";
 import { createEdgeApp, MAX_BODY_BYTES } from "./app.ts";
 import { sha256Hex } from "./auth.ts";
+import { backendFor } from "./backends.ts";
 import type { Env } from "./env.ts";
 import type { QueueMessage } from "./jobs.ts";
 
 const KEY = "sk-fuzz-key";
-const app = createEdgeApp();
+const app = createEdgeApp({ backendFor });
 let env: Env;
 /** How long any one request may take before it counts as a hang. */
 const HANG_MS = 30_000;

@@ -1,40 +1,15 @@
-/** The edge worker's entry point (wrangler.toml `main`): the API, and the queue consumer that runs jobs and delivers webhooks. */
-import type { MessageBatch } from "@cloudflare/workers-types";
+/**
+ * The edge worker's entry point (wrangler.toml `main`): the API, the queue consumer that runs
+ * jobs and delivers webhooks, and the per-key limiter's Durable Object class. Both the API and
+ * the consumer are served by the pool of backends.ts.
+ */
 import { createEdgeApp } from "./app.ts";
 import { backendFor } from "./backends.ts";
-import type { Env } from "./env.ts";
-import { deliver, type QueueMessage, runJob, type WebhookRecord } from "./jobs.ts";
+import { queueConsumer } from "./queue.ts";
 
 export { KeyLimiter } from "./limiter.ts";
 
-const app = createEdgeApp();
-
 export default {
-  fetch: app.fetch,
-  async queue(batch: MessageBatch<QueueMessage>, env: Env): Promise<void> {
-    for (const message of batch.messages) {
-      const body = message.body;
-      try {
-        if (body.kind === "run") {
-          const deliveries = await runJob(env, backendFor(env), body.job_id);
-          for (const delivery of deliveries) await env.JOBS_QUEUE?.send(delivery);
-          message.ack();
-          continue;
-        }
-        const hook = (await env.JOBS?.get(body.webhook_key, "json")) as WebhookRecord | null;
-        if (!hook) {
-          message.ack(); // the endpoint was deleted
-          continue;
-        }
-        const outcome = await deliver(hook, body.message_id, body.payload, message.attempts);
-        if (outcome === "ok") message.ack();
-        else message.retry({ delaySeconds: outcome.retryAfterSeconds });
-      } catch (error) {
-        console.error(
-          `edge: queue message failed: ${error instanceof Error ? error.message : String(error)}`,
-        );
-        message.retry({ delaySeconds: Math.min(300, 2 ** message.attempts) });
-      }
-    }
-  },
+  fetch: createEdgeApp({ backendFor }).fetch,
+  queue: queueConsumer({ backendFor }),
 };

@@ -1,10 +1,11 @@
 /**
  * Jobs and webhooks: records in KV (`JOBS`), work on a Queue (`JOBS_QUEUE`).
  *
- * - `job:<id>`: `{id, key_id, type, status, request, result?, error?, created_at, finished_at?}`.
+ * - `job:<id>`: `{id, key_id, metered, type, status, request, result?, error?, created_at, finished_at?}`.
  * - `webhook:<key id>:<id>`: `{id, url, events, secret, created_at}` (the secret signs deliveries).
  * - Queue messages: `{kind: "run", job_id}` runs a job through the same adapters as live requests;
- *   its end sends one `{kind: "deliver", ...}` per subscribed endpoint. A delivery is signed per
+ *   its end sends one `{kind: "deliver", ...}` per subscribed endpoint. What a job consumed is booked
+ *   against its key (metered.ts), as a live request's is. A delivery is signed per
  *   the Standard Webhooks spec (the `standardwebhooks` library): `webhook-id` (the same on every
  *   retry), `webhook-timestamp`, `webhook-signature: v1,<HMAC-SHA256>`. A 2xx acknowledges it;
  *   anything else, a network error or a timeout retries it with exponential backoff and jitter,
@@ -13,21 +14,26 @@
  */
 import { Webhook } from "standardwebhooks";
 import type { Backend } from "../../../adapters/src/index.ts";
+import type { EditRequest, GenerateRequest } from "../../../protocol/src/index.ts";
+import { completeText } from "./complete-text.ts";
 import type { Env } from "./env.ts";
+import { limiterClient } from "./limiter.ts";
+import { KeyMeter } from "./meter.ts";
+import { metered } from "./metered.ts";
 
 export const JOB_EVENTS = ["job.completed", "job.failed"] as const;
 
-export interface JobRecord {
+export type JobRecord = {
   id: string;
   key_id: string;
-  type: "completion" | "edit";
+  /** Whether the key had limits when the job was posted: then the job's tokens are booked against it. */
+  metered?: boolean;
   status: "queued" | "running" | "completed" | "failed";
-  request: Record<string, unknown>;
   result?: unknown;
   error?: { code: string; message: string };
   created_at: number;
   finished_at?: number;
-}
+} & ({ type: "completion"; request: GenerateRequest } | { type: "edit"; request: EditRequest });
 
 export interface WebhookRecord {
   id: string;
@@ -57,16 +63,20 @@ export async function runJob(env: Env, backend: Backend, jobId: string): Promise
   let finished = job;
   if (job.status !== "completed" && job.status !== "failed") {
     await kv.put(jobKey(jobId), JSON.stringify({ ...job, status: "running" }));
+    const meter = jobMeter(env, job);
+    const work = meter.hold();
     try {
-      const result =
-        job.type === "edit" ? await runEdit(backend, job.request) : await runCompletion(backend, job.request);
+      const result = await runWork(metered(backend, meter), job);
       finished = { ...job, status: "completed", result, finished_at: Date.now() };
     } catch (error) {
       const message = error instanceof Error ? error.message : "the job failed";
       const code = (error as { code?: string }).code ?? "job_failed";
       finished = { ...job, status: "failed", error: { code, message }, finished_at: Date.now() };
+    } finally {
+      work();
     }
     await kv.put(jobKey(jobId), JSON.stringify(finished));
+    await meter.settled;
   }
   const type = finished.status === "completed" ? "job.completed" : "job.failed";
   const payload = JSON.stringify({
@@ -89,19 +99,18 @@ export async function runJob(env: Env, backend: Backend, jobId: string): Promise
   return messages;
 }
 
-async function runCompletion(backend: Backend, request: Record<string, unknown>) {
-  let text = "";
-  for await (const event of await backend.doStream(request as never)) {
-    if (event.type === "block") text += event.text;
-    if (event.type === "error") throw Object.assign(new Error(event.message), { code: "backend_error" });
-    if (event.type === "done") return { text, finish_reason: event.finish_reason, usage: event.usage };
-  }
-  throw new Error("the model backend ended without finishing");
+/** A job's account with its key's limiter: it books tokens (no lease: the job was admitted when posted). */
+function jobMeter(env: Env, job: JobRecord): KeyMeter {
+  const limiter = job.metered && env.KEY_LIMITER ? limiterClient(env.KEY_LIMITER, job.key_id) : undefined;
+  return new KeyMeter(async (tokens) => {
+    await limiter?.book(tokens);
+  });
 }
 
-async function runEdit(backend: Backend, request: Record<string, unknown>) {
+async function runWork(backend: Backend, job: JobRecord) {
+  if (job.type === "completion") return completeText(backend, job.request);
   if (!backend.edit) throw new Error("no backend can edit");
-  return backend.edit(request as never);
+  return backend.edit(job.request);
 }
 
 /** How long a receiver may take to answer a delivery before it counts as failed (and is retried). */

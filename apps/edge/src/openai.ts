@@ -5,13 +5,12 @@
  * then `data: [DONE]`. Usage carries `forward_passes` beside the standard fields.
  */
 import type { Context } from "hono";
-import { streamSSE } from "hono/streaming";
 import { z } from "zod";
-import type { GenerateRequest, Usage } from "../../../adapters/src/index.ts";
-import { backendFor } from "./backends.ts";
+import type { FinishReason, GenerateRequest, Usage } from "../../../protocol/src/index.ts";
+import { completeText } from "./complete-text.ts";
 import type { EdgeEnv } from "./env.ts";
-import { ApiError, errorBody, toApiError } from "./errors.ts";
-import { sseWriter } from "./sse.ts";
+import { ApiError, errorBody } from "./errors.ts";
+import { streamEvents } from "./stream-events.ts";
 
 /** Sampling and streaming fields both endpoints take, as OpenAI defines them, plus Sprout's dial. */
 export const OpenAiFields = {
@@ -90,7 +89,7 @@ const toOpenAiUsage = (usage: Usage) => ({
 });
 
 /** The node cancels only when asked to; a cancellation nobody asked for is a broken answer. */
-function toOpenAiFinish(reason: "stop" | "length" | "cancelled"): "stop" | "length" {
+function toOpenAiFinish(reason: FinishReason): "stop" | "length" {
   if (reason === "cancelled")
     throw new ApiError(502, "backend_cancelled", "The model backend stopped early.");
   return reason;
@@ -110,59 +109,38 @@ export async function respondOpenAi(
   if (!body.stream) {
     // A non-streamed request runs to its end: under wrangler dev, workerd does not tell the
     // worker that such a client left (not even with `enable_request_signal`); max_tokens bounds it.
-    let text = "";
-    for await (const event of await backendFor(c.env).doStream(request)) {
-      if (event.type === "block") text += event.text;
-      if (event.type === "error") throw new ApiError(502, "backend_error", event.message);
-      if (event.type === "done") {
-        c.var.reportTokens?.(event.usage.prompt_tokens + event.usage.completion_tokens);
-        return c.json({
-          ...envelope(shape.object),
-          choices: [shape.choice(text, toOpenAiFinish(event.finish_reason))],
-          usage: toOpenAiUsage(event.usage),
-        });
-      }
-    }
-    throw new ApiError(502, "backend_error", "The model backend ended without finishing.");
+    const { text, finish_reason, usage } = await completeText(c.var.backend, request);
+    return c.json({
+      ...envelope(shape.object),
+      choices: [shape.choice(text, toOpenAiFinish(finish_reason))],
+      usage: toOpenAiUsage(usage),
+    });
   }
 
-  // A streaming client that leaves cancels the node's work. Failures before the first byte
-  // (backend down, request refused) still get their HTTP status.
-  const cancel = new AbortController();
-  const events = await backendFor(c.env).doStream(request, { signal: cancel.signal });
   const chunk = (text: string, finish: string | null, first = false) => ({
     ...envelope(shape.chunkObject),
     choices: [shape.chunkChoice(text, finish, first)],
     // With include_usage, OpenAI sends `usage: null` on every chunk but the last.
     ...(includeUsage ? { usage: null } : {}),
   });
-  return streamSSE(c, async (stream) => {
-    stream.onAbort(() => cancel.abort());
-    const writer = sseWriter(stream, c.env);
-    const send = (data: unknown) => writer.send({ data: JSON.stringify(data) });
-    let first = true;
-    try {
-      for await (const event of events) {
-        if (event.type === "block" && event.text) {
-          await send(chunk(event.text, null, first));
-          first = false;
-        }
-        if (event.type === "error") throw new ApiError(502, "backend_error", event.message);
-        if (event.type === "done") {
-          c.var.reportTokens?.(event.usage.prompt_tokens + event.usage.completion_tokens);
-          await send(chunk("", toOpenAiFinish(event.finish_reason), first));
-          if (includeUsage)
-            await send({ ...envelope(shape.chunkObject), choices: [], usage: toOpenAiUsage(event.usage) });
-          await writer.send({ data: "[DONE]" });
-        }
+  const data = (value: unknown) => ({ data: JSON.stringify(value) });
+  let first = true;
+  return streamEvents(c, request, {
+    async event(event, send) {
+      if (event.type === "block" && event.text) {
+        await send(data(chunk(event.text, null, first)));
+        first = false;
       }
-    } catch (error) {
-      if (cancel.signal.aborted) return; // the client left: nobody to tell
-      // After the first byte the status is sent: the error travels as one data line (no [DONE]).
-      await send(errorBody(toApiError(error)));
-    } finally {
-      writer.stop();
-      await c.var.endOfStream?.();
-    }
+      if (event.type === "done") {
+        await send(data(chunk("", toOpenAiFinish(event.finish_reason), first)));
+        if (includeUsage)
+          await send(
+            data({ ...envelope(shape.chunkObject), choices: [], usage: toOpenAiUsage(event.usage) }),
+          );
+        await send({ data: "[DONE]" });
+      }
+    },
+    // After the first byte the status is sent: the error travels as one data line (no [DONE]).
+    error: (error, send) => send(data(errorBody(error))),
   });
 }

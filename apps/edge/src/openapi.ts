@@ -1,15 +1,21 @@
 /**
  * The OpenAPI 3.1 document of the edge, generated from the same zod schemas that validate the
- * requests (zod's JSON Schema output is draft 2020-12, which OpenAPI 3.1 uses), served at
+ * requests and define the answers (the protocol's, protocol/src/public.ts, and the OpenAI
+ * routes'; zod's JSON Schema output is draft 2020-12, which OpenAPI 3.1 uses), served at
  * `/openapi.json`, with a plain docs page at `/docs` that renders it (no CDN, no script).
  */
 import { z } from "zod";
-import { NodeEvent, Verification } from "../../../adapters/src/index.ts";
+import {
+  EditsBody,
+  EditsResponse,
+  ErrorBody,
+  GenerateBody,
+  NativeEvent,
+  VerifyBody,
+  VerifyResponse,
+} from "../../../protocol/src/index.ts";
 import { ChatRequest } from "./routes/chat.ts";
 import { CompletionRequest } from "./routes/completions.ts";
-import { EditsBody } from "./routes/edits.ts";
-import { GenerateBody } from "./routes/generate.ts";
-import { VerifyBody } from "./routes/verify.ts";
 
 const schema = (type: z.ZodType, io: "input" | "output" = "input") => {
   const { $schema: _, ...rest } = z.toJSONSchema(type, { io, unrepresentable: "any" }) as Record<
@@ -65,7 +71,8 @@ export function openApiDocument(modelId: string) {
           requestBody: { required: true, content: json("GenerateRequest") },
           responses: {
             "200": {
-              description: "text/event-stream; each event's data is one GenerateEvent",
+              description:
+                "text/event-stream; each event is named by its type, and its data is one GenerateEvent (which carries that type)",
               content: { "text/event-stream": { schema: ref("GenerateEvent") } },
             },
             ...errors,
@@ -76,7 +83,10 @@ export function openApiDocument(modelId: string) {
         post: {
           summary: "Native editing: rewrite marked regions of code by infilling, or repair it",
           requestBody: { required: true, content: json("EditsRequest") },
-          responses: { "200": { description: "The edited code and its edits" }, ...errors },
+          responses: {
+            "200": { description: "The edited code and its edits", content: json("EditsResponse") },
+            ...errors,
+          },
         },
       },
       "/v1/jobs": {
@@ -125,21 +135,12 @@ export function openApiDocument(modelId: string) {
         CompletionRequest: schema(CompletionRequest),
         ChatRequest: schema(ChatRequest),
         GenerateRequest: schema(GenerateBody),
-        GenerateEvent: schema(NodeEvent, "output"),
+        GenerateEvent: schema(NativeEvent, "output"),
         VerifyRequest: schema(VerifyBody),
         EditsRequest: schema(EditsBody),
-        VerifyResponse: schema(Verification.extend({ cached: z.boolean() }), "output"),
-        Error: schema(
-          z.object({
-            error: z.object({
-              message: z.string(),
-              type: z.string(),
-              code: z.string(),
-              param: z.string().nullable(),
-            }),
-          }),
-          "output",
-        ),
+        EditsResponse: schema(EditsResponse, "output"),
+        VerifyResponse: schema(VerifyResponse, "output"),
+        Error: schema(ErrorBody, "output"),
       },
     },
   };

@@ -1,26 +1,32 @@
 /**
- * The rate-limit middleware: asks the key's limiter (limiter.ts) before a request runs, answers
- * 429 with Retry-After when it may not, and releases the lease when the request is over, booking
- * the tokens the route reported through `c.var.reportTokens`. A streaming route calls
- * `c.var.endOfStream()` when its stream ends or its client leaves (the lease lasts as long);
- * anything else is over when the handler answers. Keys without limits, and edges without the
- * `KEY_LIMITER` binding (the app run in Node), pass straight through.
+ * The rate-limit middleware: asks the key's limiter (limiter.ts) before a request runs and answers
+ * 429 with Retry-After when it may not. An admitted request gets a `KeyMeter` (meter.ts) as
+ * `c.var.meter`: the backend it is given books against it (metered.ts), and the lease is
+ * released, with the tokens booked, once the request and every stream it opened have ended
+ * (before the answer, when no stream is left running).
+ * Keys without limits, and edges without the `KEY_LIMITER` binding (the app run in Node), pass
+ * straight through, unmetered.
  */
 import type { MiddlewareHandler } from "hono";
 import type { EdgeEnv } from "./env.ts";
 import { ApiError, respondWithError } from "./errors.ts";
 import { limiterClient } from "./limiter.ts";
+import { KeyMeter, type Meter, UNMETERED } from "./meter.ts";
+import { waitUntil } from "./wait-until.ts";
+
+export interface RateLimitVariables {
+  /** The caller's account with its key's limiter (set by `rateLimit`). */
+  meter: Meter;
+}
 
 export const rateLimit = (): MiddlewareHandler<EdgeEnv> =>
   async function rateLimit(c, next) {
-    let tokens = 0;
-    c.set("reportTokens", (count) => {
-      tokens += count;
-    });
-    c.set("endOfStream", async () => {});
     const { id, limits } = c.get("apiKey");
     const limited = Object.values(limits).some((v) => v !== null);
-    if (!limited || !c.env.KEY_LIMITER) return next();
+    if (!limited || !c.env.KEY_LIMITER) {
+      c.set("meter", UNMETERED);
+      return next();
+    }
     const limiter = limiterClient(c.env.KEY_LIMITER, id);
     const admission = await limiter.acquire(limits);
     if (!admission.ok) {
@@ -30,28 +36,16 @@ export const rateLimit = (): MiddlewareHandler<EdgeEnv> =>
         new ApiError(429, "rate_limited", `This API key is limited to ${admission.reason}; retry later.`),
       );
     }
-    const release = () => limiter.release(admission.lease, tokens).catch(() => {});
-    // A stream's lease lasts until its route says the stream is over. The release is registered
-    // with waitUntil while the request is alive: a client that leaves ends the request context,
-    // and a release started only then would be cut off with it.
-    let endOfStream: () => void = () => {};
-    const streamOver = new Promise<void>((resolve) => {
-      endOfStream = resolve;
-    });
-    c.set("endOfStream", async () => endOfStream());
-    let streaming = false;
+    const meter = new KeyMeter((tokens) => limiter.release(admission.lease, tokens));
+    waitUntil(c, meter.settled);
+    c.set("meter", meter);
+    const request = meter.hold();
     try {
       await next();
-      streaming = c.res.headers.get("content-type")?.startsWith("text/event-stream") ?? false;
     } finally {
-      if (!streaming) await release();
-    }
-    if (streaming) {
-      const released = streamOver.then(release);
-      try {
-        c.executionCtx.waitUntil(released);
-      } catch {
-        // no execution context (the app run in Node): the promise runs on its own
-      }
+      request();
+      // Answered with nothing left running: the tokens are booked before the client hears back,
+      // so its next request already sees them. A stream settles when it ends (waitUntil above).
+      if (!meter.held) await meter.settled;
     }
   };

@@ -4,7 +4,7 @@
  * both expire after `VERIFY_TTL_SECONDS`. Either is skipped where the runtime lacks it (tests that
  * run the app in Node), and then every verification is computed.
  */
-import type { Verification, VerifyRequest } from "../../../adapters/src/index.ts";
+import type { Verification, VerifyRequest } from "../../../protocol/src/index.ts";
 import { sha256Hex } from "./auth.ts";
 import type { Env } from "./env.ts";
 

@@ -14,12 +14,13 @@ import { memoryKv } from "../../../test/support/memory-kv.ts";
 import type { ReceivedDelivery } from "../../../test/support/servers.ts";
 import { createEdgeApp } from "./app.ts";
 import { sha256Hex } from "./auth.ts";
+import { backendFor } from "./backends.ts";
 import type { Env } from "./env.ts";
 import worker from "./index.ts";
 import { deliver, type JobRecord, jobKey, type QueueMessage, type WebhookRecord } from "./jobs.ts";
 
 const KEY = "sk-webhook-tests";
-const app = createEdgeApp();
+const app = createEdgeApp({ backendFor });
 let receiver: string;
 
 async function receiverLog(prefix: string): Promise<ReceivedDelivery[]> {

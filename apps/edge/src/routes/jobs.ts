@@ -11,12 +11,7 @@
  */
 import { Hono } from "hono";
 import { z } from "zod";
-import {
-  GenerateFields,
-  NodeEditRequest,
-  ONE_UNMASKING,
-  oneUnmasking,
-} from "../../../../adapters/src/index.ts";
+import { EditRequest, GenerateRequest } from "../../../../protocol/src/index.ts";
 import type { EdgeEnv } from "../env.ts";
 import { ApiError } from "../errors.ts";
 import { JOB_EVENTS, type JobRecord, jobKey, type WebhookRecord, webhookPrefix } from "../jobs.ts";
@@ -34,8 +29,8 @@ const WebhookBody = z.object({
 });
 
 const JobBody = z.discriminatedUnion("type", [
-  z.object({ type: z.literal("completion"), request: GenerateFields.refine(oneUnmasking, ONE_UNMASKING) }),
-  z.object({ type: z.literal("edit"), request: NodeEditRequest }),
+  z.object({ type: z.literal("completion"), request: GenerateRequest }),
+  z.object({ type: z.literal("edit"), request: EditRequest }),
 ]);
 
 function storage(env: EdgeEnv["Bindings"]) {
@@ -82,13 +77,13 @@ export const webhooks = new Hono<EdgeEnv>()
 export const jobs = new Hono<EdgeEnv>()
   .post("/", jsonBody(JobBody), async (c) => {
     const { kv, queue } = storage(c.env);
-    const { type, request } = c.req.valid("json");
     const job: JobRecord = {
+      ...c.req.valid("json"),
       id: `job_${crypto.randomUUID().replaceAll("-", "")}`,
       key_id: c.var.apiKey.id,
-      type,
+      // The consumer books the job's tokens against the key when it has limits (jobs.ts).
+      metered: Object.values(c.var.apiKey.limits).some((limit) => limit !== null),
       status: "queued",
-      request,
       created_at: Date.now(),
     };
     await kv.put(jobKey(job.id), JSON.stringify(job));
@@ -99,6 +94,6 @@ export const jobs = new Hono<EdgeEnv>()
     const { kv } = storage(c.env);
     const job = (await kv.get(jobKey(c.req.param("id")), "json")) as JobRecord | null;
     if (!job || job.key_id !== c.var.apiKey.id) throw new ApiError(404, "job_not_found", "No such job.");
-    const { key_id: _key, request: _request, ...shown } = job;
+    const { key_id: _key, metered: _metered, request: _request, ...shown } = job;
     return c.json({ object: "job", ...shown });
   });

@@ -1,0 +1,38 @@
+/**
+ * The pool the worker serves from (backends.ts), built from the bindings, run inside workerd
+ * against the real denoiser node and a real OpenAI-compatible server (the edge app itself, served
+ * by Node in front of the same node; test/support/edge-setup.ts).
+ */
+import { describe, expect, inject, it } from "vitest";
+import { backendFor } from "./backends.ts";
+import { completeText } from "./complete-text.ts";
+import type { Env } from "./env.ts";
+
+const env = (overrides: Partial<Env>): Env => ({
+  MODEL_ID: inject("modelId"),
+  DENOISER_URL: inject("nodeUrl"),
+  DENOISER_SECRET: inject("nodeSecret"),
+  API_KEY_HASHES: "",
+  ...overrides,
+});
+
+describe("backendFor", () => {
+  it("serves from an OpenAI-compatible upstream in the pool, and the same text as a node gives", async () => {
+    const request = { prompt: "def fibonacci(n):\n", max_tokens: 12 };
+    const upstreams = JSON.stringify([
+      { url: inject("upstreamUrl"), api_key: inject("upstreamKey"), model: inject("modelId") },
+    ]);
+    const viaUpstream = await completeText(
+      backendFor(env({ DENOISER_URL: "", UPSTREAMS: upstreams })),
+      request,
+    );
+    const viaNode = await completeText(backendFor(env({})), request);
+    expect(viaUpstream.text.length).toBeGreaterThan(0);
+    expect(viaUpstream.text).toBe(viaNode.text);
+  });
+
+  it("keeps one pool per configuration, so its circuits and load counts outlive a request", () => {
+    expect(backendFor(env({}))).toBe(backendFor(env({})));
+    expect(backendFor(env({ DENOISER_URL: "http://127.0.0.1:9" }))).not.toBe(backendFor(env({})));
+  });
+});
