@@ -21,6 +21,15 @@ def run(script: str, *args: str) -> str:
     return done.stdout
 
 
+def free_port() -> int:
+    """A port no other test run holds (several checkouts may run the suite at once)."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 def synthetic_data(tmp_path: Path) -> Path:
     """Random token ids as train/validation splits: enough for a few tiny training steps."""
     data = tmp_path / "data"
@@ -144,7 +153,7 @@ def test_torchrun_data_parallel_with_two_processes_keeps_the_weights_identical(t
     data = synthetic_data(tmp_path)
     run_dir = tmp_path / "run"
     done = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517", "--",
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port()), "--",
          str(PYTHON_DIR / "train.py"), "--data", str(data), "--run", str(run_dir), "--steps", "3", "--threads", "1",
          "--fim-rate", "0.5", "--stage2-from", "1", *TINY],
         capture_output=True, text=True, timeout=300)
