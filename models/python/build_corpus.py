@@ -17,7 +17,6 @@ import ast
 import email.parser
 import hashlib
 import json
-import os
 import sys
 import sysconfig
 import time
@@ -27,6 +26,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import mbpp
 from corpus.decontaminate import BENCHMARK_ASSERT_THRESHOLD, CONTAMINATION_NGRAM, MIN_PROMPT_WORDS, Decontaminator, EvalSet
 from corpus.dedup import LSH_BANDS, MINHASH_PERMUTATIONS, NEAR_DUPLICATE_JACCARD, SHINGLE_WORDS, NearDuplicateIndex, exact_key
 from corpus.filters import MAX_FILE_BYTES, content_drop_reason, path_drop_reason
@@ -35,8 +35,7 @@ from corpus.stdlib import iter_source_files
 from corpus.wheels import find_wheels, iter_wheel_python_files, parse_wheel_filename, read_wheel_metadata, select_newest_wheels
 
 DEFAULT_WHEEL_ROOTS = (Path("/opt/pypi/files"), Path("/opt/pypi-more"), Path("/opt/wheels"))
-# The evaluation sets sit in shared/ beside the checkout (SPROUT_EVAL_DIR overrides).
-DEFAULT_EVAL_ROOT = Path(os.environ.get("SPROUT_EVAL_DIR", Path(__file__).resolve().parents[3] / "shared" / "eval"))
+DEFAULT_EVAL_ROOT = mbpp.EVAL_DIR  # MBPP and QuixBugs (SPROUT_EVAL_DIR overrides)
 
 SPLIT_SHARES = (("train", 0.90), ("validation", 0.05), ("test", 0.05))
 SPLITS = tuple(name for name, _ in SPLIT_SHARES)

@@ -33,11 +33,12 @@ positions, through the same two-stream layout as train.py (so the KV cache stays
   step and lands on the same text. Two sources of prompts:
   - `--prompts mbpp` (the recipe): MBPP's *train* split (task ids 601-974; the evaluations use tasks
     1-510). Per task, one rollout per (τ, temperature) in `--thresholds` × `--temperatures`
-    (greedy and sampled, fast and slow). The verifier keeps a rollout when no block loops, the
-    function it writes parses, and the model's own verification (verify.ts's score: each block
-    re-masked in two halves) finds it plausible; it also runs the task's unit tests in the
-    sandbox. The target per task is the verified rollout that passes its tests, else the one with
-    the fewest forwards: rejection sampling whose reward is fewer steps at verified quality.
+    (greedy and sampled, fast and slow), decoded by sample.py's `generate_batch`. The verifier
+    keeps a rollout when no block loops, the function it writes (mbpp.py's candidate) parses, and
+    the model's own verification (verify.ts's score: each block re-masked in two halves) finds it
+    plausible; it also runs the task's unit tests in the sandbox. The target per task is the
+    verified rollout that passes its tests, else the one with the fewest forwards: rejection
+    sampling whose reward is fewer steps at verified quality.
   - `--prompts data`: windows of the training data, with only the loop filter (the first runs).
   The reference system's surrogate rewards the edit distance between successive states; here
   the fewest-forwards choice is the reward and the certainty loss the lever.
@@ -57,16 +58,18 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from tokenizers import Tokenizer
 
-from model import Denoiser, ModelConfig, block_mask, causal_mask, training_mask
-from tokenizer import SPECIAL_TOKENS, load_tokenizer
+import mbpp
+from model import Denoiser, ModelConfig, training_mask
+from sample import Prompt, banned_ids, block_logits, encode_prompt, extend, generate_batch, prefill
+from sandbox import Limits, parses, run_program
+from tokenizer import SHIPPED_TOKENIZER, load_tokenizer, special_ids
 from train import MASK_ID, diffusion_loss, edit_corrupt, learning_rate, load_split, sample_windows
 from weights import load_checkpoint, save_parts
 
-import evaluate
-
-N_SPECIAL = len(SPECIAL_TOKENS)
-SELF_VERIFY_THRESHOLD = 0.01  # models/src/verify.ts's DEFAULT_VERIFY_THRESHOLD
+# models/src/verify.ts's DEFAULT_VERIFY_THRESHOLD (tests/test_distill.py reads it there: they stay equal).
+SELF_VERIFY_THRESHOLD = 0.01
 
 
 def load_model(path: Path) -> tuple[Denoiser, dict]:
@@ -82,88 +85,33 @@ def prompt_windows(tokens: np.ndarray, samples: int, prompt_len: int, blocks: in
 
 
 @torch.no_grad()
-def prefill(model: Denoiser, ids: torch.Tensor):
-    batch, length = ids.shape
-    past_k, past_v = model.empty_cache(batch)
-    positions = torch.arange(length).expand(batch, -1)
-    _, k, v = model.hidden_states(ids, positions, past_k, past_v, causal_mask(batch, 0, length))
-    return k, v
-
-
-@torch.no_grad()
-def extend(model: Denoiser, cache, ids: torch.Tensor, start: int):
-    """Appends the keys/values of committed tokens (causal, as the runtime's cache holds them)."""
-    past_k, past_v = cache
-    batch, length = ids.shape
-    positions = torch.arange(start, start + length).expand(batch, -1)
-    _, k, v = model.hidden_states(ids, positions, past_k, past_v, causal_mask(batch, past_k.shape[3], length))
-    return torch.cat([past_k, k], dim=3), torch.cat([past_v, v], dim=3)
-
-
-@torch.no_grad()
-def block_logits(model: Denoiser, cache, block_ids: torch.Tensor, start: int) -> torch.Tensor:
-    past_k, past_v = cache
-    batch, length = block_ids.shape
-    positions = torch.arange(start, start + length).expand(batch, -1)
-    logits, _, _ = model(block_ids, positions, past_k, past_v, block_mask(batch, past_k.shape[3], length))
-    logits[..., :N_SPECIAL] = -math.inf  # the decoder never writes control tokens mid-file
-    return logits.float()
-
-
-@torch.no_grad()
-def rollout(model: Denoiser, prompts: torch.Tensor, blocks: int, block: int, threshold, temperature=0.0,
-            generator: torch.Generator | None = None):
-    """The model's own decoding with threshold τ (as the runtime does it: commit every masked
-    position whose token has probability ≥ τ, at least the most confident one; greedy, or drawn
-    at `temperature`). `threshold` and `temperature` are a number or one per row. Returns the
-    final tokens, the step at which each position was committed, and the self-verification score
-    of the result (verify.ts's measure: each block re-masked in two halves, even then odd
-    positions; the geometric-mean probability of its own tokens)."""
-    batch, prompt_len = prompts.shape
-    tau = torch.as_tensor(threshold, dtype=torch.float32).expand(batch)[:, None]
-    temperature = torch.as_tensor(temperature, dtype=torch.float32).expand(batch)
-    drawn = temperature > 0
-    cache = prefill(model, prompts)
-    tokens = torch.full((batch, blocks * block), MASK_ID)
-    order = torch.zeros(batch, blocks * block, dtype=torch.long)
-    verify_logp = torch.zeros(batch)
-    parity = torch.arange(block) % 2
-    for b in range(blocks):
-        start = prompt_len + b * block
-        x = torch.full((batch, block), MASK_ID)
-        step_of = torch.full((batch, block), -1)
-        step = 0
-        while (step_of < 0).any():
-            logits = block_logits(model, cache, x, start)
-            probs = logits.softmax(-1)
-            choice = probs.argmax(-1)
-            if drawn.any():
-                scaled = (logits[drawn] / temperature[drawn, None, None]).softmax(-1)
-                choice[drawn] = torch.multinomial(scaled.view(-1, scaled.shape[-1]), 1, generator=generator).view(-1, block)
-            confidence = probs.gather(-1, choice[..., None])[..., 0]
-            masked = step_of < 0
-            confidence = torch.where(masked, confidence, torch.tensor(-1.0))
-            commit = masked & (confidence >= tau)
-            best = confidence.argmax(-1, keepdim=True)  # at least one per row still masked
-            commit.scatter_(1, best, masked.gather(1, best))
-            x = torch.where(commit, choice, x)
-            step_of = torch.where(commit, torch.tensor(step), step_of)
-            step += 1
-        for half in (0, 1):
-            hidden = parity == half
-            logp = block_logits(model, cache, torch.where(hidden, MASK_ID, x), start).log_softmax(-1)
-            verify_logp += logp.gather(-1, x[..., None])[..., 0].clamp_min(math.log(1e-12))[:, hidden].sum(-1)
-        tokens[:, b * block : (b + 1) * block] = x
-        order[:, b * block : (b + 1) * block] = step_of
-        cache = extend(model, cache, x, start)
-    return tokens, order, (verify_logp / (blocks * block)).exp()
+def self_verification(model: Denoiser, tokenizer: Tokenizer, context: list[int], code: list[int], block: int) -> float:
+    """verify.ts's score of `code` after `context`: each block of the code re-masked in two halves
+    (even positions, then odd) against all earlier text as cached context; the geometric-mean
+    probability the model gives the code's own tokens (control tokens but the end token ruled out)."""
+    if not code:
+        return 1.0
+    mask, banned = special_ids(tokenizer).mask, banned_ids(tokenizer)
+    k, v = prefill(model, torch.tensor([context + code]))
+    log_p = 0.0
+    for start in range(0, len(code), block):
+        piece = torch.tensor(code[start : start + block])
+        cut = len(context) + start
+        cache = (k[:, :, :, :cut].expand(-1, 2, -1, -1, -1), v[:, :, :, :cut].expand(-1, 2, -1, -1, -1))
+        hidden = torch.stack([torch.arange(len(piece)) % 2 == parity for parity in (0, 1)])
+        logits = block_logits(model, cache, torch.where(hidden, mask, piece)).double()
+        logits[..., banned] = -math.inf
+        chosen = logits.log_softmax(-1).gather(-1, piece.expand(2, -1)[..., None])[..., 0]
+        log_p += float(chosen.clamp_min(math.log(1e-12))[hidden].sum())
+    return math.exp(log_p / len(code))
 
 
 @torch.no_grad()
 def best_orders(model: Denoiser, windows: torch.Tensor, prompt_len: int, blocks: int, block: int, orders: int,
-                steps: int, temperature: float, generator: torch.Generator):
+                steps: int, temperature: float, generator: torch.Generator, banned: torch.Tensor):
     """Stage 3: per block of true tokens, `orders` teacher-forced orders; the most likely kept.
-    Returns the order (commit step per position) and its log-likelihood per token."""
+    Returns the order (commit step per position) and its log-likelihood per token (over the ids
+    the model may write: `banned`, sample.py's `banned_ids`, ruled out)."""
     batch = windows.shape[0]
     per_step = math.ceil(block / steps)
     best_order = torch.zeros(batch, blocks * block, dtype=torch.long)
@@ -180,7 +128,9 @@ def best_orders(model: Denoiser, windows: torch.Tensor, prompt_len: int, blocks:
                 masked = step_of < 0
                 if not masked.any():
                     break
-                logp = block_logits(model, cache, x, start).log_softmax(-1).gather(-1, truth[..., None])[..., 0]
+                logits = block_logits(model, cache, x).float()
+                logits[..., banned] = -math.inf
+                logp = logits.log_softmax(-1).gather(-1, truth[..., None])[..., 0]
                 gumbel = -torch.log(-torch.log(torch.rand(batch, block, generator=generator).clamp_min(1e-9)))
                 key = torch.where(masked, logp / temperature + gumbel, torch.tensor(-math.inf))
                 chosen = key.topk(min(per_step, block), dim=-1).indices
@@ -192,7 +142,7 @@ def best_orders(model: Denoiser, windows: torch.Tensor, prompt_len: int, blocks:
             best_score[:, b] = torch.where(better, score / block, best_score[:, b])
             region = slice(b * block, (b + 1) * block)
             best_order[:, region] = torch.where(better[:, None], step_of, best_order[:, region])
-        cache = extend(model, cache, truth, start)
+        cache = extend(model, cache, truth)
     return best_order, best_score
 
 
@@ -221,6 +171,7 @@ def trajectories(args) -> None:
 
 def data_trajectories(args, model: Denoiser, out: dict) -> None:
     """Stage 3 orders, or stage 4 rollouts, on windows of the training data (prompt = a window's start)."""
+    tokenizer = load_tokenizer(args.tokenizer)
     tokens = load_split(args.data, "train")
     windows_all, orders_all, kept_all, steps_all = [], [], [], []
     started = time.time()
@@ -230,14 +181,18 @@ def data_trajectories(args, model: Denoiser, out: dict) -> None:
         windows = prompt_windows(tokens, n, args.prompt_len, args.blocks, args.block, args.seed + first)
         if args.stage == 3:
             order, score = best_orders(model, windows, args.prompt_len, args.blocks, args.block, args.orders,
-                                       args.order_steps, args.order_temperature, generator)
+                                       args.order_steps, args.order_temperature, generator, banned_ids(tokenizer))
             kept = torch.ones(n, dtype=torch.bool)
             steps_all.append(score.mean(-1))
         else:
-            generated, order, _ = rollout(model, windows[:, : args.prompt_len], args.blocks, args.block, args.threshold)
-            windows = torch.cat([windows[:, : args.prompt_len], generated], dim=1)
-            kept = torch.tensor([not (args.verify and has_loop(row, args.blocks, args.block)) for row in generated.tolist()])
-            steps_all.append((order.view(n, args.blocks, args.block).amax(-1) + 1).float().mean(-1))
+            # Token ids of the data: a real token boundary, nothing to heal.
+            prompts = [Prompt(row) for row in windows[:, : args.prompt_len].tolist()]
+            result = generate_batch(model, tokenizer, prompts, args.blocks * args.block, args.block, args.threshold)
+            windows = torch.cat([windows[:, : args.prompt_len], result.tokens], dim=1)
+            order = result.order
+            kept = torch.tensor([not (args.verify and has_loop(row[:length], args.blocks, args.block))
+                                 for row, length in zip(result.tokens.tolist(), result.lengths.tolist())])
+            steps_all.append(result.steps.sum(-1) / (result.steps > 0).sum(-1).clamp_min(1))
         windows_all.append(windows)
         orders_all.append(order)
         kept_all.append(kept)
@@ -250,28 +205,19 @@ def data_trajectories(args, model: Denoiser, out: dict) -> None:
                       else {"mean_steps_per_block": float(stat.mean()), "tokens_per_step": args.block / float(stat.mean())})
 
 
-def function_candidate(task: dict, completion: str) -> str:
-    """bench/quality.ts's rule: the function `def name(` + completion writes, ending before the
-    first new top-level line; when nothing ends it (the tokens ran out), without its unfinished
-    last line."""
-    head = f"def {evaluate.entry_point(task)}("
-    body = evaluate.truncate_completion(completion)
-    if body.rstrip() == completion.rstrip() and "\n" in body.rstrip():
-        body = body.rstrip().rsplit("\n", 1)[0] + "\n"
-    return head + body
-
-
-def verify_rollout(task: dict, completion: str, ids: list[int], blocks: int, block: int, self_score: float) -> dict:
+def verify_rollout(task: dict, completion: str, ids: list[int], blocks: int, block: int, self_score: float,
+                   cut_off: bool = True) -> dict:
     """Stage 4's verifier for one MBPP rollout: no degenerate loop in any block, the function
-    parses, the model's own verification finds it plausible (verify.ts's default threshold), and
-    — when it parses — whether the task's unit tests pass (sandboxed, as evaluate.py runs them)."""
+    (mbpp.py's candidate; `cut_off`: the tokens ran out) parses, the model's own verification finds
+    it plausible (verify.ts's default threshold), and — when it parses — whether the task's unit
+    tests pass (sandboxed, as evaluate.py runs them)."""
     loops = has_loop(ids, blocks, block)
-    source = function_candidate(task, completion)
-    parses = evaluate.parses(source)
-    passed = parses and not loops and evaluate.run_program(
-        evaluate.mbpp_program(task, source), evaluate.Limits(timeout_s=2.0)).outcome == "passed"
-    return {"loops": loops, "parses": parses, "plausible": self_score >= SELF_VERIFY_THRESHOLD, "tests_passed": passed,
-            "verified": not loops and parses and self_score >= SELF_VERIFY_THRESHOLD}
+    source = mbpp.candidate(task, completion, cut_off)
+    valid = parses(source)
+    passed = valid and not loops and run_program(mbpp.program(task, source), Limits(timeout_s=2.0)).outcome == "passed"
+    plausible = self_score >= SELF_VERIFY_THRESHOLD
+    return {"loops": loops, "parses": valid, "plausible": plausible, "tests_passed": passed,
+            "verified": not loops and valid and plausible}
 
 
 def mbpp_rollouts(args, model: Denoiser, out: dict) -> None:
@@ -280,37 +226,35 @@ def mbpp_rollouts(args, model: Denoiser, out: dict) -> None:
     with the fewest forwards (then the highest self-verification score): rejection sampling that
     rewards fewer steps at verified quality."""
     tokenizer = load_tokenizer(args.tokenizer)
-    bos = SPECIAL_TOKENS.index("<|bos|>")
     low, high = (int(x) for x in args.mbpp_ids.split("-"))
-    tasks = [json.loads(line) for line in evaluate.MBPP_PATH.read_text().splitlines() if line.strip()]
-    tasks = [t for t in tasks if low <= t["task_id"] <= high][: args.samples]
+    tasks = mbpp.load_tasks(range(low, high + 1))[: args.samples]
     settings = [(tau, temp) for tau in args.thresholds for temp in args.temperatures]
+    max_tokens = args.blocks * args.block
     generator = torch.Generator().manual_seed(args.seed)
     windows, orders, records = [], [], []
     started = time.time()
     for n, task in enumerate(tasks, start=1):
-        prompt_ids = [bos] + tokenizer.encode(evaluate.mbpp_prompt(task)).ids
-        if len(prompt_ids) < args.prompt_len:
+        given = encode_prompt(tokenizer, mbpp.prompt(task))
+        if len(given.ids) < args.prompt_len:
             continue
-        rows = torch.tensor([prompt_ids] * len(settings))
-        generated, order, score = rollout(model, rows, args.blocks, args.block, [t for t, _ in settings],
-                                          [temp for _, temp in settings], generator)
-        prompt_text = tokenizer.decode(prompt_ids)
+        result = generate_batch(model, tokenizer, [given] * len(settings), max_tokens, args.block,
+                                [t for t, _ in settings], [temp for _, temp in settings], generator)
         candidates = []
         for r, (tau, temp) in enumerate(settings):
-            ids = generated[r].tolist()
-            completion = tokenizer.decode(prompt_ids + ids)[len(prompt_text):]
-            forwards = int((order[r].view(args.blocks, args.block).amax(-1) + 1).sum())
-            verdict = verify_rollout(task, completion, ids, args.blocks, args.block, float(score[r]))
-            candidates.append({"task_id": task["task_id"], "threshold": tau, "temperature": temp, "forwards": forwards,
-                               "self_score": round(float(score[r]), 4), **verdict, "row": r})
+            length = int(result.lengths[r])
+            ids = result.tokens[r, :length].tolist()
+            score = self_verification(model, tokenizer, given.ids, ids, args.block)
+            verdict = verify_rollout(task, result.text(tokenizer, r, given.healed), ids, args.blocks, args.block, score,
+                                     cut_off=length == max_tokens)
+            candidates.append({"task_id": task["task_id"], "threshold": tau, "temperature": temp, "tokens": length,
+                               "forwards": int(result.steps[r].sum()), "self_score": round(score, 4), **verdict, "row": r})
         records.extend(candidates)
         verified = [c for c in candidates if c["verified"]]
         if verified:
             best = min(verified, key=lambda c: (not c["tests_passed"], c["forwards"], -c["self_score"]))
             best["kept"] = True
-            windows.append(torch.tensor(prompt_ids[-args.prompt_len :] + generated[best["row"]].tolist()))
-            orders.append(order[best["row"]])
+            windows.append(torch.tensor(given.ids[-args.prompt_len :] + result.tokens[best["row"]].tolist()))
+            orders.append(result.order[best["row"]])
         if n % 10 == 0:
             print(f"{n}/{len(tasks)} tasks, {len(windows)} kept, {time.time() - started:.0f} s", flush=True)
     kept = [c for c in records if c.get("kept")]
@@ -322,7 +266,7 @@ def mbpp_rollouts(args, model: Denoiser, out: dict) -> None:
     out.update(windows=torch.stack(windows).to(torch.int32), orders=torch.stack(orders).to(torch.int16),
                kept=len(windows), total=len(tasks), records=records,
                summary={"by_setting": by_setting, "kept_mean_forwards": sum(c["forwards"] for c in kept) / max(1, len(kept)),
-                        "kept_tokens_per_forward": args.blocks * args.block * len(kept) / max(1, sum(c["forwards"] for c in kept))})
+                        "kept_tokens_per_forward": sum(c["tokens"] for c in kept) / max(1, sum(c["forwards"] for c in kept))})
 
 
 def has_loop(ids: list[int], blocks: int, block: int) -> bool:
@@ -483,7 +427,7 @@ def main() -> None:
                    help="stage 4 --prompts mbpp: the τ of each task's rollouts")
     t.add_argument("--temperatures", type=lambda v: [float(x) for x in v.split(",")], default=[0.0, 0.8],
                    help="stage 4 --prompts mbpp: sampling temperatures (0 greedy), crossed with --thresholds")
-    t.add_argument("--tokenizer", type=Path, default=Path(__file__).resolve().parents[1] / "sprout-tiny" / "tokenizer.json")
+    t.add_argument("--tokenizer", type=Path, default=SHIPPED_TOKENIZER)
     t.add_argument("--seed", type=int, default=0)
     t.set_defaults(func=trajectories)
     r = sub.add_parser("train", help="fine-tune on trajectories")
@@ -503,7 +447,7 @@ def main() -> None:
     r.set_defaults(func=train)
     v = sub.add_parser("show", help="order statistics and examples of a trajectories file")
     v.add_argument("--trajectories", type=Path, required=True)
-    v.add_argument("--tokenizer", type=Path, default=Path(__file__).resolve().parents[1] / "sprout-tiny" / "tokenizer.json")
+    v.add_argument("--tokenizer", type=Path, default=SHIPPED_TOKENIZER)
     v.add_argument("--examples", type=int, default=3)
     v.set_defaults(func=show)
     args = parser.parse_args()

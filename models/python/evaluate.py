@@ -1,148 +1,40 @@
-"""Evaluates an exported Sprout model (denoiser.onnx) the way it is served.
+"""Evaluates exported Sprout models (denoiser.onnx) the way they are served, side by side.
 
-    .venv/bin/python models/python/evaluate.py --model models/sprout-tiny --limit 20 --max-tokens 64 \\
-        [--threshold 0.9] [--block-size 32] [--out results.json]
+    .venv/bin/python models/python/evaluate.py --model models/sprout-tiny [--model models/sprout-tiny-ar] \\
+        --limit 20 --max-tokens 64 [--threshold 0.9] [--block-size 32] [--out results.json] [--record]
 
-Every generation goes through sample.py's `onnx_forward` + `generate`: the exported graph, decoded
-with the reference of the served algorithm (blocks in order, threshold commits, greedy: each
-committed token is the most probable one). Prints a short table; writes the full JSON (settings,
-per-task records, decoding statistics, wall times) only when `--out` is given.
-
-Metrics
-=======
-
-1. MBPP pass@1 (greedy, one sample per task) on the standard test split: task ids 11..510 of
-   mbpp.jsonl (the dataset's README); `--limit N` takes the first N of them in task-id order.
-
-   * Prompt: a docstring the model can continue, then the start of the function to write:
-         '\"\"\"' + text + '\\n' + first test assert + '\\n\"\"\"\\n' + 'def ' + name + '('
-     `name` is the first top-level `def` of the reference code whose name is called in the tests
-     (reference solutions sometimes define helpers first); the first `def` if none is called. Only
-     the name is revealed, not the reference's parameters: the assert shows how it is called.
-     If the prompt with the assert does not leave `--max-tokens` of room in the manifest's
-     `context_length` (the trained window), the assert is left out (a handful of tasks with long
-     literals); if it still does not fit, the completion budget shrinks. Both are counted.
-   * Candidate = 'def name(' + the completion cut before the first new top-level statement:
-     the first token that starts a logical line at column 0 after the first line (found with
-     `tokenize`, so strings, brackets and continuation lines are not mistaken for it). This is the
-     usual "stop at the next top-level def/class/if __name__/print(" heuristic in general form:
-     the function ends where anything unindented begins, so helpers the model writes after the
-     function are cut too. If `tokenize` fails before finding such a token, a line rule is used:
-     cut before the first line that is non-blank, unindented, not a comment and not a closing
-     bracket.
-   * Outcomes: syntax_error (`ast.parse` rejects the candidate; it is not run), passed (every
-     assert held), failed (an assert of the tests failed), error (any other exception, e.g. a
-     NameError or MemoryError, or death by a signal), timeout (wall clock or CPU limit).
-   * Execution: candidate + test_setup_code + the test asserts, in a separate process
-     (`sys.executable -I`) whose cwd is a fresh temporary directory, with a minimal environment,
-     stdin on /dev/null, stdout/stderr to files outside that directory, and rlimits on CPU seconds,
-     address space (512 MiB) and file size (set by a small bootstrap in the child itself, not by
-     `preexec_fn`, which is unsafe with onnxruntime's threads in the parent). The parent enforces a
-     wall-clock timeout (5 s) by killing the child's process group. Network: when
-     `unshare --net --map-root-user` works here (checked once) the child runs in a new network
-     namespace with no interface up; otherwise it runs without and a warning goes into the
-     results. "passed" also needs a per-run nonce printed after the last assert, so a candidate that
-     exits early (sys.exit(0), os._exit(0)) does not pass. The sandbox guards against accidents of a
-     weak model, not against an adversary.
-
-2. Syntax validity.
-   * MBPP: the share of candidates (as above) that `ast.parse` accepts.
-   * Continuations (4): the model's completion is appended to the *whole* file text before the cut
-     (a prefix that parses, by choice of the cut), the result is cut after its last newline, and
-     counted valid when `ast.parse` accepts it and the completion held at least one complete
-     non-blank line (otherwise the parsed text would be the known-good prefix alone: a model that
-     writes only newlines would score 100%). The share of blank completions is reported too. An unfinished block at the
-     end (`if x:` as the last complete line) counts as invalid, so the same measure is reported
-     for the true continuation of the same number of tokens as a reference point.
-
-3. Validation loss and bits per byte, computed with the ONNX graph in the training layout:
-   ids = clean ‖ noisy, positions 0..L-1 twice, attention_mask = model.training_mask(L, block),
-   empty past (length 0). Windows of L = `context_length` tokens (the trained window; `--val-length`
-   overrides it: the cost grows with L²) at evenly spaced offsets of
-   data/validation.bin (when data/data.json names this model's tokenizer; otherwise the
-   validation files of corpus.py are tokenized as `<|bos|> file <|eos|>`), several noise draws
-   each, fixed seed. Two estimators of the masked-diffusion ELBO, both summed over masked
-   positions and divided by L (nats per token):
-   * `train`: train.py's `diffusion_loss` weighting: per block t ~ U(0.02, 1), each token masked
-     with probability t, cross-entropy weighted 1/t. Comparable to the manifest's final_val_loss
-     (same estimator; train.py draws its windows at random). Dropping t < 0.02 and rescaling makes
-     it only approximately the ELBO, so it is not guaranteed to bound the NLL.
-   * `exact`: the same integral over t in (0, 1] done analytically (∫ C(n,k) t^(k-1) (1-t)^(n-k) dt
-     = 1/k): per block k ~ U{1..n} tokens masked uniformly at random, weighted n/k. No t_min cut
-     and finite variance; this is the number that is a true upper bound (in expectation) on the
-     negative log-likelihood of a window under the block-diffusion model.
-   Bits per byte = nats/token × tokens/byte / ln 2, with tokens and bytes of the validation split
-   (bos/eos included in tokens, as in the .bin). The exact ELBO is an upper bound on the NLL, not
-   the NLL (a Monte-Carlo estimate of it: see sem_over_windows); the first block of each window
-   has no context, as in training.
-
-4. Continuation of held-out code (`held_out_files`: the built corpus's test split when present):
-   `--continuation-files` files of it,
-   chosen with the seed. Each is cut at a random line boundary where the file's text so far parses
-   and the next line is not blank; the prompt is the longest run of whole lines ending at the cut
-   that fits the context together with `--max-tokens`. Reported: syntax validity (2) and exact
-   match of the first generated line against the true next line (trailing whitespace ignored).
-
-5. Infilling (`evaluate_infilling`): single lines and runs of 2-4 lines cut out of held-out
-   files, written between their prefix and suffix (exact match), and the middle body line of
-   MBPP reference solutions (the filled program run on the task's tests). The model gets the
-   fill-in-the-middle prompt both models were trained on and writes until its end token.
-
-6. Repair (`evaluate_repair`): blocks of held-out code with 1-2 injected edits (substitution,
-   insertion, deletion), repaired in place by the position-wise rule of `repair`; and QuixBugs'
-   40 one-line bugs, repaired block by block and run on their tests.
-
-Several `--model`s are evaluated one after another and printed side by side (the denoiser and
-its autoregressive twin: the twin decodes one token per forward, its loss is its exact NLL).
-
-Decoding statistics (all generations): tokens per denoising step (committed tokens / denoising
-forwards), forward passes per generation (prefill + denoising steps + cache commits, counted by
-wrapping the forward function), mean generated tokens and the share that ended with <|eos|>.
-
-Known limits: a candidate cannot define helpers or imports at the top level (they are cut; it may
-import inside the function); the prompt ends on the token '(' where BPE would often have merged
-'(' with what follows (e.g. '():'); task 367's setup code needs the reference's `Node` class (and
-the dataset notes its reference fails its own tests); one process, one sample: pass@1 only.
-Cost on 2 busy CPU cores with the 1,024-token model: ~2 s per 64-token generation, so all 500
-tasks at 128 tokens take about half an hour; the loss costs ~1.3 s per 1,024-token sequence.
+Every generation goes through sample.py's `onnx_forward` + `generate`. The tasks: MBPP pass@1
+(mbpp.py's prompt and candidate, run in sandbox.py), continuation and infilling of held-out code,
+repair of injected edits and QuixBugs, validation loss (likelihood.py), decoding statistics.
+Prints a table (report.py); what each number measures: models/python/README.md, "Evaluation".
 """
 
 from __future__ import annotations
 
 import argparse
-import ast
 import functools
 import hashlib
-import io
 import json
-import math
-import os
-import re
-import secrets
-import signal
-import subprocess
 import sys
-import tempfile
 import time
-import tokenize
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 import numpy as np
 import onnxruntime
 from tokenizers import Tokenizer
 
 import corpus
-from model import training_mask
+import likelihood
+import mbpp
+import report
 from sample import empty_cache, generate, generate_autoregressive, onnx_forward, position_predictions
+from sandbox import OUTCOMES, Limits, network_isolation, parses, run_program
 from tokenizer import load_tokenizer
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-# The evaluation sets sit in shared/ beside the checkout (SPROUT_EVAL_DIR overrides).
-EVAL_DIR = Path(os.environ.get("SPROUT_EVAL_DIR", Path(__file__).resolve().parents[3] / "shared" / "eval"))
-MBPP_PATH = EVAL_DIR / "mbpp" / "mbpp.jsonl"
-QUIXBUGS_PATH = EVAL_DIR / "quixbugs" / "quixbugs_python.jsonl"
+QUIXBUGS_PATH = mbpp.EVAL_DIR / "quixbugs" / "quixbugs_python.jsonl"
 CORPUS_TEST = REPO_ROOT / "data" / "corpus" / "test.jsonl"  # build_corpus.py's test split, when built here
 
 
@@ -161,8 +53,6 @@ def held_out_files() -> tuple[list[tuple[str, str]], str]:
         return files, f"{CORPUS_TEST.relative_to(REPO_ROOT)} without the standard library ({len(files)} files)"
     files = list(corpus.iter_files("validation"))
     return files, f"corpus.py's standard-library validation split ({len(files)} files; may overlap the built corpus's train split)"
-MBPP_TEST_IDS = range(11, 511)  # the dataset's README: task ids 11-510 are the test split
-T_MIN = 0.02  # train.py's diffusion_loss default
 
 
 # --------------------------------------------------------------------------------------------
@@ -314,218 +204,29 @@ def decoding_stats(generations: list[Generation]) -> dict:
     }
 
 
-def parses(source: str) -> bool:
-    try:
-        ast.parse(source)
-    except (SyntaxError, ValueError):  # ValueError: null bytes
-        return False
-    return True
-
-
-# --------------------------------------------------------------------------------------------
-# The sandbox
-# --------------------------------------------------------------------------------------------
-
-# Runs in the child: limits itself, runs the program, reports how it ended through its exit code.
-BOOTSTRAP = r"""
-import resource, sys, traceback
-program, nonce, cpu, memory, fsize = sys.argv[1], sys.argv[2], *map(int, sys.argv[3:6])
-resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
-resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
-resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))
-source = open(program, encoding="utf-8").read()
-del sys.argv[1:]
-try:
-    exec(compile(source, "candidate.py", "exec"), {"__name__": "__main__", "__builtins__": __builtins__})
-except AssertionError:
-    traceback.print_exc()
-    sys.exit(1)
-except BaseException:
-    traceback.print_exc()
-    sys.exit(2)
-print(nonce, flush=True)
-"""
-
-EXIT_FAILED, EXIT_ERROR = 1, 2
-OUTCOMES = ("passed", "failed", "timeout", "error", "syntax_error")
-
-
-@dataclass(frozen=True)
-class Limits:
-    timeout_s: float = 5.0  # wall clock, enforced by the parent
-    memory_bytes: int = 512 * 2**20  # RLIMIT_AS
-    file_bytes: int = 4 * 2**20  # RLIMIT_FSIZE (stdout and stderr files included)
-
-    @property
-    def cpu_s(self) -> int:
-        return math.ceil(self.timeout_s) + 1
-
-
-@dataclass
-class Execution:
-    outcome: str
-    returncode: int | None
-    stdout: str
-    stderr: str
-    seconds: float
-    pid: int
-    network_isolated: bool
-
-
-@functools.cache
-def network_isolation() -> tuple[list[str], str | None]:
-    """(prefix that runs a command without network, warning). Checked once per process."""
-    prefix = ["unshare", "--net", "--map-root-user"]
-    try:
-        done = subprocess.run([*prefix, sys.executable, "-I", "-c", "pass"], capture_output=True, timeout=30)
-    except (OSError, subprocess.TimeoutExpired) as error:
-        return [], f"unshare unusable ({error}); candidates run WITH network access"
-    if done.returncode != 0:
-        reason = done.stderr.decode(errors="replace").strip()
-        return [], f"unshare unusable ({reason}); candidates run WITH network access"
-    return prefix, None
-
-
-def _tail(path: Path, limit: int = 2000) -> str:
-    data = path.read_bytes() if path.exists() else b""
-    return data[-limit:].decode(errors="replace")
-
-
-def run_program(source: str, limits: Limits = Limits(), isolate_network: bool = True) -> Execution:
-    """Runs `source` in a separate, limited process; see the module docstring."""
-    prefix, _ = network_isolation() if isolate_network else ([], None)
-    nonce = secrets.token_hex(16)
-    with tempfile.TemporaryDirectory(prefix="sprout-eval-") as root:
-        root_path = Path(root)
-        work = root_path / "work"  # the candidate's cwd: fresh and empty
-        work.mkdir()
-        program = root_path / "candidate.py"
-        program.write_text(source, encoding="utf-8")
-        stdout_path, stderr_path = root_path / "stdout", root_path / "stderr"
-        command = [*prefix, sys.executable, "-I", "-c", BOOTSTRAP, str(program), nonce,
-                   str(limits.cpu_s), str(limits.memory_bytes), str(limits.file_bytes)]
-        env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": str(work), "TMPDIR": str(work)}
-        started = time.monotonic()
-        with stdout_path.open("wb") as out, stderr_path.open("wb") as err:
-            process = subprocess.Popen(command, cwd=work, env=env, stdin=subprocess.DEVNULL,
-                                       stdout=out, stderr=err, start_new_session=True)
-            try:
-                returncode: int | None = process.wait(timeout=limits.timeout_s)
-            except subprocess.TimeoutExpired:
-                returncode = None
-            finally:
-                _kill_group(process.pid)  # also any children it left behind
-                process.wait()
-        seconds = time.monotonic() - started
-        stdout, stderr = _tail(stdout_path), _tail(stderr_path)
-    return Execution(_outcome(returncode, stdout, nonce), returncode, stdout, stderr, seconds, process.pid, bool(prefix))
-
-
-def _kill_group(pgid: int) -> None:
-    try:
-        os.killpg(pgid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
-
-
-def _outcome(returncode: int | None, stdout: str, nonce: str) -> str:
-    if returncode is None or returncode in (-signal.SIGXCPU, -signal.SIGKILL):
-        return "timeout"  # wall clock (parent) or CPU seconds (soft limit: SIGXCPU, hard: SIGKILL)
-    if returncode == 0 and stdout.rstrip().endswith(nonce):
-        return "passed"
-    if returncode == EXIT_FAILED:
-        return "failed"
-    return "error"
-
-
 # --------------------------------------------------------------------------------------------
 # MBPP
 # --------------------------------------------------------------------------------------------
 
 
-def load_mbpp_test_split(path: Path = MBPP_PATH) -> list[dict]:
-    tasks = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    return sorted((t for t in tasks if t["task_id"] in MBPP_TEST_IDS), key=lambda t: t["task_id"])
-
-
-def entry_point(task: dict) -> str:
-    """The reference's first top-level function whose name the tests call (else its first)."""
-    names = re.findall(r"^def\s+([A-Za-z_]\w*)\s*\(", task["code"].replace("\r\n", "\n"), flags=re.M)
-    tests = "\n".join(task["test_list"])
-    called = [n for n in names if re.search(rf"\b{re.escape(n)}\s*\(", tests)]
-    if not (called or names):
-        raise ValueError(f"MBPP task {task['task_id']}: no function in the reference code")
-    return (called or names)[0]
-
-
-def mbpp_prompt(task: dict, with_assert: bool = True) -> str:
-    shown = task["text"].strip() + ("\n" + task["test_list"][0].strip() if with_assert else "")
-    return f'"""{shown}\n"""\ndef {entry_point(task)}('
-
-
-def truncate_completion(completion: str) -> str:
-    """The function's text in `'def name(' + completion`, ending before the first new top-level
-    statement (module docstring); returned without the 'def name(' part."""
-    head = "def f("  # any name: only the layout matters
-    return _cut_before_top_level(head + completion)[len(head):]
-
-
-def _cut_before_top_level(source: str) -> str:
-    lines = source.splitlines(keepends=True)
-    try:
-        row = _first_top_level_row(source)
-    except (tokenize.TokenError, IndentationError, SyntaxError):
-        row = _first_top_level_row_by_lines(lines)
-    kept = "".join(lines[: row - 1]) if row is not None else source
-    return kept.rstrip() + "\n"
-
-
-def _first_top_level_row(source: str) -> int | None:
-    """1-based row of the first token after row 1 that begins a logical line at column 0, None if
-    there is none. Raises tokenize's errors if it fails before finding one (the line rule decides)."""
-    skip = {tokenize.NL, tokenize.COMMENT, tokenize.INDENT, tokenize.DEDENT, tokenize.NEWLINE, tokenize.ENDMARKER}
-    previous = None  # the previous significant token type
-    for token in tokenize.generate_tokens(io.StringIO(source).readline):
-        if token.type in skip:
-            if token.type == tokenize.NEWLINE:
-                previous = token.type
-            continue
-        if previous == tokenize.NEWLINE and token.start[0] > 1 and token.start[1] == 0:
-            return token.start[0]
-        previous = token.type
-    return None
-
-
-def _first_top_level_row_by_lines(lines: list[str]) -> int | None:
-    for row, line in enumerate(lines[1:], start=2):
-        if line.strip() and not line[0].isspace() and not line.startswith(("#", ")", "]", "}")):
-            return row
-    return None
-
-
-def mbpp_program(task: dict, candidate: str) -> str:
-    """What is executed: candidate, the task's setup code, its test asserts."""
-    setup = task["test_setup_code"].replace("\r\n", "\n")
-    tests = "\n".join(t.replace("\r\n", "\n") for t in task["test_list"])
-    return f"{candidate}\n\n{setup}\n\n{tests}\n"
-
-
 def mbpp_task(model: Model, task: dict, settings: Settings, limits: Limits) -> tuple[dict, Generation]:
-    prompt = mbpp_prompt(task)
+    """One task: the prompt with its assert when that leaves `max_tokens` of room in the context,
+    else without (and then the budget shrinks if it must); the candidate run on the tests."""
+    prompt = mbpp.prompt(task)
     room = model.context_length - 1 - len(model.encode(prompt))  # 1: <|bos|>
     with_assert = room >= settings.max_tokens
     if not with_assert:
-        prompt = mbpp_prompt(task, with_assert=False)
+        prompt = mbpp.prompt(task, with_assert=False)
         room = model.context_length - 1 - len(model.encode(prompt))
     budget = max(1, min(settings.max_tokens, room))
     generation = run_generation(model, prompt, budget, settings)
-    candidate = f"def {entry_point(task)}(" + truncate_completion(generation.text)
-    record = {"task_id": task["task_id"], "entry_point": entry_point(task), "prompt_with_assert": with_assert,
+    candidate = mbpp.candidate(task, generation.text)
+    record = {"task_id": task["task_id"], "entry_point": mbpp.entry_point(task), "prompt_with_assert": with_assert,
               "max_tokens": budget, "tokens": generation.tokens, "steps": generation.steps,
               "completion": generation.text, "candidate": candidate}
     if not parses(candidate):
         return {**record, "outcome": "syntax_error"}, generation
-    execution = run_program(mbpp_program(task, candidate), limits)
+    execution = run_program(mbpp.program(task, candidate), limits)
     last_line = execution.stderr.strip().splitlines()[-1:] or [""]
     return {**record, "outcome": execution.outcome, "stderr_last_line": last_line[0][:300],
             "seconds": round(execution.seconds, 3)}, generation
@@ -543,7 +244,7 @@ def evaluate_mbpp(model: Model, settings: Settings, tasks: list[dict], log: Call
     total = len(records)
     return {
         "split": "test (task ids 11-510)",
-        "tasks_in_split": len(MBPP_TEST_IDS),
+        "tasks_in_split": len(mbpp.TEST_IDS),
         "total": total,
         "passed": counts["passed"],
         "pass_at_1": counts["passed"] / total if total else None,
@@ -560,143 +261,18 @@ def evaluate_mbpp(model: Model, settings: Settings, tasks: list[dict], log: Call
 # --------------------------------------------------------------------------------------------
 
 
-@dataclass
-class ValidationTokens:
-    tokens: np.ndarray
-    tokens_per_byte: float
-    source: str
-
-
-def load_validation_tokens(model: Model, data_dir: Path) -> ValidationTokens:
-    """data/validation.bin when data.json says it was made with this model's tokenizer (same
-    bytes); otherwise the validation files of corpus.py, tokenized here."""
-    summary_path, bin_path = data_dir / "data.json", data_dir / "validation.bin"
-    if summary_path.exists() and bin_path.exists():
-        summary = json.loads(summary_path.read_text())
-        tokenizer_path = Path(summary.get("tokenizer", ""))
-        tokenizer_path = tokenizer_path if tokenizer_path.is_absolute() else REPO_ROOT / tokenizer_path
-        split = summary.get("splits", {}).get("validation", {})
-        same_tokenizer = tokenizer_path.is_file() and tokenizer_path.read_bytes() == (model.directory / "tokenizer.json").read_bytes()
-        if same_tokenizer and split.get("tokens") and split.get("bytes"):
-            tokens = np.fromfile(bin_path, dtype=np.uint16)
-            return ValidationTokens(tokens, split["tokens"] / split["bytes"], f"{bin_path} ({summary.get('source', '?')})")
-    special = model.manifest["special_tokens"]
-    ids: list[int] = []
-    n_bytes = 0
-    for _, text in corpus.iter_files("validation"):
-        ids += [special["bos"], *model.encode(text), special["eos"]]
-        n_bytes += len(text.encode())
-    return ValidationTokens(np.asarray(ids, dtype=np.uint16), len(ids) / n_bytes, "corpus.iter_files('validation'), tokenized here")
-
-
-def noise_block_wise(clean: np.ndarray, block: int, estimator: str, rng: np.random.Generator, mask_id: int) -> tuple[np.ndarray, np.ndarray]:
-    """(noisy ids, ELBO weight per position: 0 where not masked)."""
-    length = clean.size
-    weight = np.zeros(length)
-    for start in range(0, length, block):
-        n = min(block, length - start)
-        if estimator == "train":  # train.py: t ~ U(t_min, 1), Bernoulli(t) masks, weight 1/t
-            t = T_MIN + (1 - T_MIN) * rng.random()
-            masked = rng.random(n) < t
-            weight[start : start + n] = masked / t
-        elif estimator == "exact":  # t integrated out: k ~ U{1..n} masks, weight n/k
-            k = int(rng.integers(1, n + 1))
-            masked = np.zeros(n, dtype=bool)
-            masked[rng.choice(n, size=k, replace=False)] = True
-            weight[start : start + n] = masked * (n / k)
-        else:
-            raise ValueError(estimator)
-    noisy = np.where(weight > 0, mask_id, clean)
-    return noisy, weight
-
-
-def two_stream_logits(session: onnxruntime.InferenceSession, clean: np.ndarray, noisy: np.ndarray, block: int, arch: dict) -> np.ndarray:
-    """Logits of the noisy stream [batch, L, vocab] for ids = clean ‖ noisy (training layout)."""
-    batch, length = noisy.shape
-    ids = np.concatenate([np.broadcast_to(clean, (batch, length)), noisy], axis=1).astype(np.int64)
-    positions = np.broadcast_to(np.tile(np.arange(length), 2), (batch, 2 * length)).astype(np.int64)
-    mask = np.ascontiguousarray(np.broadcast_to(training_mask(length, block).numpy(), (batch, 2 * length, 2 * length)))
-    past = np.zeros((arch["n_layers"], batch, arch["n_heads"], 0, arch["head_dim"]), dtype=np.float32)
-    (logits,) = session.run(["logits"], {"input_ids": ids, "positions": np.ascontiguousarray(positions),
-                                         "past_key": past, "past_value": past, "attention_mask": mask})
-    return logits[:, length:]
-
-
-def weighted_cross_entropy(logits: np.ndarray, targets: np.ndarray, weight: np.ndarray) -> float:
-    """Σ weight · CE over positions with weight > 0, divided by the number of positions."""
-    rows = weight > 0
-    chosen = logits[rows].astype(np.float64)
-    top = chosen.max(-1, keepdims=True)
-    log_z = np.log(np.exp(chosen - top).sum(-1)) + top[:, 0]
-    ce = log_z - chosen[np.arange(len(chosen)), targets[rows]]
-    return float((ce * weight[rows]).sum() / weight.size)
-
-
-def causal_logits(session: onnxruntime.InferenceSession, clean: np.ndarray, arch: dict) -> np.ndarray:
-    """Logits [L, vocab] of one causal pass over a window (the autoregressive twin)."""
-    length = clean.size
-    past = np.zeros((arch["n_layers"], 1, arch["n_heads"], 0, arch["head_dim"]), dtype=np.float32)
-    mask = np.tril(np.ones((length, length), dtype=bool))[None]
-    (logits,) = session.run(["logits"], {"input_ids": clean[None].astype(np.int64), "positions": np.arange(length)[None],
-                                         "past_key": past, "past_value": past, "attention_mask": mask})
-    return logits[0]
-
-
 def validation_loss(model: Model, settings: Settings, data_dir: Path) -> dict:
-    if model.objective == "ar":
-        return validation_nll_autoregressive(model, settings, data_dir)
-    data = load_validation_tokens(model, data_dir)
-    length = settings.val_length or model.context_length
-    if data.tokens.size < length or int(data.tokens.max()) >= model.manifest["architecture"]["vocab_size"]:
-        raise ValueError(f"validation tokens unusable for this model: {data.source}")
-    arch, mask_id = model.manifest["architecture"], model.manifest["special_tokens"]["mask"]
-    rng = np.random.default_rng(settings.seed)
-    starts = np.linspace(0, data.tokens.size - length, settings.val_windows).astype(int)
-    per_window: dict[str, list[float]] = {"train": [], "exact": []}
-    for start in starts:
-        clean = data.tokens[start : start + length].astype(np.int64)
-        draws = [(est, *noise_block_wise(clean, settings.block_size, est, rng, mask_id))
-                 for est in per_window for _ in range(settings.val_draws)]
-        logits = two_stream_logits(model.session, clean, np.stack([d[1] for d in draws]), settings.block_size, arch)
-        for estimator in per_window:
-            losses = [weighted_cross_entropy(logits[i], clean, w) for i, (est, _, w) in enumerate(draws) if est == estimator]
-            per_window[estimator].append(float(np.mean(losses)))
-    result: dict[str, Any] = {
-        "data": data.source, "windows": int(len(starts)), "window_tokens": length, "draws_per_window": settings.val_draws,
-        "block_size": settings.block_size, "seed": settings.seed, "tokens_per_byte": data.tokens_per_byte,
-        "note": "exact: the masked-diffusion ELBO, an upper bound on the NLL (in expectation), not the NLL itself; "
-                "train: train.py's estimator (t >= 0.02, rescaled), comparable to training logs, not a strict bound",
-    }
-    for estimator, values in per_window.items():
-        nats = float(np.mean(values))
-        sem = float(np.std(values, ddof=1) / math.sqrt(len(values))) if len(values) > 1 else None
-        result[estimator] = {"nats_per_token": nats, "sem_over_windows": sem,
-                             "bits_per_byte": nats * data.tokens_per_byte / math.log(2)}
-    result["train"]["weighting"] = f"train.py: per block t ~ U({T_MIN}, 1), mask prob t, CE weighted 1/t"
-    result["exact"]["weighting"] = "t integrated out: per block k ~ U{1..n} masked, CE weighted n/k"
-    return result
-
-
-def validation_nll_autoregressive(model: Model, settings: Settings, data_dir: Path) -> dict:
-    """The twin's exact NLL on the same windows as the denoiser's ELBO (each window's first token,
-    which has no context, is not predicted). Reported under both keys so tables line up."""
-    data = load_validation_tokens(model, data_dir)
+    """The denoiser's ELBO (both estimators), or the twin's NLL, on evenly spaced windows of the
+    validation split (likelihood.py)."""
+    data = likelihood.load_validation_tokens(data_dir, model.tokenizer, model.directory / "tokenizer.json")
     length = settings.val_length or model.context_length
     arch = model.manifest["architecture"]
-    starts = np.linspace(0, data.tokens.size - length, settings.val_windows).astype(int)
-    values = []
-    for start in starts:
-        clean = data.tokens[start : start + length].astype(np.int64)
-        logits = causal_logits(model.session, clean, arch)[:-1]
-        values.append(weighted_cross_entropy(logits, clean[1:], np.ones(length - 1)))
-    nats = float(np.mean(values))
-    sem = float(np.std(values, ddof=1) / math.sqrt(len(values))) if len(values) > 1 else None
-    entry = {"nats_per_token": nats, "sem_over_windows": sem, "bits_per_byte": nats * data.tokens_per_byte / math.log(2),
-             "weighting": "exact next-token NLL (causal pass), positions 1..L-1 of each window"}
-    return {"data": data.source, "windows": int(len(starts)), "window_tokens": length, "draws_per_window": 1,
-            "seed": settings.seed, "tokens_per_byte": data.tokens_per_byte,
-            "note": "autoregressive twin: the NLL itself (no bound); same windows as the denoiser's ELBO",
-            "train": entry, "exact": entry}
+    if data.tokens.size < length or int(data.tokens.max()) >= arch["vocab_size"]:
+        raise ValueError(f"validation tokens unusable for this model: {data.source}")
+    if model.objective == "ar":
+        return likelihood.autoregressive_nll(model.session, arch, data, length, settings.val_windows, settings.seed)
+    return likelihood.diffusion_elbo(model.session, arch, model.manifest["special_tokens"]["mask"], data, length,
+                                     settings.block_size, settings.val_windows, settings.val_draws, settings.seed)
 
 
 # --------------------------------------------------------------------------------------------
@@ -850,7 +426,7 @@ def evaluate_infilling(model: Model, settings: Settings, tasks: list[dict], log:
         generation = run_infill(model, prefix, suffix, 32, settings)
         generations.append(generation)
         filled = "".join(lines[:at]) + generation.text.rstrip("\n") + "\n" + suffix
-        outcome = run_program(mbpp_program(task, filled), limits).outcome if parses(filled) else "syntax_error"
+        outcome = run_program(mbpp.program(task, filled), limits).outcome if parses(filled) else "syntax_error"
         records.append({"kind": "mbpp_line", "task_id": task["task_id"], "line": at + 1, "middle": lines[at],
                         "completion": generation.text, "exact_match": middle_matches(generation.text, lines[at]),
                         "outcome": outcome})
@@ -991,16 +567,16 @@ def evaluate_quixbugs(model: Model, settings: Settings) -> dict:
 # --------------------------------------------------------------------------------------------
 
 
-def evaluate(model_dir: Path, settings: Settings, mbpp_path: Path = MBPP_PATH, data_dir: Path = REPO_ROOT / "data",
+def evaluate(model_dir: Path, settings: Settings, mbpp_path: Path = mbpp.MBPP_PATH, data_dir: Path = REPO_ROOT / "data",
              log: Callable[[str], None] = lambda message: None) -> dict:
     started = time.monotonic()
     model = load_model(model_dir)
     isolation_prefix, warning = network_isolation()
-    tasks = load_mbpp_test_split(mbpp_path)[: settings.limit]
+    tasks = mbpp.load_tasks(mbpp.TEST_IDS, mbpp_path)[: settings.limit]
     wall: dict[str, float] = {}
 
     clock = time.monotonic()
-    mbpp, mbpp_generations = evaluate_mbpp(model, settings, tasks, log)
+    mbpp_results, mbpp_generations = evaluate_mbpp(model, settings, tasks, log)
     wall["mbpp"] = time.monotonic() - clock
 
     clock = time.monotonic()
@@ -1031,7 +607,7 @@ def evaluate(model_dir: Path, settings: Settings, mbpp_path: Path = MBPP_PATH, d
             "memory_bytes": limits.memory_bytes, "file_bytes": limits.file_bytes,
         },
         "held_out_code": held_out_files()[1],
-        "mbpp": mbpp,
+        "mbpp": mbpp_results,
         "continuation": continuation,
         "infilling": infilling,
         "repair": repair_results,
@@ -1044,85 +620,6 @@ def evaluate(model_dir: Path, settings: Settings, mbpp_path: Path = MBPP_PATH, d
         },
         "wall_time_s": {k: round(v, 2) for k, v in wall.items()},
     }
-
-
-def _pct(x: float | None) -> str:
-    return "n/a" if x is None else f"{100 * x:.1f}%"
-
-
-def table_rows(results: dict) -> list[tuple[str, str]]:
-    m, c, v, d = results["mbpp"], results["continuation"], results["validation"], results["decoding"]["all"]
-    f, r = results["infilling"], results["repair"]
-    q, inj = r["quixbugs"], r["injected"]
-    mbpp_line = f["mbpp_line"]
-    return [
-        ("objective", results["model"]["objective"]),
-        ("MBPP pass@1 (greedy)", f"{m['passed']}/{m['total']} = {_pct(m['pass_at_1'])}"),
-        ("MBPP candidates syntax-valid", _pct(m["syntax_valid_rate"])),
-        ("continuation syntax-valid", f"{_pct(c['syntax_valid_rate'])} (true text {_pct(c['reference_syntax_valid_rate'])})"),
-        ("continuation next-line exact", _pct(c["first_line_exact_match_rate"])),
-        ("infill single line, exact", f"{_pct(f['single_line']['exact_match_rate'])} of {f['single_line']['cases']}"),
-        ("infill 2-4 lines, exact", f"{_pct(f['multi_line']['exact_match_rate'])} of {f['multi_line']['cases']}"),
-        ("infill MBPP line, tests pass", f"{_pct(mbpp_line['pass_rate'])} of {mbpp_line['cases']} (exact {_pct(mbpp_line['exact_match_rate'])})"),
-        ("repair injected edits, restored", f"{_pct(inj['restored_rate'])} of {inj['cases']}"),
-        ("repair: edit distance before → after", f"{inj['mean_distance_before']:.2f} → {inj['mean_distance_after']:.2f}"),
-        ("repair: clean blocks changed", _pct(inj["false_edit_rate"])),
-        ("QuixBugs repaired (tests pass)", "n/a" if q is None else f"{_pct(q['repaired_rate'])} of {q['programs']} (changed {_pct(q['changed_rate'])})"),
-        ("val bits/byte (ELBO bound | AR NLL)", f"{v['exact']['bits_per_byte']:.3f}"),
-        ("val nats/token (ELBO bound | AR NLL)", f"{v['exact']['nats_per_token']:.3f} ± {v['exact']['sem_over_windows'] or 0:.3f}"),
-        ("tokens per step", "n/a" if d.get("tokens_per_step") is None else f"{d['tokens_per_step']:.2f}"),
-        ("forward passes per generation", "n/a" if "forwards_per_generation" not in d else f"{d['forwards_per_generation']:.1f}"),
-        ("wall time", f"{results['wall_time_s']['total']:.0f} s"),
-    ]
-
-
-def summary(results: dict) -> dict:
-    """The headline figures of one model, for its manifest."""
-    f, inj, q = results["infilling"], results["repair"]["injected"], results["repair"]["quixbugs"]
-    return {
-        "objective": results["model"]["objective"],
-        "mbpp_pass_at_1": results["mbpp"]["pass_at_1"], "mbpp_tasks": results["mbpp"]["total"],
-        "mbpp_syntax_valid_rate": results["mbpp"]["syntax_valid_rate"],
-        "continuation_syntax_valid_rate": results["continuation"]["syntax_valid_rate"],
-        "infill_single_line_exact": f["single_line"]["exact_match_rate"],
-        "infill_multi_line_exact": f["multi_line"]["exact_match_rate"],
-        "infill_mbpp_line_pass_rate": f["mbpp_line"]["pass_rate"],
-        "repair_restored_rate": inj["restored_rate"], "repair_false_edit_rate": inj["false_edit_rate"],
-        "quixbugs_repaired_rate": None if q is None else q["repaired_rate"],
-        "validation_bits_per_byte": results["validation"]["exact"]["bits_per_byte"],
-        "validation_measure": "NLL" if results["model"]["objective"] == "ar" else "ELBO (upper bound on NLL)",
-        "tokens_per_step": results["decoding"]["all"].get("tokens_per_step"),
-    }
-
-
-def record_in_manifests(all_results: list[dict]) -> None:
-    """Every evaluated model's manifest gets the headline figures of all of them, side by side."""
-    figures = {results["model"]["name"]: summary(results) for results in all_results}
-    for results in all_results:
-        path = Path(results["model"]["directory"]) / "manifest.json"
-        manifest = json.loads(path.read_text())
-        manifest["evaluation"] = {"harness": "models/python/evaluate.py", "settings": results["settings"], "models": figures}
-        path.write_text(json.dumps(manifest, indent=2) + "\n")
-
-
-def format_table(all_results: list[dict]) -> str:
-    """One column per model, side by side."""
-    columns = [dict(table_rows(results)) for results in all_results]
-    names = [results["model"]["name"] for results in all_results]
-    labels = [label for label, _ in table_rows(all_results[0])]
-    widths = [max(len(label) for label in labels)] + [max(len(name), *(len(col[label]) for label in labels)) for name, col in zip(names, columns)]
-    line = lambda cells: "  ".join(f"{cell:<{w}}" for cell, w in zip(cells, widths)).rstrip()  # noqa: E731
-    s = all_results[0]["settings"]
-    header = [f"threshold {s['threshold']}, block {s['block_size']}, max tokens {s['max_tokens']}, MBPP limit {s['limit']}, "
-              f"sandbox network: {all_results[0]['sandbox']['network_isolation'] or 'NOT isolated'}",
-              line(["", *names])]
-    notes = ["Denoiser: the exact ELBO is an upper bound on the NLL; the twin's figure is its NLL."]
-    for results in all_results:
-        info = results["model"]
-        if not info["sha256_matches_manifest"]:
-            notes.append(f"warning: {info['name']}: denoiser.onnx does not match its manifest's sha256")
-        notes += [f"warning: {w}" for w in results["sandbox"]["warnings"]]
-    return "\n".join(header + [line([label, *(col[label] for col in columns)]) for label in labels] + notes)
 
 
 def main() -> None:
@@ -1139,7 +636,7 @@ def main() -> None:
     parser.add_argument("--val-length", type=int, default=None, help="window length (default: the manifest's context_length)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--timeout", type=float, default=5.0, help="wall-clock seconds per MBPP program")
-    parser.add_argument("--mbpp", type=Path, default=MBPP_PATH)
+    parser.add_argument("--mbpp", type=Path, default=mbpp.MBPP_PATH)
     parser.add_argument("--data", type=Path, default=REPO_ROOT / "data", help="directory of validation.bin, data.json")
     parser.add_argument("--infill-cases", type=int, default=20, help="per kind: single line, 2-4 lines, MBPP line")
     parser.add_argument("--repair-cases", type=int, default=50)
@@ -1154,9 +651,9 @@ def main() -> None:
                         infill_cases=args.infill_cases, repair_cases=args.repair_cases, repair_threshold=args.repair_threshold)
     log = (lambda message: None) if args.quiet else (lambda message: print(message, file=sys.stderr, flush=True))
     all_results = [evaluate(model, settings, args.mbpp, args.data, log) for model in args.model]
-    print(format_table(all_results))
+    print(report.format_table(all_results))
     if args.record:
-        record_in_manifests(all_results)
+        report.record_in_manifests(all_results)
     if args.out:
         args.out.write_text(json.dumps(all_results[0] if len(all_results) == 1 else all_results, indent=2) + "\n")
         print(f"wrote {args.out}")

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +23,7 @@ import torch
 from tokenizers import Tokenizer
 
 from model import Denoiser, ModelConfig, block_mask, causal_mask
-from tokenizer import SPECIAL_TOKENS, load_tokenizer
+from tokenizer import load_tokenizer, special_ids
 from train import logged_step
 from weights import load_checkpoint
 
@@ -34,10 +35,11 @@ def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def example_inputs(model: Denoiser, batch: int, past: int, time: int, causal: bool, seed: int = 0):
+def example_inputs(model: Denoiser, batch: int, past: int, time: int, causal: bool, *, low: int, seed: int = 0):
+    """Random inputs of one forward; ids from `low` up (above the control tokens)."""
     c = model.config
     g = torch.Generator().manual_seed(seed)
-    ids = torch.randint(len(SPECIAL_TOKENS), c.vocab_size, (batch, time), generator=g)
+    ids = torch.randint(low, c.vocab_size, (batch, time), generator=g)
     positions = torch.arange(past, past + time).expand(batch, time).contiguous()
     shape = (c.n_layers, batch, c.n_heads, past, c.head_dim)
     past_key, past_value = torch.randn(shape, generator=g), torch.randn(shape, generator=g)
@@ -45,7 +47,7 @@ def example_inputs(model: Denoiser, batch: int, past: int, time: int, causal: bo
     return ids, positions, past_key, past_value, mask
 
 
-def export(model: Denoiser, path: Path) -> None:
+def export(model: Denoiser, path: Path, low: int) -> None:
     axes = {
         "input_ids": {0: "batch", 1: "time"},
         "positions": {0: "batch", 1: "time"},
@@ -58,7 +60,7 @@ def export(model: Denoiser, path: Path) -> None:
     }
     torch.onnx.export(
         model,
-        example_inputs(model, batch=2, past=5, time=3, causal=False),
+        example_inputs(model, batch=2, past=5, time=3, causal=False, low=low),
         str(path),
         input_names=INPUTS,
         output_names=OUTPUTS,
@@ -70,12 +72,12 @@ def export(model: Denoiser, path: Path) -> None:
     )
 
 
-def check(model: Denoiser, path: Path) -> float:
+def check(model: Denoiser, path: Path, low: int) -> float:
     """Largest |onnx − torch| over shapes the runtime uses, the empty-cache prefill included."""
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     worst = 0.0
     for batch, past, time, causal in [(1, 0, 7, True), (1, 12, 4, False), (3, 9, 16, False), (2, 30, 1, True)]:
-        inputs = example_inputs(model, batch, past, time, causal, seed=past + time)
+        inputs = example_inputs(model, batch, past, time, causal, seed=past + time, low=low)
         with torch.no_grad():
             expected = model(*inputs)
         got = session.run(OUTPUTS, {name: t.numpy() for name, t in zip(INPUTS, inputs)})
@@ -202,18 +204,20 @@ def main() -> None:
     tokenizer_path = args.out / "tokenizer.json"
     tokenizer = load_tokenizer(tokenizer_path)
     assert tokenizer.get_vocab_size() == config.vocab_size, "tokenizer and model disagree on the vocabulary"
+    special = special_ids(tokenizer)
+    low = max(special.all()) + 1  # example inputs: ordinary tokens only
 
     onnx_path = args.out / "denoiser.onnx"
     staged = args.out / "denoiser.onnx.tmp"
-    export(model, staged)
-    worst = check(model, staged)
+    export(model, staged, low)
+    worst = check(model, staged, low)
     if worst >= 1e-3:
         staged.unlink()
         raise SystemExit(f"ONNX output differs from PyTorch by {worst}; nothing written")
     weights = "float32"
     if args.fp16:
         store_fp16(staged)
-        worst, weights = check(model, staged), "float16 storage, float32 arithmetic (onnxruntime folds the widening Casts at load)"
+        worst, weights = check(model, staged, low), "float16 storage, float32 arithmetic (onnxruntime folds the widening Casts at load)"
     if args.int8:
         from onnxruntime.quantization import QuantType, quantize_dynamic
 
@@ -221,7 +225,7 @@ def main() -> None:
         quantize_dynamic(staged, quantized, weight_type=QuantType.QInt8)
         staged.unlink()
         quantized.replace(staged)
-        worst, weights = check(model, staged), "int8 (dynamic quantization of MatMul weights; embedding float32)"
+        worst, weights = check(model, staged, low), "int8 (dynamic quantization of MatMul weights; embedding float32)"
     staged.replace(onnx_path)
     print(f"exported {onnx_path} ({weights}); max |onnx - torch| = {worst:.2e}")
     graph = onnx_as_module(onnx_path) if args.int8 else None
@@ -244,7 +248,7 @@ def main() -> None:
         "objective": objective,
         "architecture": {**config.to_dict(), "head_dim": config.head_dim,
                          "parameters": sum(p.numel() for p in model.parameters())},
-        "special_tokens": {token.strip("<|>"): tokenizer.token_to_id(token) for token in SPECIAL_TOKENS},
+        "special_tokens": asdict(special),
         # Trained windows bound the relative distances the model has seen: that is its context.
         "context_length": int(state["args"]["length"]),
         "block_sizes": [int(b) for b in state["args"]["block_sizes"]],

@@ -10,13 +10,17 @@ their ids never move when the vocabulary is retrained at another size.
 from __future__ import annotations
 
 import argparse
+from dataclasses import astuple, dataclass
 from pathlib import Path
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
 import corpus
 
-# Order fixes the ids: pad=0, bos=1, eos=2, mask=3, then infilling markers reserved for later.
+SHIPPED_TOKENIZER = Path(__file__).resolve().parents[1] / "sprout-tiny" / "tokenizer.json"
+
+# What a new tokenizer is trained with; the order fixes the ids it assigns (pad=0, bos=1, …).
+# Everything else reads the ids from a tokenizer (`special_ids`) or a manifest, never from here.
 SPECIAL_TOKENS = [
     "<|pad|>",
     "<|bos|>",
@@ -26,6 +30,30 @@ SPECIAL_TOKENS = [
     "<|fim_suffix|>",
     "<|fim_middle|>",
 ]
+
+
+@dataclass(frozen=True)
+class SpecialIds:
+    """The control tokens' ids by name: `special_ids(tokenizer)` or `SpecialIds(**manifest["special_tokens"])`."""
+
+    pad: int
+    bos: int
+    eos: int
+    mask: int
+    fim_prefix: int
+    fim_suffix: int
+    fim_middle: int
+
+    def all(self) -> list[int]:
+        return list(astuple(self))
+
+
+def special_ids(tokenizer: Tokenizer) -> SpecialIds:
+    ids = {token.strip("<|>"): tokenizer.token_to_id(token) for token in SPECIAL_TOKENS}
+    missing = [name for name, i in ids.items() if i is None]
+    if missing:
+        raise ValueError(f"the tokenizer has no control token for {missing}")
+    return SpecialIds(**ids)
 
 
 def train(vocab_size: int) -> Tokenizer:

@@ -52,11 +52,12 @@ except ImportError:  # GPU images may lack it: train without a progress bar
 
 from fim import FimLayout
 from model import Denoiser, ModelConfig, causal_block_mask, causal_mask, training_block_mask, training_mask
-from tokenizer import SPECIAL_TOKENS, load_tokenizer
+from tokenizer import SHIPPED_TOKENIZER, load_tokenizer, special_ids
 from weights import from_model_dir, save_parts, weights_only
 
-MASK_ID = SPECIAL_TOKENS.index("<|mask|>")  # special tokens hold the first ids
-DEFAULT_TOKENIZER = Path(__file__).resolve().parents[1] / "sprout-tiny" / "tokenizer.json"
+DEFAULT_TOKENIZER = SHIPPED_TOKENIZER
+# The mask id from the tokenizer the data is packed with (data.py --tokenizer), not from list order.
+MASK_ID = special_ids(load_tokenizer(DEFAULT_TOKENIZER)).mask
 
 
 def logged_step(line: str) -> float:

@@ -1,6 +1,9 @@
-"""Stages 3-4 (distill.py) on a tiny random model: the trajectories are well formed and the
-training states are the states along them."""
+"""Stages 3-4 (distill.py) on a tiny random model: the trajectories are well formed, the training
+states are the states along them, and the verifier is verify.ts's. (The rollouts themselves are
+sample.py's `generate_batch`: tests/test_sample.py.)"""
 
+import math
+import re
 import sys
 from pathlib import Path
 
@@ -9,10 +12,15 @@ import torch
 
 import distill
 from model import Denoiser, ModelConfig
+from sample import banned_ids
+from tokenizer import SHIPPED_TOKENIZER, load_tokenizer, special_ids
 from train import MASK_ID
 from weights import save_parts
 
 BLOCK, BLOCKS, PROMPT = 8, 2, 16
+TOKENIZER = load_tokenizer(SHIPPED_TOKENIZER)
+ORDINARY = max(special_ids(TOKENIZER).all()) + 1  # the first id that is not a control token
+VERIFY_TS = Path(__file__).resolve().parents[2] / "src" / "verify.ts"
 
 
 def tiny_model() -> Denoiser:
@@ -21,46 +29,17 @@ def tiny_model() -> Denoiser:
 
 
 def prompts(batch: int) -> torch.Tensor:
-    return torch.randint(distill.N_SPECIAL, 64, (batch, PROMPT + BLOCKS * BLOCK), generator=torch.Generator().manual_seed(1))
-
-
-def test_a_rollout_commits_every_position_once_with_the_threshold_rule():
-    model = tiny_model()
-    tokens, order, score = distill.rollout(model, prompts(3)[:, :PROMPT], BLOCKS, BLOCK, threshold=0.9)
-    assert ((score > 0) & (score <= 1)).all()  # a geometric-mean probability
-    assert tokens.shape == order.shape == (3, BLOCKS * BLOCK)
-    assert (tokens != MASK_ID).all() and (tokens >= distill.N_SPECIAL).all()  # no control tokens
-    for b in range(BLOCKS):
-        steps = order[:, b * BLOCK : (b + 1) * BLOCK]
-        assert (steps >= 0).all() and (steps < BLOCK).all()
-    # τ = 1 can never be met by a random model: one token per step, steps 0..7 each once per block.
-    _, serial, _ = distill.rollout(model, prompts(2)[:, :PROMPT], BLOCKS, BLOCK, threshold=1.0)
-    for b in range(BLOCKS):
-        assert sorted(serial[0, b * BLOCK : (b + 1) * BLOCK].tolist()) == list(range(BLOCK))
-
-
-def test_rollout_settings_are_per_row_and_sampling_is_reproducible():
-    model = tiny_model()
-    rows = prompts(1)[:, :PROMPT].expand(3, -1)
-    # τ 0 commits a whole block in one step, τ 1 one token per step; a drawn row differs from greedy.
-    run = lambda seed: distill.rollout(model, rows, BLOCKS, BLOCK, [0.0, 1.0, 0.0], [0.0, 0.0, 2.0],
-                                       torch.Generator().manual_seed(seed))
-    tokens, order, _ = run(0)
-    assert (order[0] == 0).all() and order[1].view(BLOCKS, BLOCK).amax(-1).tolist() == [BLOCK - 1] * BLOCKS
-    assert (tokens[0] != tokens[2]).any()
-    again, _, _ = run(0)
-    assert torch.equal(tokens, again)
+    return torch.randint(ORDINARY, 64, (batch, PROMPT + BLOCKS * BLOCK), generator=torch.Generator().manual_seed(1))
 
 
 def test_the_verifier_reads_the_function_the_completion_writes():
     task = {"task_id": 0, "text": "Add two numbers.", "code": "def add(a, b):\n    return a + b",
             "test_list": ["assert add(1, 2) == 3"], "test_setup_code": ""}
-    clean = list(range(distill.N_SPECIAL, distill.N_SPECIAL + BLOCK * BLOCKS))
+    clean = list(range(ORDINARY, ORDINARY + BLOCK * BLOCKS))
     # Ended by a new top-level line: the function alone is judged, and its tests run.
     done = distill.verify_rollout(task, "a, b):\n    return a + b\n\nprint(add(", clean, BLOCKS, BLOCK, 0.5)
     assert done == {"loops": False, "parses": True, "plausible": True, "tests_passed": True, "verified": True}
-    # Cut off mid-line: the unfinished last line is dropped; wrong code parses but fails its tests.
-    assert distill.function_candidate(task, "a, b):\n    return a - b\n    if (") == "def add(a, b):\n    return a - b\n"
+    # Cut off mid-line: the unfinished last line is dropped (tests/test_mbpp.py); wrong code parses but fails its tests.
     wrong = distill.verify_rollout(task, "a, b):\n    return a - b\n    if (", clean, BLOCKS, BLOCK, 0.5)
     assert wrong["verified"] and not wrong["tests_passed"]
     assert not distill.verify_rollout(task, "a, b):\n    return (a +\n\nx = 1", clean, BLOCKS, BLOCK, 0.5)["parses"]
@@ -68,18 +47,48 @@ def test_the_verifier_reads_the_function_the_completion_writes():
     assert not distill.verify_rollout(task, "a, b):\n    return a + b\n", clean, BLOCKS, BLOCK, 0.001)["plausible"]
 
 
+@torch.no_grad()
+def test_self_verification_is_verify_ts_score():
+    """Each token scored once, with the other half of its block visible and everything before the
+    block as context: the same figure as masking position by position, the slow way."""
+    model = tiny_model()
+    context, code = [1, *range(20, 30)], list(range(30, 49))  # 19 tokens: blocks of 8, 8 and 3
+    banned = banned_ids(TOKENIZER)
+    log_p = 0.0
+    for i, token in enumerate(code):
+        start = i - i % BLOCK
+        block = code[start : start + BLOCK]
+        shown = torch.tensor([[MASK_ID if j % 2 == i % 2 else t for j, t in enumerate(block)]])
+        ids = torch.cat([torch.tensor([context + code[:start]]), shown], dim=1)
+        length = ids.shape[1]
+        mask = torch.ones(length, length, dtype=torch.bool).tril()
+        mask[-len(block) :, -len(block) :] = True  # the block sees itself whole
+        logits, _, _ = model(ids, torch.arange(length)[None], *model.empty_cache(1), mask[None])
+        logits = logits[0, length - len(block) + i % BLOCK].double()
+        logits[banned] = -math.inf
+        log_p += float(logits.log_softmax(-1)[token])
+    score = distill.self_verification(model, TOKENIZER, context, code, BLOCK)
+    assert 0 < score <= 1 and math.isclose(score, math.exp(log_p / len(code)), rel_tol=1e-5)
+    assert distill.self_verification(model, TOKENIZER, context, [], BLOCK) == 1.0
+
+
+def test_the_self_verification_threshold_is_the_runtime_default():
+    match = re.search(r"export const DEFAULT_VERIFY_THRESHOLD = ([0-9.e-]+);", VERIFY_TS.read_text())
+    assert match and float(match.group(1)) == distill.SELF_VERIFY_THRESHOLD
+
+
 def test_the_kept_order_is_the_most_likely_of_those_drawn():
     model = tiny_model()
     windows = prompts(4)
     order, score = distill.best_orders(model, windows, PROMPT, BLOCKS, BLOCK, orders=3, steps=4, temperature=1.0,
-                                       generator=torch.Generator().manual_seed(0))
+                                       generator=torch.Generator().manual_seed(0), banned=banned_ids(TOKENIZER))
     assert order.shape == (4, BLOCKS * BLOCK) and score.shape == (4, BLOCKS)
     assert ((order >= 0) & (order < 4)).all()  # 4 steps of 2 positions each
     for b in range(BLOCKS):
         counts = torch.stack([(order[:, b * BLOCK : (b + 1) * BLOCK] == s).sum(-1) for s in range(4)], -1)
         assert (counts == BLOCK // 4).all()
     _, one_score = distill.best_orders(model, windows, PROMPT, BLOCKS, BLOCK, orders=1, steps=4, temperature=1.0,
-                                         generator=torch.Generator().manual_seed(0))
+                                         generator=torch.Generator().manual_seed(0), banned=banned_ids(TOKENIZER))
     # Block 0's first draw is the same in both runs (same generator), so the best of 3 is no worse.
     assert (score[:, 0] >= one_score[:, 0] - 1e-6).all()
 
@@ -114,7 +123,7 @@ def test_a_loop_is_rejected_and_training_writes_exportable_weights(tmp_path: Pat
                 "orders": order.short()}, tmp_path / "orders.pt")
     data = tmp_path / "data"
     data.mkdir()
-    np.random.default_rng(0).integers(distill.N_SPECIAL, 64, 4096).astype(np.uint16).tofile(data / "train.bin")
+    np.random.default_rng(0).integers(ORDINARY, 64, 4096).astype(np.uint16).tofile(data / "train.bin")
     parser_args = ["train", "--model", str(tmp_path / "base"), "--trajectories", str(tmp_path / "orders.pt"),
                    "--data", str(data), "--run", str(tmp_path / "run"), "--steps", "3", "--batch", "2",
                    "--anchor-length", "32", "--threads", "1"]
