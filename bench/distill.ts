@@ -17,14 +17,14 @@ import { fileURLToPath } from "node:url";
 import { loadModel, TWIN_MODEL_DIR } from "../models/src/index.ts";
 import { TextTokenizer } from "../models/src/tokenizer.ts";
 import { freePort, startSprout, whenReady } from "../test/support/sprout.ts";
-import { dialRow, mbppPrompt, mbppTasks } from "./quality.ts";
+import { dialRow, mbppTasks } from "./quality.ts";
 
 const dirs = process.argv.slice(2).map((dir) => resolve(dir));
 if (dirs.length === 0) {
   console.error("usage: npm run bench:distill -- <model dir> [<model dir> …]");
   process.exit(2);
 }
-/** Held-out MBPP prompts (task ids 1…PROMPTS; stage 4 trains on the train split, 601-974). */
+/** Held-out MBPP prompts: the first PROMPTS of the test split (task ids 11…; stage 4 trains on the train split, 601-974). */
 const PROMPTS = Number(process.env.DISTILL_PROMPTS ?? 40);
 const MAX_TOKENS = 64;
 const THRESHOLDS = (process.env.DISTILL_THRESHOLDS ?? "0.9,0.7,0.5").split(",").map(Number);
@@ -77,7 +77,7 @@ async function throughApi(dir: string) {
           headers: { authorization: `Bearer ${key}`, "content-type": "application/json" },
           body: JSON.stringify({
             model: "sprout-tiny",
-            prompt: mbppPrompt(task),
+            prompt: task.prompt,
             max_tokens: MAX_TOKENS,
             threshold,
           }),

@@ -28,7 +28,7 @@ import {
 } from "../models/src/index.ts";
 import { KvCache } from "../models/src/session.ts";
 import { TextTokenizer } from "../models/src/tokenizer.ts";
-import { dialRow, mbppPrompt, mbppTasks } from "./quality.ts";
+import { dialRow, mbppTasks } from "./quality.ts";
 
 const here = (path: string) => fileURLToPath(new URL(path, import.meta.url));
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] as number;
@@ -171,7 +171,7 @@ async function concurrency(level: number, maxBatch: number, which: Model = model
     maxBatch,
     maxQueue: 64,
   });
-  const requests = tasks.slice(0, 16).map((task) => ({ prompt: mbppPrompt(task), maxTokens: MAX_TOKENS }));
+  const requests = tasks.slice(0, 16).map((task) => ({ prompt: task.prompt, maxTokens: MAX_TOKENS }));
   let peakRss = process.memoryUsage().rss;
   const sampler = setInterval(() => {
     peakRss = Math.max(peakRss, process.memoryUsage().rss);

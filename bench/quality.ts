@@ -1,46 +1,49 @@
 /**
- * Quality of completions, for the benchmarks: MBPP prompts (evaluate.py's format), whether the
- * function written so far parses, and the completion's bits per token under the autoregressive
- * twin (generative perplexity, as diffusion LM papers report it). One row of the speed/quality
- * dial = one decoding setting run greedily over the prompts.
+ * Quality of completions, for the benchmarks: MBPP prompts and the function a completion writes,
+ * both from models/python/mbpp.py (the one owner of those rules: the test split, task ids 11-510,
+ * read from SPROUT_EVAL_DIR or ../shared/eval), whether that function parses, and the
+ * completion's bits per token under the autoregressive twin (generative perplexity, as diffusion
+ * LM papers report it). One row of the speed/quality dial = one decoding setting run greedily
+ * over the prompts.
  */
-import { readFileSync } from "node:fs";
+import { execFileSync } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import type { DecodeEvent, DecodeOptions, Model } from "../models/src/index.ts";
 import { KvCache } from "../models/src/session.ts";
 import { checkPythonSyntax } from "../models/src/syntax.ts";
 import type { TextTokenizer } from "../models/src/tokenizer.ts";
+import { venvPython } from "../test/support/python.ts";
 
+const MBPP_PY = fileURLToPath(new URL("../models/python/mbpp.py", import.meta.url));
+
+/** One MBPP task as mbpp.py prompts it. */
 export interface MbppTask {
-  text: string;
-  code: string;
-  test_list: string[];
+  task_id: number;
+  entry_point: string;
+  prompt: string;
 }
 
-/** The first `count` MBPP tasks (held out: the training corpus was decontaminated against MBPP). */
-export function mbppTasks(count: number, offset = 0): MbppTask[] {
-  return readFileSync(fileURLToPath(new URL("../../shared/eval/mbpp/mbpp.jsonl", import.meta.url)), "utf8")
-    .trim()
-    .split("\n")
-    .slice(offset, offset + count)
-    .map((line) => JSON.parse(line) as MbppTask);
+/** A completion to judge: `cut_off` when the tokens ran out (its unfinished last line goes). */
+export interface Completion {
+  task_id: number;
+  completion: string;
+  cut_off: boolean;
 }
 
-/** evaluate.py's MBPP prompt: the task and its first assert as a docstring, then `def name(`. */
-export const entryPoint = (task: MbppTask) => /def\s+(\w+)\s*\(/.exec(task.code)?.[1] ?? "solution";
-export const mbppPrompt = (task: MbppTask) =>
-  `"""${task.text.trim()}\n${task.test_list[0]?.trim()}\n"""\ndef ${entryPoint(task)}(`;
-/**
- * The function the completion writes, ending before the first new top-level line (evaluate.py's
- * line rule); when it ran out of tokens, without its unfinished last line, so that "parses"
- * means "every complete line so far is valid Python".
- */
-export function candidate(task: MbppTask, completion: string, cutOff: boolean): string {
-  let lines = `def ${entryPoint(task)}(${completion}`.split("\n");
-  const end = lines.findIndex((line, i) => i > 0 && /^[^\s#)\]}]/.test(line));
-  if (end !== -1) lines = lines.slice(0, end);
-  else if (cutOff && lines.length > 1) lines = lines.slice(0, -1);
-  return `${lines.join("\n").trimEnd()}\n`;
+function mbppPy(args: string[], input?: string): unknown {
+  return JSON.parse(execFileSync(venvPython(), [MBPP_PY, ...args], { encoding: "utf8", input }));
+}
+
+/** The first `count` tasks of MBPP's test split (held out: the training corpus was decontaminated against MBPP). */
+export function mbppTasks(count: number): MbppTask[] {
+  return mbppPy(["prompts", "--limit", String(count)]) as MbppTask[];
+}
+
+/** The function each completion writes (mbpp.py's candidate rule), in order. */
+export function candidates(completions: Completion[]): string[] {
+  if (completions.length === 0) return [];
+  const out = mbppPy(["candidates"], JSON.stringify(completions)) as { candidate: string }[];
+  return out.map((row) => row.candidate);
 }
 
 /**
@@ -106,27 +109,25 @@ export async function dialRow(
   let bits = 0;
   let judged = 0;
   let repeated = 0;
+  const completions: Completion[] = [];
   for (const task of tasks) {
     const t0 = performance.now();
     let text = "";
     let done: Extract<DecodeEvent, { type: "done" }> | undefined;
-    for await (const event of which.generate({
-      prompt: mbppPrompt(task),
-      maxTokens,
-      ...settings,
-    })) {
+    for await (const event of which.generate({ prompt: task.prompt, maxTokens, ...settings })) {
       if (event.type === "block") text += event.text;
       if (event.type === "done") done = event;
     }
     wall += performance.now() - t0;
     tokens += done?.usage.completion_tokens ?? 0;
     forwards += done?.usage.forward_passes ?? 0;
-    if ((await checkPythonSyntax(candidate(task, text, done?.finish_reason === "length"))).ok) valid++;
-    const judge = await twinBits(twin, tokenizer, mbppPrompt(task), text);
+    completions.push({ task_id: task.task_id, completion: text, cut_off: done?.finish_reason === "length" });
+    const judge = await twinBits(twin, tokenizer, task.prompt, text);
     bits += judge.bits;
     judged += judge.tokens;
     repeated += repeatedShare(tokenizer.encode(text));
   }
+  for (const source of candidates(completions)) if ((await checkPythonSyntax(source)).ok) valid++;
   return {
     name,
     settings,
