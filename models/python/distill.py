@@ -11,40 +11,11 @@ reduction, both as fine-tuning of a trained (stage 1-2) denoiser.
         --trajectories runs/distill/mbpp-rollouts.pt --data data/gpu-raw --run runs/distill --steps 300
     python models/python/export.py --fp16 --checkpoint runs/distill/weights --out <dir>
 
-A *trajectory* is one block of `block` tokens after a prompt of `prompt_len` tokens: its final
-tokens and, per position, the step at which it was committed. Training shows the model the
-states along it — the prompt and earlier blocks clean, the block with the positions committed
-at or after a step s masked (s drawn per block) — and asks for the final tokens at the masked
-positions, through the same two-stream layout as train.py (so the KV cache stays exact).
-
-* **Stage 3, constrained order** (`--stage 3`). Blocks of real code. For each, `--orders` orders
-  are drawn by committing, step by step, the masked positions where the model gives the *true*
-  token the highest probability, perturbed by Gumbel noise (`--order-temperature`), a fixed
-  number per step (`block / --order-steps`). Each order is scored by the log-likelihood of the
-  true tokens along it (the ELBO of that path); the best is kept. Training on its states teaches
-  the model the orders it finds easiest instead of every order at once (the reference system's
-  argument: a model trained on all orders must also learn the hard ones it will never use).
-  Loss weight 1/t, t the masked share (the ELBO's weighting), and, with `--edit-rate`, stage 2's
-  edit corruption of the visible tokens (edit-style augmentation).
-* **Stage 4, on-policy step reduction** (`--stage 4`). The model decodes prompts itself (threshold
-  τ, one forward per step, as the runtime does) and its verified result is the target: training
-  on its own intermediate states with its own final tokens as targets (cross-entropy, which also
-  forces certainty) makes it confident earlier, so the same threshold commits more tokens per
-  step and lands on the same text. Two sources of prompts:
-  - `--prompts mbpp` (the recipe): MBPP's *train* split (task ids 601-974; the evaluations use tasks
-    1-510). Per task, one rollout per (τ, temperature) in `--thresholds` × `--temperatures`
-    (greedy and sampled, fast and slow), decoded by sample.py's `generate_batch`. The verifier
-    keeps a rollout when no block loops, the function it writes (mbpp.py's candidate) parses, and
-    the model's own verification (verify.ts's score: each block re-masked in two halves) finds it
-    plausible; it also runs the task's unit tests in the sandbox. The target per task is the
-    verified rollout that passes its tests, else the one with the fewest forwards: rejection
-    sampling whose reward is fewer steps at verified quality.
-  - `--prompts data`: windows of the training data, with only the loop filter (the first runs).
-  The reference system's surrogate rewards the edit distance between successive states; here
-  the fewest-forwards choice is the reward and the certainty loss the lever.
-
-`train` mixes the trajectory loss with train.py's diffusion loss on fresh windows
-(`--anchor`, share of each batch) so the model keeps what it knew.
+A trajectory is one block after a prompt: its final tokens and the step at which each was
+committed; `train` fine-tunes on the states along stored trajectories, mixed with train.py's loss.
+Stage 3 draws teacher-forced orders of real code and keeps the most likely; stage 4 keeps the
+model's own verified rollouts (sample.py's `generate_batch`) with the fewest forwards. The whole
+recipe: models/python/README.md, "Stages 3 and 4".
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Validation loss of an exported graph: the masked-diffusion ELBO (two estimators) of the
 denoiser, the exact NLL of its autoregressive twin, in nats per token and bits per byte.
 
-The estimators and why they bound what they bound: models/README.md, "Validation loss".
+The estimators and why they bound what they bound: models/python/README.md, "Validation loss".
 """
 
 from __future__ import annotations

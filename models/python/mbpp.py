@@ -1,5 +1,5 @@
 """MBPP, the one place its prompt and candidate rules live (evaluate.py, distill.py and the
-TypeScript benchmarks all read them from here; models/README.md describes them).
+TypeScript benchmarks all read them from here; models/python/README.md describes them).
 
     python models/python/mbpp.py prompts [--limit N]   # the test split's prompts, as JSON
     python models/python/mbpp.py candidates < completions.json

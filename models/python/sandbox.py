@@ -1,6 +1,6 @@
 """Runs a candidate program in a separate, limited process, and says how it ended.
 
-What it guards against (a weak model's accidents, not an adversary) and how: models/README.md,
+What it guards against (a weak model's accidents, not an adversary) and how: models/python/README.md,
 "The sandbox". `parses` is the check before anything runs.
 """
 
@@ -94,7 +94,7 @@ def _tail(path: Path, limit: int = 2000) -> str:
 
 
 def run_program(source: str, limits: Limits = Limits(), isolate_network: bool = True) -> Execution:
-    """Runs `source` in a separate, limited process (models/README.md, "The sandbox")."""
+    """Runs `source` in a separate, limited process (models/python/README.md, "The sandbox")."""
     prefix, _ = network_isolation() if isolate_network else ([], None)
     nonce = secrets.token_hex(16)
     with tempfile.TemporaryDirectory(prefix="sprout-eval-") as root:
