@@ -27,12 +27,31 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import mbpp
-from corpus.decontaminate import BENCHMARK_ASSERT_THRESHOLD, CONTAMINATION_NGRAM, MIN_PROMPT_WORDS, Decontaminator, EvalSet
-from corpus.dedup import LSH_BANDS, MINHASH_PERMUTATIONS, NEAR_DUPLICATE_JACCARD, SHINGLE_WORDS, NearDuplicateIndex, exact_key
+from corpus.decontaminate import (
+    BENCHMARK_ASSERT_THRESHOLD,
+    CONTAMINATION_NGRAM,
+    MIN_PROMPT_WORDS,
+    Decontaminator,
+    EvalSet,
+)
+from corpus.dedup import (
+    LSH_BANDS,
+    MINHASH_PERMUTATIONS,
+    NEAR_DUPLICATE_JACCARD,
+    SHINGLE_WORDS,
+    NearDuplicateIndex,
+    exact_key,
+)
 from corpus.filters import MAX_FILE_BYTES, content_drop_reason, path_drop_reason
 from corpus.licenses import classify_license
 from corpus.stdlib import iter_source_files
-from corpus.wheels import find_wheels, iter_wheel_python_files, parse_wheel_filename, read_wheel_metadata, select_newest_wheels
+from corpus.wheels import (
+    find_wheels,
+    iter_wheel_python_files,
+    parse_wheel_filename,
+    read_wheel_metadata,
+    select_newest_wheels,
+)
 
 DEFAULT_WHEEL_ROOTS = (Path("/opt/pypi/files"), Path("/opt/pypi-more"), Path("/opt/wheels"))
 DEFAULT_EVAL_ROOT = mbpp.EVAL_DIR  # MBPP and QuixBugs (SPROUT_EVAL_DIR overrides)
@@ -44,15 +63,25 @@ STDLIB_PROJECT = "cpython-stdlib"
 STDLIB_LICENSE = "PSF-2.0"
 
 DROP_REASONS = (
-    "license", "vendored", "tests", "generated", "too_large", "not_utf8", "long_lines",
-    "too_short", "unparsable", "exact_duplicate", "contaminated", "benchmark_like",
+    "license",
+    "vendored",
+    "tests",
+    "generated",
+    "too_large",
+    "not_utf8",
+    "long_lines",
+    "too_short",
+    "unparsable",
+    "exact_duplicate",
+    "contaminated",
+    "benchmark_like",
     "near_duplicate",
 )
 
 
 def split_of(project: str, path: str) -> str:
     """train / validation / test from a hash of "<project>/<path>" (never changes)."""
-    digest = hashlib.sha256(f"{project}/{path}".encode("utf-8")).digest()
+    digest = hashlib.sha256(f"{project}/{path}".encode()).digest()
     fraction = int.from_bytes(digest[:8], "big") / 2**64
     cumulative = 0.0
     for name, share in SPLIT_SHARES:
@@ -93,8 +122,7 @@ class CorpusBuilder:
         for writer in self.writers.values():
             writer.close()
 
-    def offer(self, report: SourceReport, split_project: str, path: str, size: int,
-              read: Callable[[], bytes]) -> None:
+    def offer(self, report: SourceReport, split_project: str, path: str, size: int, read: Callable[[], bytes]) -> None:
         """Runs one file through every filter; `read()` gives its bytes and is called only if needed."""
         reason = path_drop_reason(path)
         if reason is None:
@@ -109,8 +137,12 @@ class CorpusBuilder:
             self.capped = True
             return
         split = split_of(split_project, path)
-        record = {"source": f"{report.project}=={report.version}", "license": report.license,
-                  "path": path, "text": text}
+        record = {
+            "source": f"{report.project}=={report.version}",
+            "license": report.license,
+            "path": path,
+            "text": text,
+        }
         self.writers[split].write(json.dumps(record, ensure_ascii=False) + "\n")
         self.split_files[split] += 1
         self.split_bytes[split] += encoded_size
@@ -126,7 +158,8 @@ class CorpusBuilder:
         verdict = self.decontaminator.drop_reason(text, tree)
         if verdict is not None:
             self.decontaminated_files.append(
-                {"source": f"{report.project}=={report.version}", "path": path, "rule": verdict[1]})
+                {"source": f"{report.project}=={report.version}", "path": path, "rule": verdict[1]}
+            )
             return verdict[0]
         if not self.near_index.add_unless_duplicate(text):
             return "near_duplicate"
@@ -159,8 +192,13 @@ def add_wheel(builder: CorpusBuilder, wheel_path: Path) -> tuple[SourceReport | 
         members = list(iter_wheel_python_files(archive))
         if not verdict.keep:
             builder.drops["license"] += len(members)
-            return None, {"project": name, "version": version, "license": verdict.license,
-                          "why": verdict.detail, "py_files": len(members)}
+            return None, {
+                "project": name,
+                "version": version,
+                "license": verdict.license,
+                "why": verdict.detail,
+                "py_files": len(members),
+            }
         report = SourceReport(name, version, verdict.license, str(wheel_path))
         for member, size in members:
             if builder.capped:
@@ -206,8 +244,13 @@ def build_corpus(
     return manifest
 
 
-def make_manifest(builder: CorpusBuilder, sources: list[SourceReport], dropped_sources: list[dict],
-                  wheels_skipped_older: int, seconds: float) -> dict:
+def make_manifest(
+    builder: CorpusBuilder,
+    sources: list[SourceReport],
+    dropped_sources: list[dict],
+    wheels_skipped_older: int,
+    seconds: float,
+) -> dict:
     decontaminator = builder.decontaminator
     kept_sources = [source for source in sources if source.files_kept]
     licenses: dict[str, Counter[str]] = {}
@@ -219,61 +262,91 @@ def make_manifest(builder: CorpusBuilder, sources: list[SourceReport], dropped_s
         "seconds": round(seconds, 1),
         "max_bytes": builder.max_bytes,
         "capped": builder.capped,
-        "splits": {split: {"files": builder.split_files[split], "bytes": builder.split_bytes[split]}
-                   for split in SPLITS},
-        "total": {"files": sum(builder.split_files.values()), "bytes": builder.total_bytes,
-                  "sources": len(kept_sources)},
+        "splits": {
+            split: {"files": builder.split_files[split], "bytes": builder.split_bytes[split]} for split in SPLITS
+        },
+        "total": {
+            "files": sum(builder.split_files.values()),
+            "bytes": builder.total_bytes,
+            "sources": len(kept_sources),
+        },
         "drops": dict(builder.drops),
         "wheels_skipped_older_version": wheels_skipped_older,
-        "licenses_kept": {name: dict(counts) for name, counts in
-                          sorted(licenses.items(), key=lambda item: (-item[1]["bytes"], item[0]))},
+        "licenses_kept": {
+            name: dict(counts)
+            for name, counts in sorted(licenses.items(), key=lambda item: (-item[1]["bytes"], item[0]))
+        },
         "decontamination": {
             "rules": [
                 f"contaminated: shares a {CONTAMINATION_NGRAM}-gram of code tokens (lowercased identifiers, "
-                "numbers, operators; strings and comments removed) with an MBPP code or a QuixBugs solution/buggy_program; n-grams made only "
+                "numbers, operators; strings and comments removed) with an MBPP code or a QuixBugs "
+                "solution/buggy_program; n-grams made only "
                 "of keywords, builtins, self/cls, one-letter names, 0/1/2 and operators are not used",
                 f"contaminated: contains an MBPP task description (lowercased, whitespace collapsed, "
                 f">= {MIN_PROMPT_WORDS} words)",
                 "contaminated: defines a function with the name and parameter names of a QuixBugs program; "
                 "only compound snake_case names are used (one-word names such as bitcount or gcd are "
                 "ordinary library function names)",
-                f"benchmark_like: >= {BENCHMARK_ASSERT_THRESHOLD} asserts of the form "
-                "f(<literals>) == <literal>",
+                f"benchmark_like: >= {BENCHMARK_ASSERT_THRESHOLD} asserts of the form f(<literals>) == <literal>",
             ],
             "eval_code_ngrams": int(len(decontaminator.ngrams)),
             "eval_boilerplate_ngrams_not_used": int(len(decontaminator.boilerplate_ngrams)),
             "eval_prompts": len(decontaminator.prompts),
-            "quixbugs_signatures": [f"{name}({', '.join(params)})" for name, params in sorted(decontaminator.signatures)],
+            "quixbugs_signatures": [
+                f"{name}({', '.join(params)})" for name, params in sorted(decontaminator.signatures)
+            ],
             "hits": dict(sorted(decontaminator.hits.items())),
             "most_matched_ngrams": dict(decontaminator.matched_ngrams.most_common(20)),
             "files": builder.decontaminated_files,
         },
-        "near_duplicates": {"shingle_words": SHINGLE_WORDS, "permutations": MINHASH_PERMUTATIONS,
-                            "bands": LSH_BANDS, "threshold": NEAR_DUPLICATE_JACCARD,
-                            "candidate_checks": builder.near_index.candidate_checks},
-        "sources": [{"project": source.project, "version": source.version, "license": source.license,
-                     "files_kept": source.files_kept, "bytes_kept": source.bytes_kept, "origin": source.origin}
-                    for source in sources],
+        "near_duplicates": {
+            "shingle_words": SHINGLE_WORDS,
+            "permutations": MINHASH_PERMUTATIONS,
+            "bands": LSH_BANDS,
+            "threshold": NEAR_DUPLICATE_JACCARD,
+            "candidate_checks": builder.near_index.candidate_checks,
+        },
+        "sources": [
+            {
+                "project": source.project,
+                "version": source.version,
+                "license": source.license,
+                "files_kept": source.files_kept,
+                "bytes_kept": source.bytes_kept,
+                "origin": source.origin,
+            }
+            for source in sources
+        ],
         "dropped_sources": dropped_sources,
     }
 
 
 def summary(manifest: dict, top: int = 15) -> str:
-    lines = [f"corpus: {manifest['total']['files']:,} files, {manifest['total']['bytes'] / 1e6:,.1f} MB "
-             f"from {manifest['total']['sources']} sources in {manifest['seconds']:.0f}s"
-             + (" (stopped at --max-mb)" if manifest["capped"] else "")]
+    lines = [
+        f"corpus: {manifest['total']['files']:,} files, {manifest['total']['bytes'] / 1e6:,.1f} MB "
+        f"from {manifest['total']['sources']} sources in {manifest['seconds']:.0f}s"
+        + (" (stopped at --max-mb)" if manifest["capped"] else "")
+    ]
     for split, numbers in manifest["splits"].items():
         lines.append(f"  {split:<10} {numbers['files']:>7,} files {numbers['bytes'] / 1e6:>9,.1f} MB")
     largest = sorted(manifest["sources"], key=lambda source: -source["bytes_kept"])[:top]
-    lines.append("largest sources: " + ", ".join(
-        f"{source['project']} {source['bytes_kept'] / 1e6:.1f} MB" for source in largest))
+    lines.append(
+        "largest sources: "
+        + ", ".join(f"{source['project']} {source['bytes_kept'] / 1e6:.1f} MB" for source in largest)
+    )
     lines.append("dropped files: " + ", ".join(f"{reason} {count:,}" for reason, count in manifest["drops"].items()))
-    lines.append("licenses kept (sources): " + ", ".join(
-        f"{name} {counts['sources']}" for name, counts in manifest["licenses_kept"].items()))
-    lines.append(f"dropped projects (license): {len(manifest['dropped_sources'])}; "
-                 f"older wheels skipped: {manifest['wheels_skipped_older_version']}")
-    lines.append("decontamination hits: " + ", ".join(
-        f"{rule} {count}" for rule, count in manifest["decontamination"]["hits"].items()))
+    lines.append(
+        "licenses kept (sources): "
+        + ", ".join(f"{name} {counts['sources']}" for name, counts in manifest["licenses_kept"].items())
+    )
+    lines.append(
+        f"dropped projects (license): {len(manifest['dropped_sources'])}; "
+        f"older wheels skipped: {manifest['wheels_skipped_older_version']}"
+    )
+    lines.append(
+        "decontamination hits: "
+        + ", ".join(f"{rule} {count}" for rule, count in manifest["decontamination"]["hits"].items())
+    )
     return "\n".join(lines)
 
 
@@ -285,8 +358,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--progress", action="store_true", help="one line per source on stderr")
     args = parser.parse_args(argv)
     max_bytes = None if args.max_mb is None else int(args.max_mb * 1_000_000)
-    manifest = build_corpus(args.out, Path(sysconfig.get_paths()["stdlib"]), DEFAULT_WHEEL_ROOTS,
-                            args.eval_root, max_bytes, progress=args.progress)
+    manifest = build_corpus(
+        args.out,
+        Path(sysconfig.get_paths()["stdlib"]),
+        DEFAULT_WHEEL_ROOTS,
+        args.eval_root,
+        max_bytes,
+        progress=args.progress,
+    )
     print(summary(manifest))
     return 0
 

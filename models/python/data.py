@@ -45,15 +45,25 @@ def sample_order(documents: list[tuple[str, str]]) -> list[tuple[str, str]]:
     return sorted(documents, key=lambda d: hashlib.sha256(d[0].encode()).digest())
 
 
-def build(tokenizer_path: Path, out_dir: Path, corpus_dir: Path | None = None, max_train_tokens: int | None = None,
-          function_copies: int = 0) -> dict:
+def build(
+    tokenizer_path: Path,
+    out_dir: Path,
+    corpus_dir: Path | None = None,
+    max_train_tokens: int | None = None,
+    function_copies: int = 0,
+) -> dict:
     tokenizer = load_tokenizer(tokenizer_path)
     bos, eos = tokenizer.token_to_id("<|bos|>"), tokenizer.token_to_id("<|eos|>")
     out_dir.mkdir(parents=True, exist_ok=True)
     splits = ("train", "validation") if corpus_dir is None else ("train", "validation", "test")
     source = "Python standard library (PSF-2.0)" if corpus_dir is None else f"{corpus_dir} (see its corpus.json)"
-    summary = {"source": source, "tokenizer": str(tokenizer_path), "max_train_tokens": max_train_tokens,
-               "function_copies": function_copies, "splits": {}}
+    summary = {
+        "source": source,
+        "tokenizer": str(tokenizer_path),
+        "max_train_tokens": max_train_tokens,
+        "function_copies": function_copies,
+        "splits": {},
+    }
     for split in splits:
         documents = list(iter_documents(corpus_dir, split))
         cap = None if max_train_tokens is None else (max_train_tokens if split == "train" else max_train_tokens // 20)
@@ -64,7 +74,9 @@ def build(tokenizer_path: Path, out_dir: Path, corpus_dir: Path | None = None, m
         kept: list[tuple[str, str]] = []
         for start in range(0, len(documents), 512):
             chunk = documents[start : start + 512]
-            for (key, text), enc in zip(chunk, tokenizer.encode_batch([t for _, t in chunk], add_special_tokens=False)):
+            for (key, text), enc in zip(
+                chunk, tokenizer.encode_batch([t for _, t in chunk], add_special_tokens=False), strict=True
+            ):
                 if cap is not None and len(ids) + len(enc.ids) + 2 > cap:
                     continue  # a file that does not fit; a smaller one later may
                 ids += [bos, *enc.ids, eos]
@@ -86,8 +98,11 @@ def build(tokenizer_path: Path, out_dir: Path, corpus_dir: Path | None = None, m
         array.tofile(out_dir / f"{split}.bin")
         summary["splits"][split] = {"files": kept_files, "tokens": int(array.size), "bytes": kept_bytes}
         if functions:
-            summary["splits"][split] |= {"file_tokens": file_tokens, "function_samples": functions,
-                                         "function_tokens": int(array.size) - file_tokens}
+            summary["splits"][split] |= {
+                "file_tokens": file_tokens,
+                "function_samples": functions,
+                "function_tokens": int(array.size) - file_tokens,
+            }
     (out_dir / "data.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
 
@@ -98,9 +113,13 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--corpus", type=Path, default=None, help="a build_corpus.py output directory")
     parser.add_argument("--max-train-tokens", type=int, default=None)
-    parser.add_argument("--function-copies", type=int, default=0, help="copies of each function-level sample (train split)")
+    parser.add_argument(
+        "--function-copies", type=int, default=0, help="copies of each function-level sample (train split)"
+    )
     args = parser.parse_args()
-    print(json.dumps(build(args.tokenizer, args.out, args.corpus, args.max_train_tokens, args.function_copies), indent=2))
+    print(
+        json.dumps(build(args.tokenizer, args.out, args.corpus, args.max_train_tokens, args.function_copies), indent=2)
+    )
 
 
 if __name__ == "__main__":

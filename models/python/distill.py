@@ -50,7 +50,9 @@ def load_model(path: Path) -> tuple[Denoiser, dict]:
     return model.eval(), state
 
 
-def prompt_windows(tokens: np.ndarray, samples: int, prompt_len: int, blocks: int, block: int, seed: int) -> torch.Tensor:
+def prompt_windows(
+    tokens: np.ndarray, samples: int, prompt_len: int, blocks: int, block: int, seed: int
+) -> torch.Tensor:
     """Windows of prompt + generated length from the data (a fixed seed: the same windows every run)."""
     return sample_windows(tokens, samples, prompt_len + blocks * block, np.random.default_rng(seed))
 
@@ -78,8 +80,18 @@ def self_verification(model: Denoiser, tokenizer: Tokenizer, context: list[int],
 
 
 @torch.no_grad()
-def best_orders(model: Denoiser, windows: torch.Tensor, prompt_len: int, blocks: int, block: int, orders: int,
-                steps: int, temperature: float, generator: torch.Generator, banned: torch.Tensor):
+def best_orders(
+    model: Denoiser,
+    windows: torch.Tensor,
+    prompt_len: int,
+    blocks: int,
+    block: int,
+    orders: int,
+    steps: int,
+    temperature: float,
+    generator: torch.Generator,
+    banned: torch.Tensor,
+):
     """Stage 3: per block of true tokens, `orders` teacher-forced orders; the most likely kept.
     Returns the order (commit step per position) and its log-likelihood per token (over the ids
     the model may write: `banned`, sample.py's `banned_ids`, ruled out)."""
@@ -129,8 +141,14 @@ def repeats_too_much(ids: list[int], n: int = 4, share: float = 0.5) -> bool:
 def trajectories(args) -> None:
     torch.manual_seed(args.seed)
     model, _ = load_model(args.model)
-    out: dict = {"stage": args.stage, "prompt_len": args.prompt_len, "block": args.block, "blocks": args.blocks,
-                 "model": str(args.model), "threshold": args.threshold}
+    out: dict = {
+        "stage": args.stage,
+        "prompt_len": args.prompt_len,
+        "block": args.block,
+        "blocks": args.blocks,
+        "model": str(args.model),
+        "threshold": args.threshold,
+    }
     if args.stage == 4 and args.prompts == "mbpp":
         mbpp_rollouts(args, model, out)
     else:
@@ -151,8 +169,18 @@ def data_trajectories(args, model: Denoiser, out: dict) -> None:
         n = min(args.batch, args.samples - first)
         windows = prompt_windows(tokens, n, args.prompt_len, args.blocks, args.block, args.seed + first)
         if args.stage == 3:
-            order, score = best_orders(model, windows, args.prompt_len, args.blocks, args.block, args.orders,
-                                       args.order_steps, args.order_temperature, generator, banned_ids(tokenizer))
+            order, score = best_orders(
+                model,
+                windows,
+                args.prompt_len,
+                args.blocks,
+                args.block,
+                args.orders,
+                args.order_steps,
+                args.order_temperature,
+                generator,
+                banned_ids(tokenizer),
+            )
             kept = torch.ones(n, dtype=torch.bool)
             steps_all.append(score.mean(-1))
         else:
@@ -161,23 +189,35 @@ def data_trajectories(args, model: Denoiser, out: dict) -> None:
             result = generate_batch(model, tokenizer, prompts, args.blocks * args.block, args.block, args.threshold)
             windows = torch.cat([windows[:, : args.prompt_len], result.tokens], dim=1)
             order = result.order
-            kept = torch.tensor([not (args.verify and has_loop(row[:length], args.blocks, args.block))
-                                 for row, length in zip(result.tokens.tolist(), result.lengths.tolist())])
+            kept = torch.tensor(
+                [
+                    not (args.verify and has_loop(row[:length], args.blocks, args.block))
+                    for row, length in zip(result.tokens.tolist(), result.lengths.tolist(), strict=True)
+                ]
+            )
             steps_all.append(result.steps.sum(-1) / (result.steps > 0).sum(-1).clamp_min(1))
         windows_all.append(windows)
         orders_all.append(order)
         kept_all.append(kept)
         print(f"{first + n}/{args.samples} trajectories, {time.time() - started:.0f} s", flush=True)
     kept = torch.cat(kept_all)
-    out.update(windows=torch.cat(windows_all)[kept].to(torch.int32), orders=torch.cat(orders_all)[kept].to(torch.int16),
-               kept=int(kept.sum()), total=int(kept.numel()))
+    out.update(
+        windows=torch.cat(windows_all)[kept].to(torch.int32),
+        orders=torch.cat(orders_all)[kept].to(torch.int16),
+        kept=int(kept.sum()),
+        total=int(kept.numel()),
+    )
     stat = torch.cat(steps_all)
-    out["summary"] = ({"mean_loglik_per_token_of_best_order": float(stat.mean())} if args.stage == 3
-                      else {"mean_steps_per_block": float(stat.mean()), "tokens_per_step": args.block / float(stat.mean())})
+    out["summary"] = (
+        {"mean_loglik_per_token_of_best_order": float(stat.mean())}
+        if args.stage == 3
+        else {"mean_steps_per_block": float(stat.mean()), "tokens_per_step": args.block / float(stat.mean())}
+    )
 
 
-def verify_rollout(task: dict, completion: str, ids: list[int], blocks: int, block: int, self_score: float,
-                   cut_off: bool = True) -> dict:
+def verify_rollout(
+    task: dict, completion: str, ids: list[int], blocks: int, block: int, self_score: float, cut_off: bool = True
+) -> dict:
     """Stage 4's verifier for one MBPP rollout: no degenerate loop in any block, the function
     (mbpp.py's candidate; `cut_off`: the tokens ran out) parses, the model's own verification finds
     it plausible (verify.ts's default threshold), and — when it parses — whether the task's unit
@@ -187,8 +227,13 @@ def verify_rollout(task: dict, completion: str, ids: list[int], blocks: int, blo
     valid = parses(source)
     passed = valid and not loops and run_program(mbpp.program(task, source), Limits(timeout_s=2.0)).outcome == "passed"
     plausible = self_score >= SELF_VERIFY_THRESHOLD
-    return {"loops": loops, "parses": valid, "plausible": plausible, "tests_passed": passed,
-            "verified": not loops and valid and plausible}
+    return {
+        "loops": loops,
+        "parses": valid,
+        "plausible": plausible,
+        "tests_passed": passed,
+        "verified": not loops and valid and plausible,
+    }
 
 
 def mbpp_rollouts(args, model: Denoiser, out: dict) -> None:
@@ -208,17 +253,42 @@ def mbpp_rollouts(args, model: Denoiser, out: dict) -> None:
         given = encode_prompt(tokenizer, mbpp.prompt(task))
         if len(given.ids) < args.prompt_len:
             continue
-        result = generate_batch(model, tokenizer, [given] * len(settings), max_tokens, args.block,
-                                [t for t, _ in settings], [temp for _, temp in settings], generator)
+        result = generate_batch(
+            model,
+            tokenizer,
+            [given] * len(settings),
+            max_tokens,
+            args.block,
+            [t for t, _ in settings],
+            [temp for _, temp in settings],
+            generator,
+        )
         candidates = []
         for r, (tau, temp) in enumerate(settings):
             length = int(result.lengths[r])
             ids = result.tokens[r, :length].tolist()
             score = self_verification(model, tokenizer, given.ids, ids, args.block)
-            verdict = verify_rollout(task, result.text(tokenizer, r, given.healed), ids, args.blocks, args.block, score,
-                                     cut_off=length == max_tokens)
-            candidates.append({"task_id": task["task_id"], "threshold": tau, "temperature": temp, "tokens": length,
-                               "forwards": int(result.steps[r].sum()), "self_score": round(score, 4), **verdict, "row": r})
+            verdict = verify_rollout(
+                task,
+                result.text(tokenizer, r, given.healed),
+                ids,
+                args.blocks,
+                args.block,
+                score,
+                cut_off=length == max_tokens,
+            )
+            candidates.append(
+                {
+                    "task_id": task["task_id"],
+                    "threshold": tau,
+                    "temperature": temp,
+                    "tokens": length,
+                    "forwards": int(result.steps[r].sum()),
+                    "self_score": round(score, 4),
+                    **verdict,
+                    "row": r,
+                }
+            )
         records.extend(candidates)
         verified = [c for c in candidates if c["verified"]]
         if verified:
@@ -229,15 +299,28 @@ def mbpp_rollouts(args, model: Denoiser, out: dict) -> None:
         if n % 10 == 0:
             print(f"{n}/{len(tasks)} tasks, {len(windows)} kept, {time.time() - started:.0f} s", flush=True)
     kept = [c for c in records if c.get("kept")]
-    by_setting = {f"τ{tau} T{temp}": {
-        "rollouts": len(rs := [c for c in records if c["threshold"] == tau and c["temperature"] == temp]),
-        "verified": sum(c["verified"] for c in rs), "tests_passed": sum(c["tests_passed"] for c in rs),
-        "mean_forwards": round(sum(c["forwards"] for c in rs) / max(1, len(rs)), 2),
-        "kept": sum(bool(c.get("kept")) for c in rs)} for tau, temp in settings}
-    out.update(windows=torch.stack(windows).to(torch.int32), orders=torch.stack(orders).to(torch.int16),
-               kept=len(windows), total=len(tasks), records=records,
-               summary={"by_setting": by_setting, "kept_mean_forwards": sum(c["forwards"] for c in kept) / max(1, len(kept)),
-                        "kept_tokens_per_forward": sum(c["tokens"] for c in kept) / max(1, sum(c["forwards"] for c in kept))})
+    by_setting = {
+        f"τ{tau} T{temp}": {
+            "rollouts": len(rs := [c for c in records if c["threshold"] == tau and c["temperature"] == temp]),
+            "verified": sum(c["verified"] for c in rs),
+            "tests_passed": sum(c["tests_passed"] for c in rs),
+            "mean_forwards": round(sum(c["forwards"] for c in rs) / max(1, len(rs)), 2),
+            "kept": sum(bool(c.get("kept")) for c in rs),
+        }
+        for tau, temp in settings
+    }
+    out.update(
+        windows=torch.stack(windows).to(torch.int32),
+        orders=torch.stack(orders).to(torch.int16),
+        kept=len(windows),
+        total=len(tasks),
+        records=records,
+        summary={
+            "by_setting": by_setting,
+            "kept_mean_forwards": sum(c["forwards"] for c in kept) / max(1, len(kept)),
+            "kept_tokens_per_forward": sum(c["tokens"] for c in kept) / max(1, sum(c["forwards"] for c in kept)),
+        },
+    )
 
 
 def has_loop(ids: list[int], blocks: int, block: int) -> bool:
@@ -319,30 +402,46 @@ def train(args) -> None:
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
-        record = {"step": step + 1, "loss": round(loss.item(), 4), **losses, "lr": lr,
-                  "seconds": round(time.time() - started, 1)}
+        record = {
+            "step": step + 1,
+            "loss": round(loss.item(), 4),
+            **losses,
+            "lr": lr,
+            "seconds": round(time.time() - started, 1),
+        }
         log.write(json.dumps(record) + "\n")
         log.flush()
         if (step + 1) % 10 == 0:
             print(json.dumps(record), flush=True)
     # The run's arguments join those of earlier fine-tunes (export.py writes the whole recipe from them)…
     earlier = state["args"].get("distill", [])
-    this = {k: [str(p) for p in v] if k == "trajectories" else str(v) if isinstance(v, Path) else v
-            for k, v in vars(args).items() if k != "func"}
+    this = {
+        k: [str(p) for p in v] if k == "trajectories" else str(v) if isinstance(v, Path) else v
+        for k, v in vars(args).items()
+        if k != "func"
+    }
     weights = {
         "config": state["config"],
         "model": {k: v.detach().to(torch.bfloat16) for k, v in model.state_dict().items()},
         "step": int(state["step"]) + args.steps,
-        "args": {**state["args"], "distill": [*([earlier] if isinstance(earlier, dict) else earlier),
-                                              {**this, "stages": [data["stage"] for data in sets]}]},
+        "args": {
+            **state["args"],
+            "distill": [
+                *([earlier] if isinstance(earlier, dict) else earlier),
+                {**this, "stages": [data["stage"] for data in sets]},
+            ],
+        },
     }
     save_parts(weights, args.run / "weights")
     # …and its log follows the base model's, its steps counted on from there.
     base_log = (args.model if args.model.is_dir() else args.model.parent) / "log.jsonl"
-    own = [{**json.loads(line), "step": json.loads(line)["step"] + int(state["step"])}
-           for line in (args.run / "log.jsonl").read_text().splitlines()]
+    own = [
+        {**json.loads(line), "step": json.loads(line)["step"] + int(state["step"])}
+        for line in (args.run / "log.jsonl").read_text().splitlines()
+    ]
     (args.run / "weights" / "log.jsonl").write_text(
-        (base_log.read_text() if base_log.exists() else "") + "".join(json.dumps(r) + "\n" for r in own))
+        (base_log.read_text() if base_log.exists() else "") + "".join(json.dumps(r) + "\n" for r in own)
+    )
     print(f"wrote {args.run / 'weights'}")
 
 
@@ -356,8 +455,11 @@ def order_statistics(data: dict) -> dict:
     centred = ranks - ranks.mean(-1, keepdim=True)
     pos = positions - positions.mean()
     spearman = (centred * pos).sum(-1) / (centred.norm(dim=-1) * pos.norm()).clamp_min(1e-9)
-    return {"blocks": orders.shape[0], "left_to_right_spearman": float(spearman.mean()),
-            "first_commit_at_position_0": float((orders[:, 0] == 0).float().mean())}
+    return {
+        "blocks": orders.shape[0],
+        "left_to_right_spearman": float(spearman.mean()),
+        "first_commit_at_position_0": float((orders[:, 0] == 0).float().mean()),
+    }
 
 
 def show(args) -> None:
@@ -370,7 +472,7 @@ def show(args) -> None:
         ids = data["windows"][row, p : p + block].tolist()
         steps = data["orders"][row, :block].tolist()
         print(f"--- example {row}: tokens in commit order (step: token)")
-        print("  ".join(f"{s}:{tokenizer.decode([i])!r}" for s, i in sorted(zip(steps, ids))))
+        print("  ".join(f"{s}:{tokenizer.decode([i])!r}" for s, i in sorted(zip(steps, ids, strict=True))))
 
 
 def main() -> None:
@@ -387,17 +489,41 @@ def main() -> None:
     t.add_argument("--blocks", type=int, default=2)
     t.add_argument("--block", type=int, default=32)
     t.add_argument("--threshold", type=float, default=0.9, help="stage 4: the decoding threshold τ")
-    t.add_argument("--verify", action=argparse.BooleanOptionalAction, default=True, help="stage 4: drop rollouts the verifier rejects")
+    t.add_argument(
+        "--verify",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="stage 4: drop rollouts the verifier rejects",
+    )
     t.add_argument("--orders", type=int, default=4, help="stage 3: orders drawn per block")
-    t.add_argument("--order-steps", type=int, default=8, help="stage 3: steps per order (block/steps committed per step)")
+    t.add_argument(
+        "--order-steps", type=int, default=8, help="stage 3: steps per order (block/steps committed per step)"
+    )
     t.add_argument("--order-temperature", type=float, default=1.0)
-    t.add_argument("--prompts", choices=["data", "mbpp"], default="data",
-                   help="stage 4: windows of the training data, or MBPP training-split prompts (verified by syntax, self-verification and unit tests)")
-    t.add_argument("--mbpp-ids", default="601-974", help="stage 4 --prompts mbpp: task ids (MBPP's train split; evaluation uses the test split)")
-    t.add_argument("--thresholds", type=lambda v: [float(x) for x in v.split(",")], default=[0.9, 0.7, 0.5],
-                   help="stage 4 --prompts mbpp: the τ of each task's rollouts")
-    t.add_argument("--temperatures", type=lambda v: [float(x) for x in v.split(",")], default=[0.0, 0.8],
-                   help="stage 4 --prompts mbpp: sampling temperatures (0 greedy), crossed with --thresholds")
+    t.add_argument(
+        "--prompts",
+        choices=["data", "mbpp"],
+        default="data",
+        help="stage 4: windows of the training data, or MBPP training-split prompts "
+        "(verified by syntax, self-verification and unit tests)",
+    )
+    t.add_argument(
+        "--mbpp-ids",
+        default="601-974",
+        help="stage 4 --prompts mbpp: task ids (MBPP's train split; evaluation uses the test split)",
+    )
+    t.add_argument(
+        "--thresholds",
+        type=lambda v: [float(x) for x in v.split(",")],
+        default=[0.9, 0.7, 0.5],
+        help="stage 4 --prompts mbpp: the τ of each task's rollouts",
+    )
+    t.add_argument(
+        "--temperatures",
+        type=lambda v: [float(x) for x in v.split(",")],
+        default=[0.0, 0.8],
+        help="stage 4 --prompts mbpp: sampling temperatures (0 greedy), crossed with --thresholds",
+    )
     t.add_argument("--tokenizer", type=Path, default=SHIPPED_TOKENIZER)
     t.add_argument("--seed", type=int, default=0)
     t.set_defaults(func=trajectories)

@@ -17,9 +17,9 @@ import hashlib
 import json
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import onnxruntime
@@ -48,11 +48,18 @@ def held_out_files() -> tuple[list[tuple[str, str]], str]:
     but may overlap the built corpus's training split: said in the results."""
     if CORPUS_TEST.exists():
         records = (json.loads(line) for line in CORPUS_TEST.read_text().splitlines() if line.strip())
-        files = [(f"{r['source'].split('==')[0]}/{r['path']}", r["text"]) for r in records
-                 if not r["source"].startswith("cpython-stdlib")]
+        files = [
+            (f"{r['source'].split('==')[0]}/{r['path']}", r["text"])
+            for r in records
+            if not r["source"].startswith("cpython-stdlib")
+        ]
         return files, f"{CORPUS_TEST.relative_to(REPO_ROOT)} without the standard library ({len(files)} files)"
     files = list(corpus.iter_files("validation"))
-    return files, f"corpus.py's standard-library validation split ({len(files)} files; may overlap the built corpus's train split)"
+    return (
+        files,
+        f"corpus.py's standard-library validation split ({len(files)} files; "
+        "may overlap the built corpus's train split)",
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -83,7 +90,7 @@ class Model:
 
     @property
     def objective(self) -> str:
-        """"diffusion" (the denoiser) or "ar" (the autoregressive twin): how it decodes."""
+        """ "diffusion" (the denoiser) or "ar" (the autoregressive twin): how it decodes."""
         return self.manifest.get("objective", "diffusion")
 
     @property
@@ -173,13 +180,25 @@ class Generation:
         return self.tokens < self.budget  # generate() stops early only at <|eos|>
 
 
-def run_generation(model: Model, prompt: str, max_tokens: int, settings: Settings, suffix: str | None = None) -> Generation:
+def run_generation(
+    model: Model, prompt: str, max_tokens: int, settings: Settings, suffix: str | None = None
+) -> Generation:
     before = model.forward.calls
     if model.objective == "ar":
-        result = generate_autoregressive(model.forward, model.empty_cache(), model.tokenizer, prompt, max_tokens, suffix)
+        result = generate_autoregressive(
+            model.forward, model.empty_cache(), model.tokenizer, prompt, max_tokens, suffix
+        )
     else:
-        result = generate(model.forward, model.empty_cache(), model.tokenizer, prompt, max_tokens,
-                          settings.block_size, settings.threshold, suffix)
+        result = generate(
+            model.forward,
+            model.empty_cache(),
+            model.tokenizer,
+            prompt,
+            max_tokens,
+            settings.block_size,
+            settings.threshold,
+            suffix,
+        )
     blocks = result["blocks"]
     return Generation(
         text=result["text"],
@@ -221,18 +240,31 @@ def mbpp_task(model: Model, task: dict, settings: Settings, limits: Limits) -> t
     budget = max(1, min(settings.max_tokens, room))
     generation = run_generation(model, prompt, budget, settings)
     candidate = mbpp.candidate(task, generation.text)
-    record = {"task_id": task["task_id"], "entry_point": mbpp.entry_point(task), "prompt_with_assert": with_assert,
-              "max_tokens": budget, "tokens": generation.tokens, "steps": generation.steps,
-              "completion": generation.text, "candidate": candidate}
+    record = {
+        "task_id": task["task_id"],
+        "entry_point": mbpp.entry_point(task),
+        "prompt_with_assert": with_assert,
+        "max_tokens": budget,
+        "tokens": generation.tokens,
+        "steps": generation.steps,
+        "completion": generation.text,
+        "candidate": candidate,
+    }
     if not parses(candidate):
         return {**record, "outcome": "syntax_error"}, generation
     execution = run_program(mbpp.program(task, candidate), limits)
     last_line = execution.stderr.strip().splitlines()[-1:] or [""]
-    return {**record, "outcome": execution.outcome, "stderr_last_line": last_line[0][:300],
-            "seconds": round(execution.seconds, 3)}, generation
+    return {
+        **record,
+        "outcome": execution.outcome,
+        "stderr_last_line": last_line[0][:300],
+        "seconds": round(execution.seconds, 3),
+    }, generation
 
 
-def evaluate_mbpp(model: Model, settings: Settings, tasks: list[dict], log: Callable[[str], None]) -> tuple[dict, list[Generation]]:
+def evaluate_mbpp(
+    model: Model, settings: Settings, tasks: list[dict], log: Callable[[str], None]
+) -> tuple[dict, list[Generation]]:
     limits = Limits(timeout_s=settings.timeout_s)
     records, generations = [], []
     for i, task in enumerate(tasks, 1):
@@ -271,8 +303,17 @@ def validation_loss(model: Model, settings: Settings, data_dir: Path) -> dict:
         raise ValueError(f"validation tokens unusable for this model: {data.source}")
     if model.objective == "ar":
         return likelihood.autoregressive_nll(model.session, arch, data, length, settings.val_windows, settings.seed)
-    return likelihood.diffusion_elbo(model.session, arch, model.manifest["special_tokens"]["mask"], data, length,
-                                     settings.block_size, settings.val_windows, settings.val_draws, settings.seed)
+    return likelihood.diffusion_elbo(
+        model.session,
+        arch,
+        model.manifest["special_tokens"]["mask"],
+        data,
+        length,
+        settings.block_size,
+        settings.val_windows,
+        settings.val_draws,
+        settings.seed,
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -289,7 +330,9 @@ class ContinuationCase:
     true_continuation: str  # the file's text after the cut
 
 
-def continuation_case(model: Model, path: str, text: str, prompt_budget: int, rng: np.random.Generator, tries: int = 100) -> ContinuationCase | None:
+def continuation_case(
+    model: Model, path: str, text: str, prompt_budget: int, rng: np.random.Generator, tries: int = 100
+) -> ContinuationCase | None:
     lines = text.splitlines(keepends=True)
     cuts = [c for c in range(1, len(lines)) if lines[c].strip()]
     for cut in rng.permutation(cuts)[:tries]:
@@ -322,7 +365,9 @@ def first_line_matches(completion: str, next_line: str) -> bool:
     return completion.split("\n", 1)[0].rstrip() == next_line.rstrip()
 
 
-def evaluate_continuation(model: Model, settings: Settings, log: Callable[[str], None]) -> tuple[dict, list[Generation]]:
+def evaluate_continuation(
+    model: Model, settings: Settings, log: Callable[[str], None]
+) -> tuple[dict, list[Generation]]:
     rng = np.random.default_rng(settings.seed)
     files = held_out_files()[0]
     chosen = sorted(rng.choice(len(files), size=min(settings.continuation_files, len(files)), replace=False))
@@ -338,16 +383,25 @@ def evaluate_continuation(model: Model, settings: Settings, log: Callable[[str],
         generations.append(generation)
         true_ids = model.encode(case.true_continuation)[: max(generation.tokens, 1)]
         reference = model.tokenizer.decode(true_ids)
-        records.append({
-            "path": path, "prompt_chars": len(case.prompt), "next_line": case.next_line,
-            "completion": generation.text, "tokens": generation.tokens, "blank": not generation.text.strip(),
-            "syntax_valid": continuation_valid(case.prefix, generation.text),
-            "reference_syntax_valid": continuation_valid(case.prefix, reference),
-            "first_line_exact_match": first_line_matches(generation.text, case.next_line),
-        })
+        records.append(
+            {
+                "path": path,
+                "prompt_chars": len(case.prompt),
+                "next_line": case.next_line,
+                "completion": generation.text,
+                "tokens": generation.tokens,
+                "blank": not generation.text.strip(),
+                "syntax_valid": continuation_valid(case.prefix, generation.text),
+                "reference_syntax_valid": continuation_valid(case.prefix, reference),
+                "first_line_exact_match": first_line_matches(generation.text, case.next_line),
+            }
+        )
         log(f"continuation {len(records)}/{len(chosen)} {path}: valid={records[-1]['syntax_valid']}")
     done = [r for r in records if "skipped" not in r]
-    rate = (lambda key: sum(r[key] for r in done) / len(done) if done else None)
+
+    def rate(key: str) -> float | None:
+        return sum(r[key] for r in done) / len(done) if done else None
+
     return {
         "files": len(done),
         "skipped": len(records) - len(done),
@@ -356,9 +410,9 @@ def evaluate_continuation(model: Model, settings: Settings, log: Callable[[str],
         "reference_syntax_valid_rate": rate("reference_syntax_valid"),
         "first_line_exact_match_rate": rate("first_line_exact_match"),
         "measured": "prefix = whole file up to a cut that parses; valid = completion has a complete non-blank line and "
-                    "prefix + completion up to its last newline parses; reference = same for the true "
-                    "continuation of the same token count; exact match = first generated line == true next line "
-                    "(trailing whitespace ignored)",
+        "prefix + completion up to its last newline parses; reference = same for the true "
+        "continuation of the same token count; exact match = first generated line == true next line "
+        "(trailing whitespace ignored)",
         "cases": records,
     }, generations
 
@@ -389,7 +443,9 @@ def run_infill(model: Model, prefix: str, suffix: str, max_tokens: int, settings
     return run_generation(model, prefix, max_tokens, settings, suffix=suffix)
 
 
-def evaluate_infilling(model: Model, settings: Settings, tasks: list[dict], log: Callable[[str], None]) -> tuple[dict, list[Generation]]:
+def evaluate_infilling(
+    model: Model, settings: Settings, tasks: list[dict], log: Callable[[str], None]
+) -> tuple[dict, list[Generation]]:
     """Single-line and multi-line (2-4 lines) infilling of held-out files (corpus.py's validation
     split: exact match), and single-line infilling of MBPP reference solutions (pass rate of the
     filled program on the task's tests). Prefix: up to 120 tokens of whole lines; suffix: up to 64."""
@@ -410,8 +466,17 @@ def evaluate_infilling(model: Model, settings: Settings, tasks: list[dict], log:
             suffix = _lines_that_fit(model, lines[at + n :], 64, from_end=False)
             generation = run_infill(model, prefix, suffix, 24 * n + 8, settings)
             generations.append(generation)
-            records.append({"kind": kind, "path": path, "line": at + 1, "middle": middle, "completion": generation.text,
-                            "ended_with_eos": generation.ended_with_eos, "exact_match": middle_matches(generation.text, middle)})
+            records.append(
+                {
+                    "kind": kind,
+                    "path": path,
+                    "line": at + 1,
+                    "middle": middle,
+                    "completion": generation.text,
+                    "ended_with_eos": generation.ended_with_eos,
+                    "exact_match": middle_matches(generation.text, middle),
+                }
+            )
         log(f"infilling {kind}: {sum(r['exact_match'] for r in records if r['kind'] == kind)} exact")
     limits = Limits(timeout_s=settings.timeout_s)
     for task in tasks[: settings.infill_cases]:
@@ -427,14 +492,25 @@ def evaluate_infilling(model: Model, settings: Settings, tasks: list[dict], log:
         generations.append(generation)
         filled = "".join(lines[:at]) + generation.text.rstrip("\n") + "\n" + suffix
         outcome = run_program(mbpp.program(task, filled), limits).outcome if parses(filled) else "syntax_error"
-        records.append({"kind": "mbpp_line", "task_id": task["task_id"], "line": at + 1, "middle": lines[at],
-                        "completion": generation.text, "exact_match": middle_matches(generation.text, lines[at]),
-                        "outcome": outcome})
+        records.append(
+            {
+                "kind": "mbpp_line",
+                "task_id": task["task_id"],
+                "line": at + 1,
+                "middle": lines[at],
+                "completion": generation.text,
+                "exact_match": middle_matches(generation.text, lines[at]),
+                "outcome": outcome,
+            }
+        )
     log(f"infilling mbpp_line: {sum(r.get('outcome') == 'passed' for r in records)} passed")
 
     def summary(kind: str) -> dict:
         done = [r for r in records if r["kind"] == kind]
-        result = {"cases": len(done), "exact_match_rate": sum(r["exact_match"] for r in done) / len(done) if done else None}
+        result = {
+            "cases": len(done),
+            "exact_match_rate": sum(r["exact_match"] for r in done) / len(done) if done else None,
+        }
         if kind == "mbpp_line":
             result["pass_rate"] = sum(r["outcome"] == "passed" for r in done) / len(done) if done else None
         return result
@@ -444,8 +520,8 @@ def evaluate_infilling(model: Model, settings: Settings, tasks: list[dict], log:
         "multi_line": summary("multi_line"),
         "mbpp_line": summary("mbpp_line"),
         "measured": "prompt <|fim_prefix|> prefix <|fim_suffix|> suffix <|fim_middle|>; the model writes until <|eos|> "
-                    "(budget 24 tokens a line + 8); exact match line by line, trailing whitespace ignored; "
-                    "mbpp_line: the middle body line of the reference solution, filled program run on the task's tests",
+        "(budget 24 tokens a line + 8); exact match line by line, trailing whitespace ignored; "
+        "mbpp_line: the middle body line of the reference solution, filled program run on the task's tests",
         "cases": records,
     }, generations
 
@@ -455,7 +531,9 @@ def evaluate_infilling(model: Model, settings: Settings, tasks: list[dict], log:
 # --------------------------------------------------------------------------------------------
 
 
-def inject_edits(tokens: list[int], block_size: int, n_edits: int, rng: np.random.Generator, pool: list[int]) -> list[int]:
+def inject_edits(
+    tokens: list[int], block_size: int, n_edits: int, rng: np.random.Generator, pool: list[int]
+) -> list[int]:
     """n substitutions/insertions/deletions at random places of the first `block_size` tokens;
     returns `block_size` tokens (`tokens` holds n_edits more, which deletions pull in)."""
     assert len(tokens) >= block_size + n_edits
@@ -515,14 +593,21 @@ def evaluate_repair(model: Model, settings: Settings, log: Callable[[str], None]
         context, original = [bos, *ids[start - 64 : start]], ids[start : start + block_size]
         corrupted = inject_edits(ids[start : start + block_size + 2], block_size, int(rng.integers(1, 3)), rng, ids)
         repaired, untouched = repair(model, context, corrupted, threshold), repair(model, context, original, threshold)
-        cases.append({"before": token_distance(corrupted, original), "after": token_distance(repaired, original),
-                      "restored": repaired == original, "false_edit": untouched != original})
+        cases.append(
+            {
+                "before": token_distance(corrupted, original),
+                "after": token_distance(repaired, original),
+                "restored": repaired == original,
+                "false_edit": untouched != original,
+            }
+        )
     log(f"repair: {sum(c['restored'] for c in cases)}/{len(cases)} restored")
     quixbugs = evaluate_quixbugs(model, settings) if QUIXBUGS_PATH.exists() else None
     n = len(cases)
     return {
         "injected": {
-            "cases": n, "threshold": threshold,
+            "cases": n,
+            "threshold": threshold,
             "restored_rate": sum(c["restored"] for c in cases) / n,
             "mean_distance_before": sum(c["before"] for c in cases) / n,
             "mean_distance_after": sum(c["after"] for c in cases) / n,
@@ -530,10 +615,9 @@ def evaluate_repair(model: Model, settings: Settings, log: Callable[[str], None]
         },
         "quixbugs": quixbugs,
         "measured": f"position-wise repair: a visible token is replaced by the model's prediction when that has "
-                    f"probability >= {threshold} (up to 2 rounds); the denoiser sees the block bidirectionally, the "
-                    f"autoregressive twin predicts each token from those before it",
+        f"probability >= {threshold} (up to 2 rounds); the denoiser sees the block bidirectionally, the "
+        f"autoregressive twin predicts each token from those before it",
     }
-
 
 
 def evaluate_quixbugs(model: Model, settings: Settings) -> dict:
@@ -555,11 +639,21 @@ def evaluate_quixbugs(model: Model, settings: Settings) -> dict:
             outcome = "syntax_error"
         else:
             outcome = run_program(f"{program}\n\n{task['tests']}\n", limits).outcome
-        records.append({"name": task["name"], "changed": changed, "outcome": outcome,
-                        "matches_solution": program.strip() == task["solution"].strip()})
-    return {"programs": len(records), "repaired_rate": sum(r["outcome"] == "passed" for r in records) / len(records),
-            "changed_rate": sum(r["changed"] for r in records) / len(records),
-            "matches_solution_rate": sum(r["matches_solution"] for r in records) / len(records), "records": records}
+        records.append(
+            {
+                "name": task["name"],
+                "changed": changed,
+                "outcome": outcome,
+                "matches_solution": program.strip() == task["solution"].strip(),
+            }
+        )
+    return {
+        "programs": len(records),
+        "repaired_rate": sum(r["outcome"] == "passed" for r in records) / len(records),
+        "changed_rate": sum(r["changed"] for r in records) / len(records),
+        "matches_solution_rate": sum(r["matches_solution"] for r in records) / len(records),
+        "records": records,
+    }
 
 
 # --------------------------------------------------------------------------------------------
@@ -567,8 +661,13 @@ def evaluate_quixbugs(model: Model, settings: Settings) -> dict:
 # --------------------------------------------------------------------------------------------
 
 
-def evaluate(model_dir: Path, settings: Settings, mbpp_path: Path = mbpp.MBPP_PATH, data_dir: Path = REPO_ROOT / "data",
-             log: Callable[[str], None] = lambda message: None) -> dict:
+def evaluate(
+    model_dir: Path,
+    settings: Settings,
+    mbpp_path: Path = mbpp.MBPP_PATH,
+    data_dir: Path = REPO_ROOT / "data",
+    log: Callable[[str], None] = lambda message: None,
+) -> dict:
     started = time.monotonic()
     model = load_model(model_dir)
     isolation_prefix, warning = network_isolation()
@@ -603,8 +702,10 @@ def evaluate(model_dir: Path, settings: Settings, mbpp_path: Path = mbpp.MBPP_PA
         "sandbox": {
             "network_isolation": " ".join(isolation_prefix) or None,
             "warnings": [warning] if warning else [],
-            "wall_timeout_s": limits.timeout_s, "cpu_s": limits.cpu_s,
-            "memory_bytes": limits.memory_bytes, "file_bytes": limits.file_bytes,
+            "wall_timeout_s": limits.timeout_s,
+            "cpu_s": limits.cpu_s,
+            "memory_bytes": limits.memory_bytes,
+            "file_bytes": limits.file_bytes,
         },
         "held_out_code": held_out_files()[1],
         "mbpp": mbpp_results,
@@ -624,8 +725,13 @@ def evaluate(model_dir: Path, settings: Settings, mbpp_path: Path = mbpp.MBPP_PA
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", type=Path, required=True, action="append",
-                        help="a model directory (manifest.json, denoiser.onnx, tokenizer.json); repeat to compare side by side")
+    parser.add_argument(
+        "--model",
+        type=Path,
+        required=True,
+        action="append",
+        help="a model directory (manifest.json, denoiser.onnx, tokenizer.json); repeat to compare side by side",
+    )
     parser.add_argument("--limit", type=int, default=None, help="first N MBPP test tasks (default: all 500)")
     parser.add_argument("--threshold", type=float, default=0.9)
     parser.add_argument("--block-size", type=int, default=32)
@@ -633,7 +739,9 @@ def main() -> None:
     parser.add_argument("--continuation-files", type=int, default=10)
     parser.add_argument("--val-windows", type=int, default=8)
     parser.add_argument("--val-draws", type=int, default=2, help="noise draws per window and estimator")
-    parser.add_argument("--val-length", type=int, default=None, help="window length (default: the manifest's context_length)")
+    parser.add_argument(
+        "--val-length", type=int, default=None, help="window length (default: the manifest's context_length)"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--timeout", type=float, default=5.0, help="wall-clock seconds per MBPP program")
     parser.add_argument("--mbpp", type=Path, default=mbpp.MBPP_PATH)
@@ -641,14 +749,29 @@ def main() -> None:
     parser.add_argument("--infill-cases", type=int, default=20, help="per kind: single line, 2-4 lines, MBPP line")
     parser.add_argument("--repair-cases", type=int, default=50)
     parser.add_argument("--repair-threshold", type=float, default=0.5)
-    parser.add_argument("--out", type=Path, default=None, help="write the full results as JSON here (a list with several models)")
+    parser.add_argument(
+        "--out", type=Path, default=None, help="write the full results as JSON here (a list with several models)"
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
-    parser.add_argument("--record", action="store_true", help="write the headline figures into each model's manifest.json")
+    parser.add_argument(
+        "--record", action="store_true", help="write the headline figures into each model's manifest.json"
+    )
     args = parser.parse_args()
-    settings = Settings(threshold=args.threshold, block_size=args.block_size, max_tokens=args.max_tokens,
-                        limit=args.limit, continuation_files=args.continuation_files, val_windows=args.val_windows,
-                        val_draws=args.val_draws, val_length=args.val_length, seed=args.seed, timeout_s=args.timeout,
-                        infill_cases=args.infill_cases, repair_cases=args.repair_cases, repair_threshold=args.repair_threshold)
+    settings = Settings(
+        threshold=args.threshold,
+        block_size=args.block_size,
+        max_tokens=args.max_tokens,
+        limit=args.limit,
+        continuation_files=args.continuation_files,
+        val_windows=args.val_windows,
+        val_draws=args.val_draws,
+        val_length=args.val_length,
+        seed=args.seed,
+        timeout_s=args.timeout,
+        infill_cases=args.infill_cases,
+        repair_cases=args.repair_cases,
+        repair_threshold=args.repair_threshold,
+    )
     log = (lambda message: None) if args.quiet else (lambda message: print(message, file=sys.stderr, flush=True))
     all_results = [evaluate(model, settings, args.mbpp, args.data, log) for model in args.model]
     print(report.format_table(all_results))

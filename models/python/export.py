@@ -80,8 +80,8 @@ def check(model: Denoiser, path: Path, low: int) -> float:
         inputs = example_inputs(model, batch, past, time, causal, seed=past + time, low=low)
         with torch.no_grad():
             expected = model(*inputs)
-        got = session.run(OUTPUTS, {name: t.numpy() for name, t in zip(INPUTS, inputs)})
-        for e, g in zip(expected, got):
+        got = session.run(OUTPUTS, {name: t.numpy() for name, t in zip(INPUTS, inputs, strict=True)})
+        for e, g in zip(expected, got, strict=True):
             worst = max(worst, float(np.abs(e.numpy() - g).max()))
     return worst
 
@@ -99,7 +99,9 @@ def store_fp16(path: Path) -> None:
         if initializer.data_type != TensorProto.FLOAT:
             continue
         name = initializer.name
-        initializer.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(initializer).astype(np.float16), f"{name}.fp16"))
+        initializer.CopyFrom(
+            numpy_helper.from_array(numpy_helper.to_array(initializer).astype(np.float16), f"{name}.fp16")
+        )
         casts.append(helper.make_node("Cast", [f"{name}.fp16"], [name], to=TensorProto.FLOAT, name=f"{name}.widen"))
     nodes = casts + list(graph.graph.node)
     del graph.graph.node[:]
@@ -113,7 +115,10 @@ def onnx_as_module(path: Path):
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
 
     def run(*inputs):
-        return [torch.from_numpy(x) for x in session.run(OUTPUTS, {n: t.numpy() for n, t in zip(INPUTS, inputs)})]
+        return [
+            torch.from_numpy(x)
+            for x in session.run(OUTPUTS, {n: t.numpy() for n, t in zip(INPUTS, inputs, strict=True)})
+        ]
 
     return run
 
@@ -148,16 +153,24 @@ def recipe(args: dict, records: list[dict]) -> str:
         text = "stage 1: absorbing-state masked diffusion, ELBO weighting, block sizes sampled per step"
         if args.get("stage2_from") is not None:
             first = next((r["step"] for r in records if r.get("stage") == 2), args["stage2_from"] + 1)
-            text += (f"; stage 2 from step {first}: edit corruption of visible tokens (substitutions, insertions, "
-                     f"deletions; floor(L*alpha_t) per block, alpha_t <= 0.1) on {args.get('edit_rows', 1):.0%} of sequences, "
-                     "loss on every visible token")
+            text += (
+                f"; stage 2 from step {first}: edit corruption of visible tokens (substitutions, insertions, "
+                f"deletions; floor(L*alpha_t) per block, alpha_t <= 0.1) on {args.get('edit_rows', 1):.0%} "
+                "of sequences, "
+                "loss on every visible token"
+            )
     if args.get("fim_rate"):
         first = next((f" from step {r['step']}" for r in records if r.get("fim_rate")), "")
         text += f"; fill-in-the-middle (PSM, middle ends with <|eos|>) on {args['fim_rate']:.0%} of windows{first}"
     for run in distill_runs(args):
-        names = {3: "stage 3 (constrained-order trajectories)", 4: "stage 4 (on-policy step reduction: verified own rollouts)"}
-        text += (f"; then {run['steps']} steps of {' + '.join(names.get(s, f'stage {s}') for s in run.get('stages', []))}"
-                 f" fine-tuning (distill.py, lr {run['lr']}, anchor {run['anchor']})")
+        names = {
+            3: "stage 3 (constrained-order trajectories)",
+            4: "stage 4 (on-policy step reduction: verified own rollouts)",
+        }
+        text += (
+            f"; then {run['steps']} steps of {' + '.join(names.get(s, f'stage {s}') for s in run.get('stages', []))}"
+            f" fine-tuning (distill.py, lr {run['lr']}, anchor {run['anchor']})"
+        )
     return text
 
 
@@ -181,15 +194,25 @@ def main() -> None:
     parser.add_argument("--checkpoint", type=Path, required=True, help="checkpoint.pt, or a directory of weight parts")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--name", default="sprout-tiny")
-    parser.add_argument("--int8", action="store_true",
-                        help="ship int8 weights (onnxruntime dynamic quantization of the MatMuls; the tied embedding "
-                             "stays float32): 21 → 15 MB for sprout-tiny, +0.3%% bits/byte; no longer equal to "
-                             "PyTorch within 1e-3, so golden.json holds the quantized graph's own logits")
-    parser.add_argument("--fp16", action="store_true",
-                        help="store the weights as float16 (computed in float32): half the bytes. The weights are "
-                             "rounded to fp16 before export, so the graph still equals that PyTorch model")
-    parser.add_argument("--data", type=Path, default=None,
-                        help="the training data's folder (its data.json), when it is not where the run saw it (a GPU run)")
+    parser.add_argument(
+        "--int8",
+        action="store_true",
+        help="ship int8 weights (onnxruntime dynamic quantization of the MatMuls; the tied embedding "
+        "stays float32): 21 → 15 MB for sprout-tiny, +0.3%% bits/byte; no longer equal to "
+        "PyTorch within 1e-3, so golden.json holds the quantized graph's own logits",
+    )
+    parser.add_argument(
+        "--fp16",
+        action="store_true",
+        help="store the weights as float16 (computed in float32): half the bytes. The weights are "
+        "rounded to fp16 before export, so the graph still equals that PyTorch model",
+    )
+    parser.add_argument(
+        "--data",
+        type=Path,
+        default=None,
+        help="the training data's folder (its data.json), when it is not where the run saw it (a GPU run)",
+    )
     args = parser.parse_args()
 
     state = load_checkpoint(args.checkpoint)
@@ -217,7 +240,10 @@ def main() -> None:
     weights = "float32"
     if args.fp16:
         store_fp16(staged)
-        worst, weights = check(model, staged, low), "float16 storage, float32 arithmetic (onnxruntime folds the widening Casts at load)"
+        worst, weights = (
+            check(model, staged, low),
+            "float16 storage, float32 arithmetic (onnxruntime folds the widening Casts at load)",
+        )
     if args.int8:
         from onnxruntime.quantization import QuantType, quantize_dynamic
 
@@ -242,12 +268,18 @@ def main() -> None:
     manifest = {
         "schema_version": 1,
         "name": args.name,
-        "kind": ("autoregressive twin (causal)" if objective == "ar"
-                 else "block-diffusion denoiser (causal context, bidirectional block)"),
+        "kind": (
+            "autoregressive twin (causal)"
+            if objective == "ar"
+            else "block-diffusion denoiser (causal context, bidirectional block)"
+        ),
         # How to decode it: "diffusion" (blocks of masks, denoised) or "ar" (one token per forward).
         "objective": objective,
-        "architecture": {**config.to_dict(), "head_dim": config.head_dim,
-                         "parameters": sum(p.numel() for p in model.parameters())},
+        "architecture": {
+            **config.to_dict(),
+            "head_dim": config.head_dim,
+            "parameters": sum(p.numel() for p in model.parameters()),
+        },
         "special_tokens": asdict(special),
         # Trained windows bound the relative distances the model has seen: that is its context.
         "context_length": int(state["args"]["length"]),
@@ -260,8 +292,11 @@ def main() -> None:
                 "positions": {"type": "int64", "shape": ["batch", "time"]},
                 "past_key": {"type": "float32", "shape": ["layers", "batch", "heads", "past", "head_dim"]},
                 "past_value": {"type": "float32", "shape": ["layers", "batch", "heads", "past", "head_dim"]},
-                "attention_mask": {"type": "bool", "shape": ["batch", "time", "past+time"],
-                                   "meaning": "true where token may attend; past first, then the new tokens"},
+                "attention_mask": {
+                    "type": "bool",
+                    "shape": ["batch", "time", "past+time"],
+                    "meaning": "true where token may attend; past first, then the new tokens",
+                },
             },
             "outputs": {
                 "logits": {"type": "float32", "shape": ["batch", "time", "vocab"]},
@@ -276,8 +311,9 @@ def main() -> None:
             "steps": state["step"],
             # Pre-training tokens (the distill.py fine-tunes' steps are small batches of trajectories).
             "tokens": (state["step"] - sum(r["steps"] for r in distill_runs(state["args"])))
-                      * int(state["args"]["batch"]) * int(state["args"]["length"])
-                      * max([r.get("world_size", 1) for r in records] or [1]),
+            * int(state["args"]["batch"])
+            * int(state["args"]["length"])
+            * max([r.get("world_size", 1) for r in records] or [1]),
             "data": data.get("source", "unknown (no data.json beside the training data)"),
             "data_splits": data.get("splits"),
             "data_licenses": corpus_licenses(data),
@@ -286,7 +322,9 @@ def main() -> None:
             "final_train_loss": records[-1]["loss"] if records else None,
             "final_val_loss": evals[-1]["val_loss"] if evals else None,
         },
-        "files": {name: {"sha256": sha256(args.out / name), "bytes": (args.out / name).stat().st_size} for name in files},
+        "files": {
+            name: {"sha256": sha256(args.out / name), "bytes": (args.out / name).stat().st_size} for name in files
+        },
     }
     (args.out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     print(f"wrote {args.out / 'manifest.json'}")

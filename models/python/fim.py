@@ -30,7 +30,10 @@ UNIT_WEIGHTS = (0.4, 0.25, 0.2, 0.15)
 class FimLayout:
     def __init__(self, tokenizer: Tokenizer) -> None:
         self.tokenizer = tokenizer
-        ids = {name: tokenizer.token_to_id(f"<|{name}|>") for name in ("bos", "eos", "fim_prefix", "fim_suffix", "fim_middle")}
+        ids = {
+            name: tokenizer.token_to_id(f"<|{name}|>")
+            for name in ("bos", "eos", "fim_prefix", "fim_suffix", "fim_middle")
+        }
         if None in ids.values():
             raise ValueError(f"the tokenizer lacks infilling tokens: {ids}")
         self.bos, self.eos = ids["bos"], ids["eos"]
@@ -68,8 +71,15 @@ class FimLayout:
                 return self.layout(head[:-1], self.encode(text[cut[1] :]), middle_ids, length, padded, rng)
         return None
 
-    def layout(self, prefix: list[int], suffix: list[int], middle: list[int], length: int, padded: int,
-               rng: np.random.Generator) -> np.ndarray | None:
+    def layout(
+        self,
+        prefix: list[int],
+        suffix: list[int],
+        middle: list[int],
+        length: int,
+        padded: int,
+        rng: np.random.Generator,
+    ) -> np.ndarray | None:
         room = (length - padded) // ALIGN * ALIGN - 3  # prefix and suffix tokens beside the 3 markers
         want_suffix = min(len(suffix), max(room - len(prefix), int(rng.uniform(0.15, 0.6) * room)))
         n_prefix = min(len(prefix), room - want_suffix)
@@ -87,7 +97,7 @@ class FimLayout:
 def longest_document(window: np.ndarray, separators: tuple[int, ...]) -> np.ndarray:
     """The longest run of the window between document markers."""
     cuts = [-1, *np.flatnonzero(np.isin(window, separators)).tolist(), window.size]
-    start, end = max(zip(cuts, cuts[1:]), key=lambda pair: pair[1] - pair[0])
+    start, end = max(zip(cuts, cuts[1:], strict=False), key=lambda pair: pair[1] - pair[0])
     return window[start + 1 : end]
 
 
@@ -115,7 +125,9 @@ def choose_middle(text: str, rng: np.random.Generator) -> tuple[int, int] | None
         if headers:
             first = int(rng.choice(headers))
             last = first
-            while last + 1 < len(starts) - 1 and (not lines[last + 1].strip() or indent_of(lines[last + 1]) > indent_of(lines[first])):
+            while last + 1 < len(starts) - 1 and (
+                not lines[last + 1].strip() or indent_of(lines[last + 1]) > indent_of(lines[first])
+            ):
                 last += 1
             while last > first and not lines[last].strip():
                 last -= 1

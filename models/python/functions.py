@@ -47,5 +47,7 @@ def function_samples(text: str) -> list[str]:
         elif isinstance(node, ast.ClassDef) and node.body:
             first = min([node.lineno, *(d.lineno for d in node.decorator_list)])
             header = "".join(lines[first - 1 : node.body[0].lineno - 1])
-            samples += [sample(item, header) for item in node.body if isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef))]
+            samples += [
+                sample(item, header) for item in node.body if isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef))
+            ]
     return [s for s in samples if s]

@@ -43,14 +43,18 @@ def load_validation_tokens(data_dir: Path, tokenizer: Tokenizer, tokenizer_file:
         same_tokenizer = packed_with.is_file() and packed_with.read_bytes() == tokenizer_file.read_bytes()
         if same_tokenizer and split.get("tokens") and split.get("bytes"):
             tokens = np.fromfile(bin_path, dtype=np.uint16)
-            return ValidationTokens(tokens, split["tokens"] / split["bytes"], f"{bin_path} ({summary.get('source', '?')})")
+            return ValidationTokens(
+                tokens, split["tokens"] / split["bytes"], f"{bin_path} ({summary.get('source', '?')})"
+            )
     special = special_ids(tokenizer)
     ids: list[int] = []
     n_bytes = 0
     for _, text in corpus.iter_files("validation"):
         ids += [special.bos, *tokenizer.encode(text, add_special_tokens=False).ids, special.eos]
         n_bytes += len(text.encode())
-    return ValidationTokens(np.asarray(ids, dtype=np.uint16), len(ids) / n_bytes, "corpus.iter_files('validation'), tokenized here")
+    return ValidationTokens(
+        np.asarray(ids, dtype=np.uint16), len(ids) / n_bytes, "corpus.iter_files('validation'), tokenized here"
+    )
 
 
 def window_starts(data: ValidationTokens, length: int, windows: int) -> np.ndarray:
@@ -58,7 +62,9 @@ def window_starts(data: ValidationTokens, length: int, windows: int) -> np.ndarr
     return np.linspace(0, data.tokens.size - length, windows).astype(int)
 
 
-def noise_block_wise(clean: np.ndarray, block: int, estimator: str, rng: np.random.Generator, mask_id: int) -> tuple[np.ndarray, np.ndarray]:
+def noise_block_wise(
+    clean: np.ndarray, block: int, estimator: str, rng: np.random.Generator, mask_id: int
+) -> tuple[np.ndarray, np.ndarray]:
     """(noisy ids, ELBO weight per position: 0 where not masked)."""
     length = clean.size
     weight = np.zeros(length)
@@ -79,15 +85,25 @@ def noise_block_wise(clean: np.ndarray, block: int, estimator: str, rng: np.rand
     return noisy, weight
 
 
-def two_stream_logits(session: onnxruntime.InferenceSession, clean: np.ndarray, noisy: np.ndarray, block: int, arch: dict) -> np.ndarray:
+def two_stream_logits(
+    session: onnxruntime.InferenceSession, clean: np.ndarray, noisy: np.ndarray, block: int, arch: dict
+) -> np.ndarray:
     """Logits of the noisy stream [batch, L, vocab] for ids = clean ‖ noisy (training layout)."""
     batch, length = noisy.shape
     ids = np.concatenate([np.broadcast_to(clean, (batch, length)), noisy], axis=1).astype(np.int64)
     positions = np.broadcast_to(np.tile(np.arange(length), 2), (batch, 2 * length)).astype(np.int64)
     mask = np.ascontiguousarray(np.broadcast_to(training_mask(length, block).numpy(), (batch, 2 * length, 2 * length)))
     past = np.zeros((arch["n_layers"], batch, arch["n_heads"], 0, arch["head_dim"]), dtype=np.float32)
-    (logits,) = session.run(["logits"], {"input_ids": ids, "positions": np.ascontiguousarray(positions),
-                                         "past_key": past, "past_value": past, "attention_mask": mask})
+    (logits,) = session.run(
+        ["logits"],
+        {
+            "input_ids": ids,
+            "positions": np.ascontiguousarray(positions),
+            "past_key": past,
+            "past_value": past,
+            "attention_mask": mask,
+        },
+    )
     return logits[:, length:]
 
 
@@ -106,8 +122,16 @@ def causal_logits(session: onnxruntime.InferenceSession, clean: np.ndarray, arch
     length = clean.size
     past = np.zeros((arch["n_layers"], 1, arch["n_heads"], 0, arch["head_dim"]), dtype=np.float32)
     mask = np.tril(np.ones((length, length), dtype=bool))[None]
-    (logits,) = session.run(["logits"], {"input_ids": clean[None].astype(np.int64), "positions": np.arange(length)[None],
-                                         "past_key": past, "past_value": past, "attention_mask": mask})
+    (logits,) = session.run(
+        ["logits"],
+        {
+            "input_ids": clean[None].astype(np.int64),
+            "positions": np.arange(length)[None],
+            "past_key": past,
+            "past_value": past,
+            "attention_mask": mask,
+        },
+    )
     return logits[0]
 
 
@@ -117,24 +141,42 @@ def _per_token(values: list[float], tokens_per_byte: float) -> dict:
     return {"nats_per_token": nats, "sem_over_windows": sem, "bits_per_byte": nats * tokens_per_byte / math.log(2)}
 
 
-def diffusion_elbo(session: onnxruntime.InferenceSession, arch: dict, mask_id: int, data: ValidationTokens, length: int,
-                   block_size: int, windows: int, draws: int, seed: int) -> dict:
+def diffusion_elbo(
+    session: onnxruntime.InferenceSession,
+    arch: dict,
+    mask_id: int,
+    data: ValidationTokens,
+    length: int,
+    block_size: int,
+    windows: int,
+    draws: int,
+    seed: int,
+) -> dict:
     """Both ELBO estimators over the same windows, `draws` noise draws per window and estimator."""
     rng = np.random.default_rng(seed)
     starts = window_starts(data, length, windows)
     per_window: dict[str, list[float]] = {"train": [], "exact": []}
     for start in starts:
         clean = data.tokens[start : start + length].astype(np.int64)
-        noise = [(est, *noise_block_wise(clean, block_size, est, rng, mask_id)) for est in per_window for _ in range(draws)]
+        noise = [
+            (est, *noise_block_wise(clean, block_size, est, rng, mask_id)) for est in per_window for _ in range(draws)
+        ]
         logits = two_stream_logits(session, clean, np.stack([d[1] for d in noise]), block_size, arch)
         for estimator in per_window:
-            losses = [weighted_cross_entropy(logits[i], clean, w) for i, (est, _, w) in enumerate(noise) if est == estimator]
+            losses = [
+                weighted_cross_entropy(logits[i], clean, w) for i, (est, _, w) in enumerate(noise) if est == estimator
+            ]
             per_window[estimator].append(float(np.mean(losses)))
     result: dict[str, Any] = {
-        "data": data.source, "windows": int(len(starts)), "window_tokens": length, "draws_per_window": draws,
-        "block_size": block_size, "seed": seed, "tokens_per_byte": data.tokens_per_byte,
+        "data": data.source,
+        "windows": int(len(starts)),
+        "window_tokens": length,
+        "draws_per_window": draws,
+        "block_size": block_size,
+        "seed": seed,
+        "tokens_per_byte": data.tokens_per_byte,
         "note": "exact: the masked-diffusion ELBO, an upper bound on the NLL (in expectation), not the NLL itself; "
-                "train: train.py's estimator (t >= 0.02, rescaled), comparable to training logs, not a strict bound",
+        "train: train.py's estimator (t >= 0.02, rescaled), comparable to training logs, not a strict bound",
     }
     for estimator, values in per_window.items():
         result[estimator] = _per_token(values, data.tokens_per_byte)
@@ -143,8 +185,9 @@ def diffusion_elbo(session: onnxruntime.InferenceSession, arch: dict, mask_id: i
     return result
 
 
-def autoregressive_nll(session: onnxruntime.InferenceSession, arch: dict, data: ValidationTokens, length: int,
-                       windows: int, seed: int) -> dict:
+def autoregressive_nll(
+    session: onnxruntime.InferenceSession, arch: dict, data: ValidationTokens, length: int, windows: int, seed: int
+) -> dict:
     """The twin's exact NLL on the same windows as the denoiser's ELBO (each window's first token,
     which has no context, is not predicted). Reported under both keys so tables line up."""
     starts = window_starts(data, length, windows)
@@ -153,9 +196,18 @@ def autoregressive_nll(session: onnxruntime.InferenceSession, arch: dict, data: 
         clean = data.tokens[start : start + length].astype(np.int64)
         logits = causal_logits(session, clean, arch)[:-1]
         values.append(weighted_cross_entropy(logits, clean[1:], np.ones(length - 1)))
-    entry = {**_per_token(values, data.tokens_per_byte),
-             "weighting": "exact next-token NLL (causal pass), positions 1..L-1 of each window"}
-    return {"data": data.source, "windows": int(len(starts)), "window_tokens": length, "draws_per_window": 1,
-            "seed": seed, "tokens_per_byte": data.tokens_per_byte,
-            "note": "autoregressive twin: the NLL itself (no bound); same windows as the denoiser's ELBO",
-            "train": entry, "exact": entry}
+    entry = {
+        **_per_token(values, data.tokens_per_byte),
+        "weighting": "exact next-token NLL (causal pass), positions 1..L-1 of each window",
+    }
+    return {
+        "data": data.source,
+        "windows": int(len(starts)),
+        "window_tokens": length,
+        "draws_per_window": 1,
+        "seed": seed,
+        "tokens_per_byte": data.tokens_per_byte,
+        "note": "autoregressive twin: the NLL itself (no bound); same windows as the denoiser's ELBO",
+        "train": entry,
+        "exact": entry,
+    }

@@ -116,8 +116,10 @@ def main() -> None:
         out = [{"task_id": t["task_id"], "entry_point": entry_point(t), "prompt": prompt(t)} for t in tasks]
     else:
         tasks = {t["task_id"]: t for t in load_tasks(range(1, 10**6))}
-        out = [{"task_id": c["task_id"], "candidate": candidate(tasks[c["task_id"]], c["completion"], c["cut_off"])}
-               for c in json.load(sys.stdin)]
+        out = [
+            {"task_id": c["task_id"], "candidate": candidate(tasks[c["task_id"]], c["completion"], c["cut_off"])}
+            for c in json.load(sys.stdin)
+        ]
     json.dump(out, sys.stdout, ensure_ascii=False)
     print()
 

@@ -146,8 +146,9 @@ class Denoiser(nn.Module):
     def hidden_states(self, input_ids, positions, past_key, past_value, attention_mask):
         """input_ids, positions: [batch, time] int64; past_key/value: [layers, batch, heads, past,
         head_dim]; attention_mask: [batch, time, past+time] bool.
-        Returns final hidden states [batch, time, d_model] (logits via `logits`) and the new tokens' keys/values [layers, batch, heads,
-        time, head_dim] (the caller appends them to its cache when the tokens are committed)."""
+        Returns final hidden states [batch, time, d_model] (logits via `logits`) and the new tokens'
+        keys/values [layers, batch, heads, time, head_dim] (the caller appends them to its cache when
+        the tokens are committed)."""
         cos, sin = rotary_tables(positions, self.config.head_dim, self.config.rope_base)
         x = self.embed(input_ids)
         new_keys, new_values = [], []

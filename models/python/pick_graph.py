@@ -5,6 +5,7 @@ Inputs: `logits` [rows, vocab] float32 and `bias` [vocab] (0, or -inf for ids ne
 Outputs per row: `top_id` (the argmax; ties go to the lowest id, as in sampling.ts),
 `top_logprob` (its log-probability) and `entropy` (nats) of softmax(logits + bias).
 The graph does not depend on the model. Run: .venv/bin/python models/python/pick_graph.py"""
+
 from pathlib import Path
 
 import onnx
@@ -12,13 +13,19 @@ from onnx import TensorProto, helper
 
 
 def build() -> onnx.ModelProto:
-    inputs = [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["rows", "vocab"]),
-              helper.make_tensor_value_info("bias", TensorProto.FLOAT, ["vocab"])]
-    outputs = [helper.make_tensor_value_info("top_id", TensorProto.INT64, ["rows"]),
-               helper.make_tensor_value_info("top_logprob", TensorProto.FLOAT, ["rows"]),
-               helper.make_tensor_value_info("entropy", TensorProto.FLOAT, ["rows"])]
-    constants = [helper.make_tensor("last_axis", TensorProto.INT64, [1], [-1]),
-                 helper.make_tensor("floor", TensorProto.FLOAT, [], [-60.0])]
+    inputs = [
+        helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["rows", "vocab"]),
+        helper.make_tensor_value_info("bias", TensorProto.FLOAT, ["vocab"]),
+    ]
+    outputs = [
+        helper.make_tensor_value_info("top_id", TensorProto.INT64, ["rows"]),
+        helper.make_tensor_value_info("top_logprob", TensorProto.FLOAT, ["rows"]),
+        helper.make_tensor_value_info("entropy", TensorProto.FLOAT, ["rows"]),
+    ]
+    constants = [
+        helper.make_tensor("last_axis", TensorProto.INT64, [1], [-1]),
+        helper.make_tensor("floor", TensorProto.FLOAT, [], [-60.0]),
+    ]
     nodes = [
         helper.make_node("Add", ["logits", "bias"], ["allowed"]),
         helper.make_node("ArgMax", ["allowed"], ["top_id"], axis=-1, keepdims=0),

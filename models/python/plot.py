@@ -37,12 +37,18 @@ def plot(runs: list[Path], out: Path, tokens_per_step: int, smooth: int = 50) ->
         loss = np.array([r["loss"] for r in records])
         kernel = np.ones(min(smooth, len(loss))) / min(smooth, len(loss))
         smoothed = np.convolve(loss, kernel, mode="valid")
-        tokens = steps[len(steps) - len(smoothed):] * tokens_per_step / 1e6
-        line, = axis.plot(tokens, smoothed, linewidth=1.2, label=f"{run.name} train")
+        tokens = steps[len(steps) - len(smoothed) :] * tokens_per_step / 1e6
+        (line,) = axis.plot(tokens, smoothed, linewidth=1.2, label=f"{run.name} train")
         evals = [r for r in records if "val_loss" in r]
         if evals:
-            axis.plot([r["step"] * tokens_per_step / 1e6 for r in evals], [r["val_loss"] for r in evals], "o",
-                      markersize=3.5, color=line.get_color(), label=f"{run.name} validation")
+            axis.plot(
+                [r["step"] * tokens_per_step / 1e6 for r in evals],
+                [r["val_loss"] for r in evals],
+                "o",
+                markersize=3.5,
+                color=line.get_color(),
+                label=f"{run.name} validation",
+            )
         stage2 = next((r["step"] for r in records if r.get("stage") == 2), None)
         if stage2:
             axis.axvline(stage2 * tokens_per_step / 1e6, color=line.get_color(), linestyle=":", linewidth=1)

@@ -8,7 +8,8 @@ context and commits each masked position whose top probability is ≥ threshold 
 confident one; exactly one when threshold ≥ 1). After an end token, the rest of the block is
 settled as end tokens. A finished block is run once more, causally, to extend the cache (the
 TypeScript runtime fuses that into the next block's first step: the same computation, equal up
-to float rounding, one forward fewer per block). It must produce the same tokens (models/src/reference.test.ts checks it).
+to float rounding, one forward fewer per block). It must produce the same tokens
+(models/src/reference.test.ts checks it).
 
 The prompt is token-healed (`encode_prompt`: its last token is given back and the first generated
 token must begin with its text), and a `suffix` asks for infilling. `generate_batch` is the same
@@ -133,8 +134,16 @@ def first_token_ban(tokenizer: Tokenizer, healed: str) -> torch.Tensor:
     return ban
 
 
-def generate(forward, cache, tokenizer: Tokenizer, prompt: str, max_tokens: int, block_size: int, threshold: float,
-             suffix: str | None = None):
+def generate(
+    forward,
+    cache,
+    tokenizer: Tokenizer,
+    prompt: str,
+    max_tokens: int,
+    block_size: int,
+    threshold: float,
+    suffix: str | None = None,
+):
     ids = special_ids(tokenizer)
     eos, mask = ids.eos, ids.mask
     banned = banned_ids(tokenizer)
@@ -170,7 +179,7 @@ def generate(forward, cache, tokenizer: Tokenizer, prompt: str, max_tokens: int,
         if len(generated) < max_tokens:
             _, new_k, new_v = forward(block, k, v, causal=True)
             k, v = torch.cat([k, new_k], dim=3), torch.cat([v, new_v], dim=3)
-    return {"text": tokenizer.decode(generated, skip_special_tokens=False)[len(given.healed):], "blocks": blocks}
+    return {"text": tokenizer.decode(generated, skip_special_tokens=False)[len(given.healed) :], "blocks": blocks}
 
 
 # ---------------------------------------------------------------- the batched reference sampler
@@ -220,8 +229,16 @@ class Rollouts:
 
 
 @torch.no_grad()
-def generate_batch(model: Denoiser, tokenizer: Tokenizer, prompts: list[Prompt], max_tokens: int, block_size: int,
-                   threshold=0.9, temperature=0.0, generator: torch.Generator | None = None) -> Rollouts:
+def generate_batch(
+    model: Denoiser,
+    tokenizer: Tokenizer,
+    prompts: list[Prompt],
+    max_tokens: int,
+    block_size: int,
+    threshold=0.9,
+    temperature=0.0,
+    generator: torch.Generator | None = None,
+) -> Rollouts:
     """`generate` for prompts of one length at once, on the PyTorch model: the same blocks,
     threshold rule, end token and token healing. `threshold` and `temperature` are a number or one
     per row; a row with temperature > 0 draws each token from its softmax at that temperature
@@ -285,8 +302,9 @@ def generate_batch(model: Denoiser, tokenizer: Tokenizer, prompts: list[Prompt],
     return Rollouts(torch.where(after_end, eos, tokens), order, steps, lengths)  # what followed the end: end tokens
 
 
-def generate_autoregressive(forward, cache, tokenizer: Tokenizer, prompt: str, max_tokens: int,
-                            suffix: str | None = None):
+def generate_autoregressive(
+    forward, cache, tokenizer: Tokenizer, prompt: str, max_tokens: int, suffix: str | None = None
+):
     """Greedy next-token decoding of the autoregressive twin, one forward per token with the cache.
     Returns generate()'s shape: one block whose steps are the forwards that chose a token."""
     ids = special_ids(tokenizer)
@@ -308,8 +326,10 @@ def generate_autoregressive(forward, cache, tokenizer: Tokenizer, prompt: str, m
         if len(generated) < max_tokens:
             logits, new_k, new_v = forward([token], k, v, causal=True)
             k, v = torch.cat([k, new_k], dim=3), torch.cat([v, new_v], dim=3)
-    return {"text": tokenizer.decode(generated, skip_special_tokens=False)[len(given.healed):],
-            "blocks": [{"tokens": len(generated), "steps": steps, "ids": generated}]}
+    return {
+        "text": tokenizer.decode(generated, skip_special_tokens=False)[len(given.healed) :],
+        "blocks": [{"tokens": len(generated), "steps": steps, "ids": generated}],
+    }
 
 
 def position_predictions(forward, cache, context: list[int], block: list[int], objective: str) -> torch.Tensor:
@@ -330,7 +350,9 @@ def main() -> None:
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--checkpoint", type=Path, help="checkpoint.pt, or a directory of weight parts")
     source.add_argument("--onnx", type=Path, help="an exported denoiser.onnx (its manifest.json beside it)")
-    parser.add_argument("--tokenizer", type=Path, default=Path(__file__).resolve().parents[1] / "sprout-tiny" / "tokenizer.json")
+    parser.add_argument(
+        "--tokenizer", type=Path, default=Path(__file__).resolve().parents[1] / "sprout-tiny" / "tokenizer.json"
+    )
     parser.add_argument("--prompt", required=True)
     parser.add_argument("--suffix", default=None, help="infill between --prompt and this")
     parser.add_argument("--max-tokens", type=int, default=64)
@@ -354,7 +376,9 @@ def main() -> None:
     if objective == "ar":
         result = generate_autoregressive(forward, cache, tokenizer, args.prompt, args.max_tokens, args.suffix)
     else:
-        result = generate(forward, cache, tokenizer, args.prompt, args.max_tokens, args.block_size, args.threshold, args.suffix)
+        result = generate(
+            forward, cache, tokenizer, args.prompt, args.max_tokens, args.block_size, args.threshold, args.suffix
+        )
     print(json.dumps(result))
 
 

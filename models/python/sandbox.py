@@ -93,8 +93,9 @@ def _tail(path: Path, limit: int = 2000) -> str:
     return data[-limit:].decode(errors="replace")
 
 
-def run_program(source: str, limits: Limits = Limits(), isolate_network: bool = True) -> Execution:
+def run_program(source: str, limits: Limits | None = None, isolate_network: bool = True) -> Execution:
     """Runs `source` in a separate, limited process (models/python/README.md, "The sandbox")."""
+    limits = limits or Limits()
     prefix, _ = network_isolation() if isolate_network else ([], None)
     nonce = secrets.token_hex(16)
     with tempfile.TemporaryDirectory(prefix="sprout-eval-") as root:
@@ -104,13 +105,24 @@ def run_program(source: str, limits: Limits = Limits(), isolate_network: bool = 
         program = root_path / "candidate.py"
         program.write_text(source, encoding="utf-8")
         stdout_path, stderr_path = root_path / "stdout", root_path / "stderr"
-        command = [*prefix, sys.executable, "-I", "-c", BOOTSTRAP, str(program), nonce,
-                   str(limits.cpu_s), str(limits.memory_bytes), str(limits.file_bytes)]
+        command = [
+            *prefix,
+            sys.executable,
+            "-I",
+            "-c",
+            BOOTSTRAP,
+            str(program),
+            nonce,
+            str(limits.cpu_s),
+            str(limits.memory_bytes),
+            str(limits.file_bytes),
+        ]
         env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": str(work), "TMPDIR": str(work)}
         started = time.monotonic()
         with stdout_path.open("wb") as out, stderr_path.open("wb") as err:
-            process = subprocess.Popen(command, cwd=work, env=env, stdin=subprocess.DEVNULL,
-                                       stdout=out, stderr=err, start_new_session=True)
+            process = subprocess.Popen(
+                command, cwd=work, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=err, start_new_session=True
+            )
             try:
                 returncode: int | None = process.wait(timeout=limits.timeout_s)
             except subprocess.TimeoutExpired:
@@ -120,7 +132,9 @@ def run_program(source: str, limits: Limits = Limits(), isolate_network: bool = 
                 process.wait()
         seconds = time.monotonic() - started
         stdout, stderr = _tail(stdout_path), _tail(stderr_path)
-    return Execution(_outcome(returncode, stdout, nonce), returncode, stdout, stderr, seconds, process.pid, bool(prefix))
+    return Execution(
+        _outcome(returncode, stdout, nonce), returncode, stdout, stderr, seconds, process.pid, bool(prefix)
+    )
 
 
 def _kill_group(pgid: int) -> None:

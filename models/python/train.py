@@ -77,8 +77,14 @@ def sample_windows(tokens: np.ndarray, batch: int, length: int, generator: np.ra
     return torch.from_numpy(np.stack([tokens[s : s + length] for s in starts]).astype(np.int64))
 
 
-def edit_corrupt(noisy: np.ndarray, t_block: np.ndarray, block_size: int, rng: np.random.Generator,
-                 alpha_max: float = 0.1, row_rate: float = 1.0) -> np.ndarray:
+def edit_corrupt(
+    noisy: np.ndarray,
+    t_block: np.ndarray,
+    block_size: int,
+    rng: np.random.Generator,
+    alpha_max: float = 0.1,
+    row_rate: float = 1.0,
+) -> np.ndarray:
     """Stage 2's edit corruption of the noisy copy, block by block: ⌊L·α_t⌋ edits with
     α_t = alpha_max·t (so α_t ≤ 0.1), each a substitution, an insertion or a deletion of a token,
     in a share `row_rate` of the rows (the others stay plain masked diffusion: a mixture).
@@ -108,8 +114,16 @@ def edit_corrupt(noisy: np.ndarray, t_block: np.ndarray, block_size: int, rng: n
     return out
 
 
-def diffusion_loss(model: Denoiser, clean: torch.Tensor, block_size: int, generator: torch.Generator, t_min: float = 0.02,
-                   edit_rng: np.random.Generator | None = None, edit_rows: float = 1.0, flex: bool = False):
+def diffusion_loss(
+    model: Denoiser,
+    clean: torch.Tensor,
+    block_size: int,
+    generator: torch.Generator,
+    t_min: float = 0.02,
+    edit_rng: np.random.Generator | None = None,
+    edit_rows: float = 1.0,
+    flex: bool = False,
+):
     """Masked-diffusion ELBO for one batch of clean windows [batch, length].
 
     With `edit_rng` (stage 2), the visible tokens of a share `edit_rows` of the noisy rows are also
@@ -130,7 +144,11 @@ def diffusion_loss(model: Denoiser, clean: torch.Tensor, block_size: int, genera
 
     ids = torch.cat([clean, noisy], dim=1)
     positions = torch.arange(length, device=device).repeat(2).expand(batch, -1)
-    mask = training_block_mask(length, block_size, str(device)) if flex else training_mask(length, block_size, device).expand(batch, -1, -1)
+    mask = (
+        training_block_mask(length, block_size, str(device))
+        if flex
+        else training_mask(length, block_size, device).expand(batch, -1, -1)
+    )
     past_key, past_value = model.empty_cache(batch, device)
     hidden, _, _ = model.hidden_states(ids, positions, past_key, past_value, mask)
     noisy_hidden = hidden[:, length:]
@@ -186,7 +204,9 @@ def prefetch(iterator, depth: int = 2):
 
 def adamw(model: Denoiser, lr: float, device: torch.device) -> torch.optim.AdamW:
     # fused: one kernel for every parameter's update on a GPU (a 10M model has ~40 small tensors)
-    return torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.95), weight_decay=0.1, fused=device.type == "cuda")
+    return torch.optim.AdamW(
+        model.parameters(), lr=lr, betas=(0.9, 0.95), weight_decay=0.1, fused=device.type == "cuda"
+    )
 
 
 def learning_rate(step: int, total: int, peak: float, warmup: int) -> float:
@@ -196,11 +216,19 @@ def learning_rate(step: int, total: int, peak: float, warmup: int) -> float:
     return peak * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
-def batch_loss(model: Denoiser, clean: torch.Tensor, block_size: int, generator: torch.Generator, args,
-               edit_rng: np.random.Generator | None = None):
+def batch_loss(
+    model: Denoiser,
+    clean: torch.Tensor,
+    block_size: int,
+    generator: torch.Generator,
+    args,
+    edit_rng: np.random.Generator | None = None,
+):
     if args.objective == "ar":
         return autoregressive_loss(model, clean, args.flex_attention)
-    return diffusion_loss(model, clean, block_size, generator, args.t_min, edit_rng, args.edit_rows, args.flex_attention)
+    return diffusion_loss(
+        model, clean, block_size, generator, args.t_min, edit_rng, args.edit_rows, args.flex_attention
+    )
 
 
 @torch.no_grad()
@@ -223,24 +251,48 @@ def main() -> None:
     parser.add_argument("--run", type=Path, required=True)
     parser.add_argument("--steps", type=int, default=20000, help="schedule length")
     parser.add_argument("--minutes", type=float, default=None, help="stop (and checkpoint) after this long")
-    parser.add_argument("--stop-at", type=int, default=None,
-                        help="stop (and checkpoint) at this step, keeping the --steps schedule (to change data or recipe there)")
-    parser.add_argument("--objective", choices=["diffusion", "ar"], default="diffusion",
-                        help="ar: the autoregressive twin (same network, causal mask, next-token loss)")
+    parser.add_argument(
+        "--stop-at",
+        type=int,
+        default=None,
+        help="stop (and checkpoint) at this step, keeping the --steps schedule (to change data or recipe there)",
+    )
+    parser.add_argument(
+        "--objective",
+        choices=["diffusion", "ar"],
+        default="diffusion",
+        help="ar: the autoregressive twin (same network, causal mask, next-token loss)",
+    )
     parser.add_argument("--fim-rate", type=float, default=0.0, help="share of windows in fill-in-the-middle order")
     parser.add_argument("--tokenizer", type=Path, default=DEFAULT_TOKENIZER, help="for fill-in-the-middle samples")
-    parser.add_argument("--init-from", type=Path, default=None,
-                        help="a fresh run starts from this model directory's weights (its manifest and ONNX graph): a fine-tune")
-    parser.add_argument("--stage2-from", type=int, default=None,
-                        help="from this step on, stage 2: edit corruption of visible tokens (diffusion only)")
-    parser.add_argument("--edit-rows", type=float, default=0.5,
-                        help="stage 2: share of sequences whose visible tokens are edited (the rest: masking only)")
+    parser.add_argument(
+        "--init-from",
+        type=Path,
+        default=None,
+        help="a fresh run starts from this model directory's weights (its manifest and ONNX graph): a fine-tune",
+    )
+    parser.add_argument(
+        "--stage2-from",
+        type=int,
+        default=None,
+        help="from this step on, stage 2: edit corruption of visible tokens (diffusion only)",
+    )
+    parser.add_argument(
+        "--edit-rows",
+        type=float,
+        default=0.5,
+        help="stage 2: share of sequences whose visible tokens are edited (the rest: masking only)",
+    )
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="CPU threads for torch")
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--length", type=int, default=256)
     parser.add_argument("--block-sizes", type=int, nargs="+", default=[32, 16, 64])
-    parser.add_argument("--t-min", type=float, default=0.02,
-                        help="lowest noise level; with --block-sizes 1 --t-min 1 this trains the autoregressive twin")
+    parser.add_argument(
+        "--t-min",
+        type=float,
+        default=0.02,
+        help="lowest noise level; with --block-sizes 1 --t-min 1 this trains the autoregressive twin",
+    )
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--warmup", type=int, default=200)
     parser.add_argument("--eval-every", type=int, default=250)
@@ -250,14 +302,24 @@ def main() -> None:
     parser.add_argument("--layers", type=int, default=4)
     parser.add_argument("--heads", type=int, default=4)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--weights-out", type=Path, default=None,
-                        help="also write bf16 weights in ≤15 MiB parts here at each checkpoint (GPU runs)")
+    parser.add_argument(
+        "--weights-out",
+        type=Path,
+        default=None,
+        help="also write bf16 weights in ≤15 MiB parts here at each checkpoint (GPU runs)",
+    )
     parser.add_argument("--compile", action="store_true", help="torch.compile the transformer (GPU runs)")
-    parser.add_argument("--flex-attention", action="store_true",
-                        help="block-sparse flex attention instead of a dense mask (GPU runs: long windows, large batches; CUDA only)")
-    parser.add_argument("--fit-schedule", action="store_true",
-                        help="with --minutes: after 100 steps, shrink --steps (and --stage2-from, kept at the same share) "
-                             "to what the measured speed finishes in time, so a time-boxed run still anneals and reaches stage 2")
+    parser.add_argument(
+        "--flex-attention",
+        action="store_true",
+        help="block-sparse flex attention instead of a dense mask (GPU runs: long windows, large batches; CUDA only)",
+    )
+    parser.add_argument(
+        "--fit-schedule",
+        action="store_true",
+        help="with --minutes: after 100 steps, shrink --steps (and --stage2-from, kept at the same share) "
+        "to what the measured speed finishes in time, so a time-boxed run still anneals and reaches stage 2",
+    )
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
@@ -277,7 +339,12 @@ def main() -> None:
     args.run.mkdir(parents=True, exist_ok=True)
     checkpoint_path = args.run / "checkpoint.pt"
 
-    config = ModelConfig(d_model=args.d_model, n_layers=args.layers, n_heads=args.heads, ffn_hidden=int(args.d_model * 8 / 3 / 16 + 0.5) * 16)
+    config = ModelConfig(
+        d_model=args.d_model,
+        n_layers=args.layers,
+        n_heads=args.heads,
+        ffn_hidden=int(args.d_model * 8 / 3 / 16 + 0.5) * 16,
+    )
     torch.manual_seed(args.seed)  # the initial weights: a run is reproducible from its command
     model = Denoiser(config).to(device)
     optimizer = adamw(model, args.lr, device)
@@ -337,10 +404,16 @@ def main() -> None:
 
     if args.compile:
         model.hidden_states = torch.compile(model.hidden_states)  # the state dict keeps its plain names
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
+    autocast = (
+        torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
+    )
     deadline = time.time() + args.minutes * 60 if args.minutes else math.inf
     log = (args.run / "log.jsonl").open("a") if rank == 0 else None
-    progress = tqdm(total=args.steps, initial=step, unit="step", dynamic_ncols=True) if tqdm and rank == 0 and sys.stderr.isatty() else None
+    progress = (
+        tqdm(total=args.steps, initial=step, unit="step", dynamic_ncols=True)
+        if tqdm and rank == 0 and sys.stderr.isatty()
+        else None
+    )
     tokens_seen, started = 0, time.time()
     last_step = min(args.steps, args.stop_at or args.steps)
 
@@ -360,10 +433,14 @@ def main() -> None:
         if fit_from and step == fit_from[0] + 100:
             # Steps 20..120 give the speed (the first ones pay for kernel selection and compiling).
             rate = 100 / (time.time() - fit_from[1])
-            fitted = min(args.steps, step + int(rate * (deadline - time.time()) * 0.85))  # stage 2 is slower (edit corruption on the CPU)
+            fitted = min(
+                args.steps, step + int(rate * (deadline - time.time()) * 0.85)
+            )  # stage 2 is slower (edit corruption on the CPU)
             if args.stage2_from is not None:
                 args.stage2_from = int(args.stage2_from * fitted / args.steps)
-            print(f"schedule fitted: {rate:.1f} steps/s, {args.steps} -> {fitted} steps, stage 2 from {args.stage2_from}")
+            print(
+                f"schedule fitted: {rate:.1f} steps/s, {args.steps} -> {fitted} steps, stage 2 from {args.stage2_from}"
+            )
             args.steps = fitted
             last_step = min(fitted, args.stop_at or fitted)
             fit_from = None
@@ -375,7 +452,9 @@ def main() -> None:
         block_size, clean, recipe_rng, drawn_state = next(batches)
         stage2 = args.objective == "diffusion" and args.stage2_from is not None and step >= args.stage2_from
         with autocast:
-            loss, masked_nll = batch_loss(model, clean.to(device), block_size, torch_gen, args, recipe_rng if stage2 else None)
+            loss, masked_nll = batch_loss(
+                model, clean.to(device), block_size, torch_gen, args, recipe_rng if stage2 else None
+            )
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if world > 1:
@@ -391,8 +470,14 @@ def main() -> None:
         optimizer.step()
         step += 1
         tokens_seen += clean.numel() * world
-        record = {"step": step, "loss": round(loss.item(), 4), "masked_nll": round(masked_nll.item(), 4), "lr": lr, "stage": 2 if stage2 else 1,
-                  "tokens_per_s": round(tokens_seen / (time.time() - started), 1)}
+        record = {
+            "step": step,
+            "loss": round(loss.item(), 4),
+            "masked_nll": round(masked_nll.item(), 4),
+            "lr": lr,
+            "stage": 2 if stage2 else 1,
+            "tokens_per_s": round(tokens_seen / (time.time() - started), 1),
+        }
         if args.fim_rate > 0:
             record["fim_rate"] = args.fim_rate
         if world > 1:

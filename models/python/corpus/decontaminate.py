@@ -34,13 +34,32 @@ def _boilerplate_tokens() -> frozenset[bytes]:
 
     words = {word.lower() for word in keyword.kwlist} | {name.lower() for name in dir(builtins)}
     words |= {"self", "cls", "0", "1", "2"} | set("abcdefghijklmnopqrstuvwxyz")
-    operators = {"**", "//", "==", "!=", "<=", ">=", "->", "-", "+", "*", "/", "%", "<", ">", "=",
-                 "&", "|", "^", "~", "@"}
+    operators = {
+        "**",
+        "//",
+        "==",
+        "!=",
+        "<=",
+        ">=",
+        "->",
+        "-",
+        "+",
+        "*",
+        "/",
+        "%",
+        "<",
+        ">",
+        "=",
+        "&",
+        "|",
+        "^",
+        "~",
+        "@",
+    }
     return frozenset(word.encode() for word in words | operators)
 
 
 BOILERPLATE_TOKENS = _boilerplate_tokens()
-
 
 
 def is_distinctive_function_name(name: str) -> bool:
@@ -73,8 +92,7 @@ def informative_code_ngrams(text: str, n: int = CONTAMINATION_NGRAM) -> tuple[np
     hashes = ngram_hashes(hash_tokens(tokens), n)
     if not len(hashes):
         return hashes, np.zeros(0, dtype=bool), tokens
-    informative = np.fromiter((token not in BOILERPLATE_TOKENS for token in tokens), dtype=np.int64,
-                              count=len(tokens))
+    informative = np.fromiter((token not in BOILERPLATE_TOKENS for token in tokens), dtype=np.int64, count=len(tokens))
     return hashes, np.convolve(informative, np.ones(n, dtype=np.int64), mode="valid") > 0, tokens
 
 
@@ -99,7 +117,7 @@ class EvalSet:
     signatures: list[tuple[str, tuple[str, ...]]] = field(default_factory=list)  # QuixBugs functions
 
     @classmethod
-    def load(cls, eval_root: Path) -> "EvalSet":
+    def load(cls, eval_root: Path) -> EvalSet:
         evals = cls()
         for task in _read_jsonl(eval_root / "mbpp" / "mbpp.jsonl"):
             evals.codes.append(task.get("code", ""))
@@ -115,8 +133,9 @@ class EvalSet:
                 evals.codes.append(code)
                 tree = parse_python(code)
                 if tree is not None:
-                    evals.signatures.extend(signature for signature in function_signatures(tree)
-                                            if signature[0] == program.get("name"))
+                    evals.signatures.extend(
+                        signature for signature in function_signatures(tree) if signature[0] == program.get("name")
+                    )
         evals.signatures = sorted(set(evals.signatures))
         return evals
 
@@ -144,8 +163,12 @@ def _is_literal_call(node: ast.AST, depth: int = 0) -> bool:
         return False
     if all(_is_literal(arg) for arg in node.args) and all(_is_literal(kw.value) for kw in node.keywords):
         return True
-    return (depth == 0 and len(node.args) >= 1 and _is_literal_call(node.args[0], depth + 1)
-            and all(_is_literal(arg) for arg in node.args[1:]))
+    return (
+        depth == 0
+        and len(node.args) >= 1
+        and _is_literal_call(node.args[0], depth + 1)
+        and all(_is_literal(arg) for arg in node.args[1:])
+    )
 
 
 _ASSERT_CALL = re.compile(r"^\s*assert\s+\(?\s*[A-Za-z_]\w*\(", re.MULTILINE)  # cheap pre-check
@@ -158,9 +181,12 @@ def count_benchmark_asserts(tree: ast.AST) -> int:
         if not isinstance(node, ast.Assert) or not isinstance(node.test, ast.Compare):
             continue
         compare = node.test
-        if (len(compare.ops) == 1 and isinstance(compare.ops[0], (ast.Eq, ast.Is))
-                and _is_literal_call(compare.left)
-                and (_is_literal(compare.comparators[0]) or _is_literal_call(compare.comparators[0]))):
+        if (
+            len(compare.ops) == 1
+            and isinstance(compare.ops[0], (ast.Eq, ast.Is))
+            and _is_literal_call(compare.left)
+            and (_is_literal(compare.comparators[0]) or _is_literal_call(compare.comparators[0]))
+        ):
             count += 1
     return count
 
@@ -176,7 +202,7 @@ class Decontaminator:
             informative_hashes.append(hashes[informative])
             boilerplate_hashes.append(hashes[~informative])
             for index in np.flatnonzero(informative):
-                self.ngram_text[int(hashes[index])] = b" ".join(tokens[index: index + CONTAMINATION_NGRAM]).decode()
+                self.ngram_text[int(hashes[index])] = b" ".join(tokens[index : index + CONTAMINATION_NGRAM]).decode()
         self.ngrams = np.unique(np.concatenate(informative_hashes))
         # Only counted, never used to drop: how many files the boilerplate n-grams would have hit.
         self.boilerplate_ngrams = np.setdiff1d(np.unique(np.concatenate(boilerplate_hashes)), self.ngrams)
@@ -186,8 +212,11 @@ class Decontaminator:
         self.prompt_prefix_pattern = re.compile("|".join(map(re.escape, prefixes))) if prefixes else None
         self.signatures = {signature for signature in evals.signatures if is_distinctive_function_name(signature[0])}
         names = sorted({name for name, _ in self.signatures})
-        self.def_pattern = (re.compile(r"^\s*(?:async\s+)?def\s+(?:" + "|".join(map(re.escape, names)) + r")\s*\(",
-                                       re.MULTILINE) if names else None)
+        self.def_pattern = (
+            re.compile(r"^\s*(?:async\s+)?def\s+(?:" + "|".join(map(re.escape, names)) + r")\s*\(", re.MULTILINE)
+            if names
+            else None
+        )
         self.hits: Counter[str] = Counter()
         self.matched_ngrams: Counter[str] = Counter()
 
@@ -232,8 +261,10 @@ class Decontaminator:
         if name is not None:
             self.hits[f"quixbugs_def:{name}"] += 1
             return "contaminated", f"QuixBugs def {name}"
-        if (len(_ASSERT_CALL.findall(text)) >= BENCHMARK_ASSERT_THRESHOLD
-                and count_benchmark_asserts(tree) >= BENCHMARK_ASSERT_THRESHOLD):
+        if (
+            len(_ASSERT_CALL.findall(text)) >= BENCHMARK_ASSERT_THRESHOLD
+            and count_benchmark_asserts(tree) >= BENCHMARK_ASSERT_THRESHOLD
+        ):
             self.hits["benchmark_asserts"] += 1
             return "benchmark_like", "MBPP-style asserts"
         return None

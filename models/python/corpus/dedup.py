@@ -57,8 +57,9 @@ class NearDuplicateIndex:
         self.candidate_checks = 0
 
     def _band_keys(self, signature: np.ndarray) -> list[bytes]:
-        return [bytes([band]) + signature[band * self.rows: (band + 1) * self.rows].tobytes()
-                for band in range(self.bands)]
+        return [
+            bytes([band]) + signature[band * self.rows : (band + 1) * self.rows].tobytes() for band in range(self.bands)
+        ]
 
     def find_duplicate(self, signature: np.ndarray) -> int | None:
         candidates: set[int] = set()

@@ -8,8 +8,19 @@ import re
 import warnings
 
 VENDORED_SEGMENTS = frozenset(
-    {"_vendor", "vendor", "vendored", "_vendored", "third_party", "thirdparty", "third-party",
-     "_third_party", "externals", "extern", "_extern"}
+    {
+        "_vendor",
+        "vendor",
+        "vendored",
+        "_vendored",
+        "third_party",
+        "thirdparty",
+        "third-party",
+        "_third_party",
+        "externals",
+        "extern",
+        "_extern",
+    }
 )
 TEST_DIR_SEGMENTS = frozenset({"test", "tests", "testing"})
 TEST_FILE_NAMES = frozenset({"conftest.py", "test.py", "tests.py"})
@@ -29,10 +40,15 @@ def path_drop_reason(path: str) -> str | None:
     parts = [part.lower() for part in path.split("/")]
     directories, filename = parts[:-1], parts[-1]
     if VENDORED_SEGMENTS.intersection(directories) or any(
-            directory.lstrip("_").startswith(("third_party", "thirdparty", "third-party")) for directory in directories):
+        directory.lstrip("_").startswith(("third_party", "thirdparty", "third-party")) for directory in directories
+    ):
         return "vendored"
-    if (TEST_DIR_SEGMENTS.intersection(directories) or filename in TEST_FILE_NAMES
-            or filename.startswith("test_") or filename.endswith("_test.py")):
+    if (
+        TEST_DIR_SEGMENTS.intersection(directories)
+        or filename in TEST_FILE_NAMES
+        or filename.startswith("test_")
+        or filename.endswith("_test.py")
+    ):
         return "tests"
     if filename.endswith("_pb2.py") or filename.endswith("_pb2_grpc.py"):
         return "generated"

@@ -11,8 +11,9 @@ import numpy as np
 
 
 def stable_odd_constants(label: str, count: int) -> np.ndarray:
-    values = [int.from_bytes(hashlib.sha256(f"{label}-{index}".encode()).digest()[:8], "little") | 1
-              for index in range(count)]
+    values = [
+        int.from_bytes(hashlib.sha256(f"{label}-{index}".encode()).digest()[:8], "little") | 1 for index in range(count)
+    ]
     return np.array(values, dtype=np.uint64)
 
 
@@ -31,6 +32,6 @@ def ngram_hashes(token_hashes: np.ndarray, n: int) -> np.ndarray:
     combined = np.zeros(windows, dtype=np.uint64)
     with np.errstate(over="ignore"):
         for offset in range(n):
-            combined += token_hashes[offset: offset + windows] * _NGRAM_MULTIPLIERS[offset]
+            combined += token_hashes[offset : offset + windows] * _NGRAM_MULTIPLIERS[offset]
         combined ^= combined >> np.uint64(29)
     return combined

@@ -10,14 +10,33 @@ from dataclasses import dataclass
 
 PERMISSIVE_LICENSES = frozenset(
     {
-        "MIT", "MIT-0", "MIT-CMU", "X11",
-        "0BSD", "BSD", "BSD-1-Clause", "BSD-2-Clause", "BSD-3-Clause", "BSD-4-Clause",
-        "BSD-2-Clause-Patent", "BSD-3-Clause-Clear", "BSD-3-Clause-LBNL",
-        "Apache", "Apache-1.1", "Apache-2.0",
-        "PSF-2.0", "Python-2.0", "CNRI-Python",
+        "MIT",
+        "MIT-0",
+        "MIT-CMU",
+        "X11",
+        "0BSD",
+        "BSD",
+        "BSD-1-Clause",
+        "BSD-2-Clause",
+        "BSD-3-Clause",
+        "BSD-4-Clause",
+        "BSD-2-Clause-Patent",
+        "BSD-3-Clause-Clear",
+        "BSD-3-Clause-LBNL",
+        "Apache",
+        "Apache-1.1",
+        "Apache-2.0",
+        "PSF-2.0",
+        "Python-2.0",
+        "CNRI-Python",
         "ISC",
-        "Unlicense", "CC0-1.0",
-        "Zlib", "BSL-1.0", "NCSA", "HPND", "ZPL-2.1",
+        "Unlicense",
+        "CC0-1.0",
+        "Zlib",
+        "BSL-1.0",
+        "NCSA",
+        "HPND",
+        "ZPL-2.1",
     }
 )
 _PERMISSIVE_BY_LOWER = {name.lower(): name for name in PERMISSIVE_LICENSES}
@@ -94,7 +113,7 @@ def classify_license_atom(text: str) -> tuple[str, str]:
         return RESTRICTIVE, base.strip()
     canonical = canonical_license_id(base)
     if canonical is not None:
-        return PERMISSIVE, canonical + text.strip()[len(base.strip()):]
+        return PERMISSIVE, canonical + text.strip()[len(base.strip()) :]
     return UNKNOWN, text.strip()
 
 
@@ -197,8 +216,9 @@ def classify_license(metadata: str) -> LicenseVerdict:
     expression = (message.get("License-Expression") or "").strip()
     if expression:
         verdict, name = evaluate_license_expression(expression)
-        return LicenseVerdict(verdict == PERMISSIVE, name if verdict == PERMISSIVE else expression,
-                              f"License-Expression: {verdict}")
+        return LicenseVerdict(
+            verdict == PERMISSIVE, name if verdict == PERMISSIVE else expression, f"License-Expression: {verdict}"
+        )
 
     votes: list[tuple[str, str, str]] = []
     license_field = message.get("License") or ""

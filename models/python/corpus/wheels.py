@@ -11,7 +11,6 @@ from pathlib import Path
 from packaging.version import InvalidVersion, Version
 
 
-
 def normalise_project_name(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
@@ -56,8 +55,7 @@ def select_newest_wheels(paths: Iterable[Path]) -> tuple[list[Path], int]:
 
 
 def read_wheel_metadata(archive: zipfile.ZipFile) -> str:
-    names = [name for name in archive.namelist()
-             if name.endswith(".dist-info/METADATA") and name.count("/") == 1]
+    names = [name for name in archive.namelist() if name.endswith(".dist-info/METADATA") and name.count("/") == 1]
     if not names:
         return ""
     return archive.read(sorted(names)[0]).decode("utf-8", errors="replace")

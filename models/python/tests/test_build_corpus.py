@@ -12,14 +12,15 @@ import pytest
 import build_corpus as bc
 from corpus import decontaminate, dedup, filters, licenses, stdlib, wheels
 
-
 # ------------------------------------------------------------------------------------------
 # Helpers
 # ------------------------------------------------------------------------------------------
 
 
 def metadata(name: str = "demo", version: str = "1.0", *headers: str) -> str:
-    return "\n".join(["Metadata-Version: 2.4", f"Name: {name}", f"Version: {version}", *headers]) + "\n\nA description.\n"
+    return (
+        "\n".join(["Metadata-Version: 2.4", f"Name: {name}", f"Version: {version}", *headers]) + "\n\nA description.\n"
+    )
 
 
 def make_wheel(directory: Path, name: str, version: str, files: dict[str, str], *headers: str) -> Path:
@@ -46,27 +47,40 @@ def module_source(seed: str, functions: int = 8) -> str:
     return "\n".join(lines) + "\n"
 
 
-MBPP_CODE = "def similar_elements(test_tup1, test_tup2):\r\n  res = tuple(set(test_tup1) & set(test_tup2))\r\n  return (res) "
+MBPP_CODE = (
+    "def similar_elements(test_tup1, test_tup2):\r\n  res = tuple(set(test_tup1) & set(test_tup2))\r\n  return (res) "
+)
 MBPP_TEXT = "Write a function to find the similar elements from the given two tuple lists."
-QUIX_SOLUTION = "def bitcount(n):\n    count = 0\n    while n:\n        n &= n - 1\n        count += 1\n    return count"
+QUIX_SOLUTION = (
+    "def bitcount(n):\n    count = 0\n    while n:\n        n &= n - 1\n        count += 1\n    return count"
+)
 QUIX_GCD = "def gcd(a, b):\n    if b == 0:\n        return a\n    else:\n        return gcd(b, a % b)"
-QUIX_CYCLE = ("def detect_cycle(node):\n    hare = tortoise = node\n    while True:\n"
-              "        if hare is None or hare.successor is None:\n            return False\n"
-              "        tortoise = tortoise.successor\n        hare = hare.successor.successor\n"
-              "        if hare is tortoise:\n            return True")
+QUIX_CYCLE = (
+    "def detect_cycle(node):\n    hare = tortoise = node\n    while True:\n"
+    "        if hare is None or hare.successor is None:\n            return False\n"
+    "        tortoise = tortoise.successor\n        hare = hare.successor.successor\n"
+    "        if hare is tortoise:\n            return True"
+)
 
 
 def make_eval_root(root: Path) -> Path:
     (root / "mbpp").mkdir(parents=True)
     (root / "quixbugs").mkdir(parents=True)
-    task = {"text": MBPP_TEXT, "code": MBPP_CODE, "task_id": 2,
-            "test_list": ["assert similar_elements((3, 4, 5, 6),(5, 7, 4, 10)) == (4, 5)"]}
+    task = {
+        "text": MBPP_TEXT,
+        "code": MBPP_CODE,
+        "task_id": 2,
+        "test_list": ["assert similar_elements((3, 4, 5, 6),(5, 7, 4, 10)) == (4, 5)"],
+    }
     (root / "mbpp" / "mbpp.jsonl").write_text(json.dumps(task) + "\n")
-    (root / "mbpp" / "sanitized-mbpp.json").write_text(json.dumps(
-        [{"prompt": MBPP_TEXT.replace("similar", "shared"), "code": MBPP_CODE, "task_id": 2}]))
-    programs = [{"name": "bitcount", "buggy_program": QUIX_SOLUTION.replace("&=", "^="), "solution": QUIX_SOLUTION},
-                {"name": "gcd", "buggy_program": QUIX_GCD, "solution": QUIX_GCD},
-                {"name": "detect_cycle", "buggy_program": QUIX_CYCLE, "solution": QUIX_CYCLE}]
+    (root / "mbpp" / "sanitized-mbpp.json").write_text(
+        json.dumps([{"prompt": MBPP_TEXT.replace("similar", "shared"), "code": MBPP_CODE, "task_id": 2}])
+    )
+    programs = [
+        {"name": "bitcount", "buggy_program": QUIX_SOLUTION.replace("&=", "^="), "solution": QUIX_SOLUTION},
+        {"name": "gcd", "buggy_program": QUIX_GCD, "solution": QUIX_GCD},
+        {"name": "detect_cycle", "buggy_program": QUIX_CYCLE, "solution": QUIX_CYCLE},
+    ]
     (root / "quixbugs" / "quixbugs_python.jsonl").write_text("".join(json.dumps(p) + "\n" for p in programs))
     return root
 
@@ -131,15 +145,19 @@ def test_classify_license(headers: list[str], keep: bool) -> None:
 
 
 def test_classify_license_recognises_a_whole_mit_text_and_names_it() -> None:
-    text = ("License: MIT License\n        \n        Copyright (c) 2023 Someone\n        \n"
-            "        Permission is hereby granted, free of charge, to any person obtaining a copy")
+    text = (
+        "License: MIT License\n        \n        Copyright (c) 2023 Someone\n        \n"
+        "        Permission is hereby granted, free of charge, to any person obtaining a copy"
+    )
     verdict = licenses.classify_license(metadata("demo", "1.0", text))
     assert verdict.keep and verdict.license == "MIT"
 
 
 def test_classify_license_reports_a_canonical_name() -> None:
     assert licenses.classify_license(metadata("d", "1", "License: Apache License, Version 2.0")).license == "Apache-2.0"
-    assert licenses.classify_license(metadata("d", "1", "License-Expression: MIT OR GPL-3.0")).license == "MIT OR GPL-3.0"
+    assert (
+        licenses.classify_license(metadata("d", "1", "License-Expression: MIT OR GPL-3.0")).license == "MIT OR GPL-3.0"
+    )
 
 
 # ------------------------------------------------------------------------------------------
@@ -155,14 +173,21 @@ def test_version_order_is_numeric_and_knows_pre_and_post_releases() -> None:
 
 
 def test_select_newest_wheels_keeps_one_per_project(tmp_path: Path) -> None:
-    names = ["numpy-1.26.4-cp311-cp311-linux.whl", "numpy-2.4.6-cp311-cp311-linux.whl",
-             "numpy-2.10.0-cp311-cp311-linux.whl", "Flask_Login-0.6.3-py3-none-any.whl",
-             "flask_login-0.6.2-py3-none-any.whl", "torch-2.13.0+cpu-cp311-cp311-linux.whl",
-             "torch-2.14.1-cp311-cp311-linux.whl"]
+    names = [
+        "numpy-1.26.4-cp311-cp311-linux.whl",
+        "numpy-2.4.6-cp311-cp311-linux.whl",
+        "numpy-2.10.0-cp311-cp311-linux.whl",
+        "Flask_Login-0.6.3-py3-none-any.whl",
+        "flask_login-0.6.2-py3-none-any.whl",
+        "torch-2.13.0+cpu-cp311-cp311-linux.whl",
+        "torch-2.14.1-cp311-cp311-linux.whl",
+    ]
     chosen, skipped = wheels.select_newest_wheels(tmp_path / name for name in names)
-    assert [path.name for path in chosen] == ["Flask_Login-0.6.3-py3-none-any.whl",
-                                              "numpy-2.10.0-cp311-cp311-linux.whl",
-                                              "torch-2.14.1-cp311-cp311-linux.whl"]
+    assert [path.name for path in chosen] == [
+        "Flask_Login-0.6.3-py3-none-any.whl",
+        "numpy-2.10.0-cp311-cp311-linux.whl",
+        "torch-2.14.1-cp311-cp311-linux.whl",
+    ]
     assert skipped == 4
 
 
@@ -200,8 +225,13 @@ def test_content_drop_reason() -> None:
     good = module_source("alpha")
     assert filters.content_drop_reason(good.encode())[0] is None
     assert filters.content_drop_reason(("# Generated by protoc. DO NOT EDIT!\n" + good).encode())[0] == "generated"
-    assert filters.content_drop_reason(("# -*- coding: utf-8 -*-\n# This file is auto-generated\n" + good).encode())[0] == "generated"
-    assert filters.content_drop_reason(good.encode() + b"\n" * 10 + b"# generated by hand, late in the file\n")[0] is None
+    assert (
+        filters.content_drop_reason(("# -*- coding: utf-8 -*-\n# This file is auto-generated\n" + good).encode())[0]
+        == "generated"
+    )
+    assert (
+        filters.content_drop_reason(good.encode() + b"\n" * 10 + b"# generated by hand, late in the file\n")[0] is None
+    )
     assert filters.content_drop_reason(good.encode(), size=filters.MAX_FILE_BYTES + 1)[0] == "too_large"
     assert filters.content_drop_reason(("x = '" + "a" * 1001 + "'\n" + good).encode())[0] == "long_lines"
     assert filters.content_drop_reason(good.encode("utf-8") + "# caf\u00e9\n".encode("latin-1"))[0] == "not_utf8"
@@ -267,7 +297,8 @@ def test_file_containing_an_mbpp_prompt_is_contaminated(decontaminator: decontam
 
 
 def test_quixbugs_definition_needs_a_distinctive_name_and_the_same_parameters(
-        decontaminator: decontaminate.Decontaminator) -> None:
+    decontaminator: decontaminate.Decontaminator,
+) -> None:
     rewritten = module_source("alpha") + "\n\ndef detect_cycle(node):\n    return node in node.seen\n"
     assert judge(decontaminator, rewritten) == "contaminated"
     other_parameters = module_source("alpha") + "\n\ndef detect_cycle(graph, start):\n    return start in graph\n"
@@ -275,7 +306,9 @@ def test_quixbugs_definition_needs_a_distinctive_name_and_the_same_parameters(
     one_word_name = module_source("alpha") + "\n\ndef bitcount(n):\n    return bin(n).count('1')\n"
     assert judge(decontaminator, one_word_name) is None
     assert decontaminate.is_distinctive_function_name("shortest_path_length")
-    assert not decontaminate.is_distinctive_function_name("gcd") and not decontaminate.is_distinctive_function_name("_private")
+    assert not decontaminate.is_distinctive_function_name("gcd") and not decontaminate.is_distinctive_function_name(
+        "_private"
+    )
 
 
 def test_benchmark_style_asserts_are_dropped(decontaminator: decontaminate.Decontaminator) -> None:
@@ -287,19 +320,31 @@ def test_benchmark_style_asserts_are_dropped(decontaminator: decontaminate.Decon
 
 def test_boilerplate_ngrams_do_not_contaminate(tmp_path: Path) -> None:
     root = make_eval_root(tmp_path / "eval")
-    loop = "def count_pairs(arr, n):\n    cnt = 0\n    for i in range(n):\n        for j in range(i + 1, n):\n            if arr[i] == arr[j]:\n                cnt += 1\n    return cnt\n"
-    (root / "mbpp" / "mbpp.jsonl").write_text(json.dumps({"text": "Count equal pairs in the array please.", "code": loop}) + "\n")
+    loop = (
+        "def count_pairs(arr, n):\n    cnt = 0\n    for i in range(n):\n        for j in range(i + 1, n):\n"
+        "            if arr[i] == arr[j]:\n                cnt += 1\n    return cnt\n"
+    )
+    (root / "mbpp" / "mbpp.jsonl").write_text(
+        json.dumps({"text": "Count equal pairs in the array please.", "code": loop}) + "\n"
+    )
     decontaminator = decontaminate.Decontaminator(decontaminate.EvalSet.load(root))
-    library = module_source("alpha") + "\n\ndef scan(x, n):\n    for i in range(n):\n        for j in range(i + 1, n):\n            if x[i] == x[j]:\n                return True\n    return False\n"
+    library = (
+        module_source("alpha") + "\n\ndef scan(x, n):\n    for i in range(n):\n        for j in range(i + 1, n):\n"
+        "            if x[i] == x[j]:\n                return True\n    return False\n"
+    )
     assert judge(decontaminator, library) is None
     assert judge(decontaminator, module_source("alpha") + "\n\n" + loop) == "contaminated"
 
 
 def test_strings_and_comments_are_not_code_tokens(tmp_path: Path) -> None:
     root = make_eval_root(tmp_path / "eval")
-    solution = ("import re\ndef text_match(text):\n    patterns = re.compile(r'^[a-zA-Z0-9_]*$')\n"
-                "    if patterns.search(text):\n        return 'Found a match!'\n    return 'Not matched!'\n")
-    (root / "mbpp" / "mbpp.jsonl").write_text(json.dumps({"text": "Match a word of letters and digits.", "code": solution}) + "\n")
+    solution = (
+        "import re\ndef text_match(text):\n    patterns = re.compile(r'^[a-zA-Z0-9_]*$')\n"
+        "    if patterns.search(text):\n        return 'Found a match!'\n    return 'Not matched!'\n"
+    )
+    (root / "mbpp" / "mbpp.jsonl").write_text(
+        json.dumps({"text": "Match a word of letters and digits.", "code": solution}) + "\n"
+    )
     decontaminator = decontaminate.Decontaminator(decontaminate.EvalSet.load(root))
     library = module_source("alpha") + "\nNAME = re.compile(r'^[a-zA-Z0-9_]*$')  # same regex as the eval, other code\n"
     assert judge(decontaminator, library) is None
@@ -313,8 +358,9 @@ def test_strings_and_comments_are_not_code_tokens(tmp_path: Path) -> None:
 
 def test_split_is_stable_and_roughly_90_5_5() -> None:
     # Pinned: if these change, every previously built corpus changes its splits.
-    assert [bc.split_of("cpython-stdlib", path) for path in ("os.py", "json/__init__.py", "asyncio/tasks.py")] == \
-        PINNED_SPLITS
+    assert [
+        bc.split_of("cpython-stdlib", path) for path in ("os.py", "json/__init__.py", "asyncio/tasks.py")
+    ] == PINNED_SPLITS
     counts = {split: 0 for split in bc.SPLITS}
     for index in range(20_000):
         counts[bc.split_of("demo", f"pkg/module_{index}.py")] += 1
@@ -338,18 +384,29 @@ def build_fixture(tmp_path: Path) -> tuple[Path, list[Path], Path]:
     (stdlib / "test" / "test_json.py").write_text(module_source("testjson"))
     wheels = tmp_path / "wheels"
     make_wheel(wheels, "demo", "1.0", {"demo/old.py": module_source("old")}, "License-Expression: MIT")
-    make_wheel(wheels / "nested", "demo", "2.0", {
-        "demo/core.py": module_source("core"),
-        "demo/core_copy.py": module_source("core") + "\n",  # exact duplicate (sorts after core.py)
-        "demo/near_core.py": module_source("core").replace("scale=3", "scale=30"),  # near duplicate
-        "demo/_vendor/six.py": module_source("six"),
-        "demo/tests/test_core.py": module_source("tests"),
-        "demo/leak.py": module_source("leak") + "\n\n" + MBPP_CODE.replace("\r\n", "\n") + "\n",
-        "demo/data.txt": "not python",
-    }, "License-Expression: BSD-3-Clause")
+    make_wheel(
+        wheels / "nested",
+        "demo",
+        "2.0",
+        {
+            "demo/core.py": module_source("core"),
+            "demo/core_copy.py": module_source("core") + "\n",  # exact duplicate (sorts after core.py)
+            "demo/near_core.py": module_source("core").replace("scale=3", "scale=30"),  # near duplicate
+            "demo/_vendor/six.py": module_source("six"),
+            "demo/tests/test_core.py": module_source("tests"),
+            "demo/leak.py": module_source("leak") + "\n\n" + MBPP_CODE.replace("\r\n", "\n") + "\n",
+            "demo/data.txt": "not python",
+        },
+        "License-Expression: BSD-3-Clause",
+    )
     make_wheel(wheels, "copyleft", "3.1", {"copyleft/a.py": module_source("gpl")}, "License-Expression: GPL-3.0-only")
-    make_wheel(tmp_path / "other", "extra", "0.1", {"extra/tool.py": module_source("extra")},
-               "Classifier: License :: OSI Approved :: ISC License (ISCL)")
+    make_wheel(
+        tmp_path / "other",
+        "extra",
+        "0.1",
+        {"extra/tool.py": module_source("extra")},
+        "Classifier: License :: OSI Approved :: ISC License (ISCL)",
+    )
     return stdlib, [wheels, tmp_path / "other", tmp_path / "missing"], make_eval_root(tmp_path / "eval")
 
 
@@ -364,7 +421,7 @@ def test_build_corpus_end_to_end(tmp_path: Path) -> None:
 
     records = read_records(out)
     assert sorted((record["source"], record["path"]) for record in records) == [
-        ("cpython-stdlib==%d.%d" % bc.sys.version_info[:2], "json/__init__.py"),
+        ("cpython-stdlib=={}.{}".format(*bc.sys.version_info[:2]), "json/__init__.py"),
         ("demo==2.0", "demo/core.py"),
         ("extra==0.1", "extra/tool.py"),
     ]
@@ -378,7 +435,8 @@ def test_build_corpus_end_to_end(tmp_path: Path) -> None:
     assert sum(split["files"] for split in manifest["splits"].values()) == 3
     assert [dropped["project"] for dropped in manifest["dropped_sources"]] == ["copyleft"]
     assert manifest["decontamination"]["files"] == [
-        {"source": "demo==2.0", "path": "demo/leak.py", "rule": manifest["decontamination"]["files"][0]["rule"]}]
+        {"source": "demo==2.0", "path": "demo/leak.py", "rule": manifest["decontamination"]["files"][0]["rule"]}
+    ]
 
     again = tmp_path / "again"
     bc.build_corpus(again, stdlib, wheel_roots, eval_root)

@@ -33,8 +33,13 @@ def prompts(batch: int) -> torch.Tensor:
 
 
 def test_the_verifier_reads_the_function_the_completion_writes():
-    task = {"task_id": 0, "text": "Add two numbers.", "code": "def add(a, b):\n    return a + b",
-            "test_list": ["assert add(1, 2) == 3"], "test_setup_code": ""}
+    task = {
+        "task_id": 0,
+        "text": "Add two numbers.",
+        "code": "def add(a, b):\n    return a + b",
+        "test_list": ["assert add(1, 2) == 3"],
+        "test_setup_code": "",
+    }
     clean = list(range(ORDINARY, ORDINARY + BLOCK * BLOCKS))
     # Ended by a new top-level line: the function alone is judged, and its tests run.
     done = distill.verify_rollout(task, "a, b):\n    return a + b\n\nprint(add(", clean, BLOCKS, BLOCK, 0.5)
@@ -43,7 +48,9 @@ def test_the_verifier_reads_the_function_the_completion_writes():
     wrong = distill.verify_rollout(task, "a, b):\n    return a - b\n    if (", clean, BLOCKS, BLOCK, 0.5)
     assert wrong["verified"] and not wrong["tests_passed"]
     assert not distill.verify_rollout(task, "a, b):\n    return (a +\n\nx = 1", clean, BLOCKS, BLOCK, 0.5)["parses"]
-    assert not distill.verify_rollout(task, "a, b):\n    return a + b\n", [7, 8, 9, 10] * 4, BLOCKS, BLOCK, 0.5)["verified"]
+    assert not distill.verify_rollout(task, "a, b):\n    return a + b\n", [7, 8, 9, 10] * 4, BLOCKS, BLOCK, 0.5)[
+        "verified"
+    ]
     assert not distill.verify_rollout(task, "a, b):\n    return a + b\n", clean, BLOCKS, BLOCK, 0.001)["plausible"]
 
 
@@ -80,15 +87,35 @@ def test_the_self_verification_threshold_is_the_runtime_default():
 def test_the_kept_order_is_the_most_likely_of_those_drawn():
     model = tiny_model()
     windows = prompts(4)
-    order, score = distill.best_orders(model, windows, PROMPT, BLOCKS, BLOCK, orders=3, steps=4, temperature=1.0,
-                                       generator=torch.Generator().manual_seed(0), banned=banned_ids(TOKENIZER))
+    order, score = distill.best_orders(
+        model,
+        windows,
+        PROMPT,
+        BLOCKS,
+        BLOCK,
+        orders=3,
+        steps=4,
+        temperature=1.0,
+        generator=torch.Generator().manual_seed(0),
+        banned=banned_ids(TOKENIZER),
+    )
     assert order.shape == (4, BLOCKS * BLOCK) and score.shape == (4, BLOCKS)
     assert ((order >= 0) & (order < 4)).all()  # 4 steps of 2 positions each
     for b in range(BLOCKS):
         counts = torch.stack([(order[:, b * BLOCK : (b + 1) * BLOCK] == s).sum(-1) for s in range(4)], -1)
         assert (counts == BLOCK // 4).all()
-    _, one_score = distill.best_orders(model, windows, PROMPT, BLOCKS, BLOCK, orders=1, steps=4, temperature=1.0,
-                                         generator=torch.Generator().manual_seed(0), banned=banned_ids(TOKENIZER))
+    _, one_score = distill.best_orders(
+        model,
+        windows,
+        PROMPT,
+        BLOCKS,
+        BLOCK,
+        orders=1,
+        steps=4,
+        temperature=1.0,
+        generator=torch.Generator().manual_seed(0),
+        banned=banned_ids(TOKENIZER),
+    )
     # Block 0's first draw is the same in both runs (same generator), so the best of 3 is no worse.
     assert (score[:, 0] >= one_score[:, 0] - 1e-6).all()
 
@@ -119,14 +146,39 @@ def test_a_loop_is_rejected_and_training_writes_exportable_weights(tmp_path: Pat
     save_parts(state, tmp_path / "base")
     windows = prompts(8)
     order = torch.stack([torch.randperm(BLOCK) for _ in range(8 * BLOCKS)]).view(8, BLOCKS * BLOCK)
-    torch.save({"stage": 3, "prompt_len": PROMPT, "block": BLOCK, "blocks": BLOCKS, "windows": windows.int(),
-                "orders": order.short()}, tmp_path / "orders.pt")
+    torch.save(
+        {
+            "stage": 3,
+            "prompt_len": PROMPT,
+            "block": BLOCK,
+            "blocks": BLOCKS,
+            "windows": windows.int(),
+            "orders": order.short(),
+        },
+        tmp_path / "orders.pt",
+    )
     data = tmp_path / "data"
     data.mkdir()
     np.random.default_rng(0).integers(ORDINARY, 64, 4096).astype(np.uint16).tofile(data / "train.bin")
-    parser_args = ["train", "--model", str(tmp_path / "base"), "--trajectories", str(tmp_path / "orders.pt"),
-                   "--data", str(data), "--run", str(tmp_path / "run"), "--steps", "3", "--batch", "2",
-                   "--anchor-length", "32", "--threads", "1"]
+    parser_args = [
+        "train",
+        "--model",
+        str(tmp_path / "base"),
+        "--trajectories",
+        str(tmp_path / "orders.pt"),
+        "--data",
+        str(data),
+        "--run",
+        str(tmp_path / "run"),
+        "--steps",
+        "3",
+        "--batch",
+        "2",
+        "--anchor-length",
+        "32",
+        "--threads",
+        "1",
+    ]
     sys.argv = ["distill.py", *parser_args]
     distill.main()
     trained, _ = distill.load_model(tmp_path / "run" / "weights")

@@ -56,8 +56,14 @@ def test_repair_replaces_only_confident_disagreements():
             probs[0, torch.arange(len(tokens)), torch.tensor(original[: len(tokens)], dtype=torch.long)] = confidence
             return probs.log(), past_k[:, :, :, :0], past_v[:, :, :, :0]
 
-        return evaluate.Model(directory=Path("."), manifest={"architecture": {"n_layers": 1, "n_heads": 1, "head_dim": 2}},
-                              tokenizer=None, forward=evaluate.CountingForward(forward), session=None, onnx_sha256="")
+        return evaluate.Model(
+            directory=Path("."),
+            manifest={"architecture": {"n_layers": 1, "n_heads": 1, "head_dim": 2}},
+            tokenizer=None,
+            forward=evaluate.CountingForward(forward),
+            session=None,
+            onnx_sha256="",
+        )
 
     corrupted = [10, 99, 12, 98]
     assert evaluate.repair(model_that_knows(0.9), [], corrupted, threshold=0.5) == original
@@ -69,8 +75,17 @@ def test_repair_replaces_only_confident_disagreements():
 
 @mbpp_missing
 def test_tiny_end_to_end_run_on_the_shipped_model(tmp_path: Path):
-    settings = evaluate.Settings(limit=2, max_tokens=16, continuation_files=1, val_windows=2, val_draws=1, val_length=64,
-                                 infill_cases=1, repair_cases=2, quixbugs_limit=2)
+    settings = evaluate.Settings(
+        limit=2,
+        max_tokens=16,
+        continuation_files=1,
+        val_windows=2,
+        val_draws=1,
+        val_length=64,
+        infill_cases=1,
+        repair_cases=2,
+        quixbugs_limit=2,
+    )
     results = evaluate.evaluate(MODEL_DIR, settings)
     model = results["model"]
     assert model["name"] and len(model["onnx_sha256"]) == 64 and isinstance(model["sha256_matches_manifest"], bool)
@@ -78,11 +93,18 @@ def test_tiny_end_to_end_run_on_the_shipped_model(tmp_path: Path):
     mbpp = results["mbpp"]
     assert mbpp["total"] == 2 and [t["task_id"] for t in mbpp["tasks"]] == [11, 12]
     assert 0 <= mbpp["pass_at_1"] <= 1 and sum(mbpp["outcomes"].values()) == 2
-    assert all(t["outcome"] in OUTCOMES and t["candidate"].startswith(f"def {t['entry_point']}(") for t in mbpp["tasks"])
+    assert all(
+        t["outcome"] in OUTCOMES and t["candidate"].startswith(f"def {t['entry_point']}(") for t in mbpp["tasks"]
+    )
     assert 0 <= mbpp["syntax_valid_rate"] <= 1
     continuation = results["continuation"]
     assert continuation["files"] == 1
-    for key in ("syntax_valid_rate", "reference_syntax_valid_rate", "first_line_exact_match_rate", "blank_completion_rate"):
+    for key in (
+        "syntax_valid_rate",
+        "reference_syntax_valid_rate",
+        "first_line_exact_match_rate",
+        "blank_completion_rate",
+    ):
         assert 0 <= continuation[key] <= 1
     validation = results["validation"]
     for estimator in ("train", "exact"):

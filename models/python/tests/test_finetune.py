@@ -29,12 +29,14 @@ def test_function_samples_carry_their_imports_and_class_header():
     module = (
         "import os\nimport re as regex\nfrom math import sqrt\n\n"
         "def norm(x, y):\n    '''Length.'''\n    return sqrt(x * x + y * y)\n\n"
-        "class Files:\n    '''Doc.'''\n    def list(self, path):\n        names = os.listdir(path)\n        return sorted(names)\n\n"
+        "class Files:\n    '''Doc.'''\n    def list(self, path):\n"
+        "        names = os.listdir(path)\n        return sorted(names)\n\n"
         "def tiny():\n    pass\n"
     )
     samples = function_samples(module)
     assert samples == [
         "from math import sqrt\n\n\ndef norm(x, y):\n    '''Length.'''\n    return sqrt(x * x + y * y)\n",
-        "import os\n\n\nclass Files:\n    def list(self, path):\n        names = os.listdir(path)\n        return sorted(names)\n",
+        "import os\n\n\nclass Files:\n    def list(self, path):\n        names = os.listdir(path)\n"
+        "        return sorted(names)\n",
     ], "needed imports only; the class header without its docstring; functions under 3 lines left out"
     assert function_samples("def broken(:\n") == []

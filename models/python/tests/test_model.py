@@ -82,7 +82,9 @@ def test_edit_corruption_edits_visible_tokens_within_each_block_only():
     assert (none == noisy).all()
     edited = edit_corrupt(noisy, np.ones((2, 4)), 8, rng, alpha_max=0.25)  # 2 edits per block
     assert edited.shape == noisy.shape and (edited != noisy).any()
-    assert (edit_corrupt(noisy, np.ones((2, 4)), 8, rng, alpha_max=0.25, row_rate=0.0) == noisy).all(), "a mixture: rows left alone"
+    assert (edit_corrupt(noisy, np.ones((2, 4)), 8, rng, alpha_max=0.25, row_rate=0.0) == noisy).all(), (
+        "a mixture: rows left alone"
+    )
     pool = set(noisy.ravel())
     for r in range(2):
         for block in range(4):
@@ -101,7 +103,9 @@ def test_autoregressive_generation_with_the_cache_equals_greedy_recomputation():
 
     tokenizer = Tokenizer.from_file(str(Path(__file__).resolve().parents[2] / "sprout-tiny" / "tokenizer.json"))
     torch.manual_seed(0)
-    model = Denoiser(ModelConfig(vocab_size=tokenizer.get_vocab_size(), d_model=32, n_layers=2, n_heads=2, ffn_hidden=64)).eval()
+    model = Denoiser(
+        ModelConfig(vocab_size=tokenizer.get_vocab_size(), d_model=32, n_layers=2, n_heads=2, ffn_hidden=64)
+    ).eval()
     given = encode_prompt(tokenizer, "def f(x):\n", "    return y\n")
     cache = empty_cache(2, 2, 16)
     result = generate_autoregressive(torch_forward(model), cache, tokenizer, "def f(x):\n", 12, suffix="    return y\n")
@@ -109,7 +113,9 @@ def test_autoregressive_generation_with_the_cache_equals_greedy_recomputation():
     ids, expected, banned = list(given.ids), [], banned_ids(tokenizer)
     with torch.no_grad():
         for _ in range(12):
-            logits, _, _ = model(torch.tensor([ids]), torch.arange(len(ids))[None], *model.empty_cache(1), causal_mask(1, 0, len(ids)))
+            logits, _, _ = model(
+                torch.tensor([ids]), torch.arange(len(ids))[None], *model.empty_cache(1), causal_mask(1, 0, len(ids))
+            )
             scores = logits[0, -1].double()
             scores[banned] = float("-inf")
             if not expected:  # token healing: the first token begins with the prompt's last token's text
@@ -121,8 +127,10 @@ def test_autoregressive_generation_with_the_cache_equals_greedy_recomputation():
             ids.append(token)
     assert result["blocks"][0]["ids"] == expected and len(expected) > 0
     assert tokenizer.decode(expected[:1]).startswith(given.healed) and given.healed == "\n"
-    assert result["text"] == tokenizer.decode(expected)[len(given.healed):]
-    assert given.ids[0] == tokenizer.token_to_id("<|fim_prefix|>") and given.ids[-1] == tokenizer.token_to_id("<|fim_middle|>")
+    assert result["text"] == tokenizer.decode(expected)[len(given.healed) :]
+    assert given.ids[0] == tokenizer.token_to_id("<|fim_prefix|>") and given.ids[-1] == tokenizer.token_to_id(
+        "<|fim_middle|>"
+    )
 
 
 def test_token_healing_gives_back_the_last_prompt_token():
@@ -135,9 +143,14 @@ def test_token_healing_gives_back_the_last_prompt_token():
     assert given.healed == "\n" and tokenizer.decode(given.ids[1:]) == "def f(n):"
     allowed = [i for i, banned in enumerate(first_token_ban(tokenizer, given.healed).tolist()) if not banned]
     assert tokenizer.encode("\n", add_special_tokens=False).ids[0] in allowed
-    assert tokenizer.encode("\n    return", add_special_tokens=False).ids[0] in allowed, "the token that spans the boundary"
+    assert tokenizer.encode("\n    return", add_special_tokens=False).ids[0] in allowed, (
+        "the token that spans the boundary"
+    )
     assert all(tokenizer.decode([i]).startswith("\n") for i in allowed)
-    assert encode_prompt(tokenizer, "").ids == [tokenizer.token_to_id("<|bos|>")] and encode_prompt(tokenizer, "").healed == ""
+    assert (
+        encode_prompt(tokenizer, "").ids == [tokenizer.token_to_id("<|bos|>")]
+        and encode_prompt(tokenizer, "").healed == ""
+    )
 
 
 def test_flex_attention_training_gives_the_dense_masks_losses():
@@ -153,5 +166,6 @@ def test_flex_attention_training_gives_the_dense_masks_losses():
         dense, _ = diffusion_loss(model, clean, 8, torch.Generator().manual_seed(0))
         flex, _ = diffusion_loss(model, clean, 8, torch.Generator().manual_seed(0), flex=True)
         torch.testing.assert_close(flex, dense, atol=1e-5, rtol=1e-5)
-        torch.testing.assert_close(autoregressive_loss(model, clean, flex=True)[0], autoregressive_loss(model, clean)[0],
-                                   atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(
+            autoregressive_loss(model, clean, flex=True)[0], autoregressive_loss(model, clean)[0], atol=1e-5, rtol=1e-5
+        )

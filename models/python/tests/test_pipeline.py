@@ -12,8 +12,26 @@ import numpy as np
 
 PYTHON_DIR = Path(__file__).resolve().parents[1]
 TOKENIZER = PYTHON_DIR.parent / "sprout-tiny" / "tokenizer.json"
-TINY = ["--d-model", "32", "--layers", "1", "--heads", "2", "--length", "32", "--batch", "2",
-        "--block-sizes", "8", "--eval-every", "2", "--eval-batches", "1", "--checkpoint-every", "1"]
+TINY = [
+    "--d-model",
+    "32",
+    "--layers",
+    "1",
+    "--heads",
+    "2",
+    "--length",
+    "32",
+    "--batch",
+    "2",
+    "--block-sizes",
+    "8",
+    "--eval-every",
+    "2",
+    "--eval-batches",
+    "1",
+    "--checkpoint-every",
+    "1",
+]
 
 
 def run(script: str, *args: str) -> str:
@@ -44,8 +62,18 @@ def test_train_resumes_and_exports(tmp_path: Path):
     data = synthetic_data(tmp_path)
     run_dir = tmp_path / "run"
 
-    run("train.py", "--data", str(data), "--run", str(run_dir), "--steps", "2", *TINY,
-        "--weights-out", str(tmp_path / "weights"))
+    run(
+        "train.py",
+        "--data",
+        str(data),
+        "--run",
+        str(run_dir),
+        "--steps",
+        "2",
+        *TINY,
+        "--weights-out",
+        str(tmp_path / "weights"),
+    )
     with (run_dir / "log.jsonl").open("a") as log:  # as if killed after logging step 3, before its checkpoint
         log.write(json.dumps({"step": 3, "loss": 1.0}) + "\n" + '{"step": 4, "lo')  # and a line cut short
     out = run("train.py", "--data", str(data), "--run", str(run_dir), "--steps", "4", *TINY)
@@ -75,10 +103,24 @@ def test_train_resumes_and_exports(tmp_path: Path):
 
     # int8 weights: smaller, and golden.json holds what that graph computes (what the runtime must match).
     float_bytes = (model_dir / "denoiser.onnx").stat().st_size
-    run("export.py", "--checkpoint", str(run_dir / "checkpoint.pt"), "--out", str(model_dir), "--name", "test-tiny", "--int8")
+    run(
+        "export.py",
+        "--checkpoint",
+        str(run_dir / "checkpoint.pt"),
+        "--out",
+        str(model_dir),
+        "--name",
+        "test-tiny",
+        "--int8",
+    )
     manifest = json.loads((model_dir / "manifest.json").read_text())
-    assert manifest["graph"]["weights"].startswith("int8") and (model_dir / "denoiser.onnx").stat().st_size < float_bytes
-    assert manifest["files"]["denoiser.onnx"]["sha256"] == hashlib.sha256((model_dir / "denoiser.onnx").read_bytes()).hexdigest()
+    assert (
+        manifest["graph"]["weights"].startswith("int8") and (model_dir / "denoiser.onnx").stat().st_size < float_bytes
+    )
+    assert (
+        manifest["files"]["denoiser.onnx"]["sha256"]
+        == hashlib.sha256((model_dir / "denoiser.onnx").read_bytes()).hexdigest()
+    )
 
 
 def test_a_resumed_run_trains_exactly_as_one_that_never_stopped(tmp_path: Path):
@@ -91,14 +133,29 @@ def test_a_resumed_run_trains_exactly_as_one_that_never_stopped(tmp_path: Path):
     run("train.py", *recipe, "--run", str(tmp_path / "straight"))
     run("train.py", *recipe, "--run", str(tmp_path / "stopped"), "--stop-at", "2")
     run("train.py", *recipe, "--run", str(tmp_path / "stopped"))
-    straight, resumed = (torch.load(tmp_path / name / "checkpoint.pt", weights_only=False) for name in ("straight", "stopped"))
+    straight, resumed = (
+        torch.load(tmp_path / name / "checkpoint.pt", weights_only=False) for name in ("straight", "stopped")
+    )
     for name, tensor in straight["model"].items():
         torch.testing.assert_close(resumed["model"][name], tensor, msg=name)
 
 
 def test_the_autoregressive_twin_trains_and_exports_as_such(tmp_path: Path):
     data = synthetic_data(tmp_path)
-    run("train.py", "--data", str(data), "--run", str(tmp_path / "run"), "--steps", "2", "--objective", "ar", "--fim-rate", "0.5", *TINY)
+    run(
+        "train.py",
+        "--data",
+        str(data),
+        "--run",
+        str(tmp_path / "run"),
+        "--steps",
+        "2",
+        "--objective",
+        "ar",
+        "--fim-rate",
+        "0.5",
+        *TINY,
+    )
     model_dir = tmp_path / "model"
     model_dir.mkdir()
     shutil.copy(TOKENIZER, model_dir / "tokenizer.json")
@@ -106,7 +163,17 @@ def test_the_autoregressive_twin_trains_and_exports_as_such(tmp_path: Path):
     manifest = json.loads((model_dir / "manifest.json").read_text())
     assert manifest["objective"] == "ar" and "autoregressive" in manifest["training"]["recipe"]
     assert "fill-in-the-middle" in manifest["training"]["recipe"]
-    out = run("sample.py", "--onnx", str(model_dir / "denoiser.onnx"), "--prompt", "x = ", "--suffix", "\n", "--max-tokens", "3")
+    out = run(
+        "sample.py",
+        "--onnx",
+        str(model_dir / "denoiser.onnx"),
+        "--prompt",
+        "x = ",
+        "--suffix",
+        "\n",
+        "--max-tokens",
+        "3",
+    )
     blocks = json.loads(out)["blocks"]
     assert len(blocks) == 1 and blocks[0]["tokens"] <= blocks[0]["steps"] <= 3, "one token per forward"
 
@@ -116,8 +183,13 @@ def test_weight_parts_round_trip(tmp_path: Path):
 
     from weights import load_checkpoint, save_parts, weights_only
 
-    state = {"config": {"d_model": 8}, "model": {"w": torch.randn(64, 64), "n": torch.tensor(3)}, "step": 7,
-             "args": {"block_sizes": [8]}, "optimizer": {"huge": torch.randn(10)}}
+    state = {
+        "config": {"d_model": 8},
+        "model": {"w": torch.randn(64, 64), "n": torch.tensor(3)},
+        "step": 7,
+        "args": {"block_sizes": [8]},
+        "optimizer": {"huge": torch.randn(10)},
+    }
     parts = save_parts(weights_only(state), tmp_path / "weights", part_bytes=4096)
     assert len(parts) > 1
     loaded = load_checkpoint(tmp_path / "weights")
@@ -137,7 +209,10 @@ def test_packing_a_built_corpus_samples_whole_files_under_a_cap(tmp_path: Path):
         with (corpus_dir / f"{split}.jsonl").open("w") as out:
             for i in range(40):
                 text = f"def f{i}(x):\n    return x + {i}\n" * (1 + i % 3)
-                out.write(json.dumps({"source": f"pkg{i % 4}==1.0", "license": "MIT", "path": f"m{i}.py", "text": text}) + "\n")
+                out.write(
+                    json.dumps({"source": f"pkg{i % 4}==1.0", "license": "MIT", "path": f"m{i}.py", "text": text})
+                    + "\n"
+                )
     summary = build(TOKENIZER, tmp_path / "packed", corpus_dir, max_train_tokens=400)
     train = np.fromfile(tmp_path / "packed" / "train.bin", dtype=np.uint16)
     assert 0 < train.size <= 400 and summary["splits"]["train"]["tokens"] == train.size
@@ -153,10 +228,34 @@ def test_torchrun_data_parallel_with_two_processes_keeps_the_weights_identical(t
     data = synthetic_data(tmp_path)
     run_dir = tmp_path / "run"
     done = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port()), "--",
-         str(PYTHON_DIR / "train.py"), "--data", str(data), "--run", str(run_dir), "--steps", "3", "--threads", "1",
-         "--fim-rate", "0.5", "--stage2-from", "1", *TINY],
-        capture_output=True, text=True, timeout=300)
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node",
+            "2",
+            "--master_port",
+            str(free_port()),
+            "--",
+            str(PYTHON_DIR / "train.py"),
+            "--data",
+            str(data),
+            "--run",
+            str(run_dir),
+            "--steps",
+            "3",
+            "--threads",
+            "1",
+            "--fim-rate",
+            "0.5",
+            "--stage2-from",
+            "1",
+            *TINY,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     digests = sorted(line.split()[-1] for line in done.stdout.splitlines() if " weights " in line)
     assert len(digests) == 2 and digests[0] == digests[1], done.stdout
@@ -171,8 +270,10 @@ def test_loss_plot_is_a_png_of_every_run(tmp_path: Path):
 
     for name, stage2 in (("a", 30), ("b", None)):
         (tmp_path / name).mkdir()
-        lines = [{"step": s, "loss": 5 - s / 100, "val_loss": 5.1 - s / 100, "stage": 2 if stage2 and s >= stage2 else 1}
-                 for s in range(1, 61)]
+        lines = [
+            {"step": s, "loss": 5 - s / 100, "val_loss": 5.1 - s / 100, "stage": 2 if stage2 and s >= stage2 else 1}
+            for s in range(1, 61)
+        ]
         (tmp_path / name / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines) + '{"step": 61, "lo')
     out = tmp_path / "loss.png"
     plot([tmp_path / "a", tmp_path / "b"], out, tokens_per_step=4096)
@@ -195,8 +296,21 @@ def test_the_prepared_gpu_run_works_at_tiny_scale(tmp_path: Path):
         (packed / f"{split}.bin.xz").write_bytes(lzma.compress(np.asarray(ids, dtype=np.uint16).tobytes()))
     out = tmp_path / "out"
     out.mkdir()
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", "OUT": str(out), "PACKED": str(packed), "RUNS": str(tmp_path), "COMPILE": "0", "STEPS": "4", "MINUTES": "5",
-           "BATCH": "2", "LENGTH": "256", "D_MODEL": "32", "LAYERS": "1", "HEADS": "2"}
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+        "OUT": str(out),
+        "PACKED": str(packed),
+        "RUNS": str(tmp_path),
+        "COMPILE": "0",
+        "STEPS": "4",
+        "MINUTES": "5",
+        "BATCH": "2",
+        "LENGTH": "256",
+        "D_MODEL": "32",
+        "LAYERS": "1",
+        "HEADS": "2",
+    }
     subprocess.run(["bash", str(PYTHON_DIR / "gpu_train.sh")], env=env, check=True, capture_output=True, text=True)
     for name, last_stage in (("weights", 2), ("twin", 1)):
         log = [json.loads(line) for line in (out / name / "log.jsonl").read_text().splitlines()]

@@ -35,8 +35,16 @@ def tiny_model(seed: int = 2, end_at: int | None = None) -> EndsAt:
 
 def reference(model: Denoiser, prompt: str, max_tokens: int, block: int, threshold: float, suffix: str | None = None):
     c = model.config
-    return generate(torch_forward(model), empty_cache(c.n_layers, c.n_heads, c.head_dim), TOKENIZER, prompt, max_tokens,
-                    block, threshold, suffix)
+    return generate(
+        torch_forward(model),
+        empty_cache(c.n_layers, c.n_heads, c.head_dim),
+        TOKENIZER,
+        prompt,
+        max_tokens,
+        block,
+        threshold,
+        suffix,
+    )
 
 
 @pytest.mark.parametrize(
@@ -78,9 +86,13 @@ def test_each_row_equals_generate_with_its_own_threshold():
 def test_commit_order_and_per_row_settings():
     model = tiny_model(seed=1)
     rows = [Prompt(list(range(100, 116)))] * 3  # token ids, nothing to heal
+
     # τ 0 commits a whole block in one step, τ 1 one token per step; a drawn row differs from greedy.
-    run = lambda seed: generate_batch(model, TOKENIZER, rows, 16, 8, [0.0, 1.0, 0.0], [0.0, 0.0, 2.0],  # noqa: E731
-                                      torch.Generator().manual_seed(seed))
+    def run(seed: int):
+        return generate_batch(
+            model, TOKENIZER, rows, 16, 8, [0.0, 1.0, 0.0], [0.0, 0.0, 2.0], torch.Generator().manual_seed(seed)
+        )
+
     result = run(0)
     assert (result.order[0] == 0).all() and result.steps[0].tolist() == [1, 1]
     assert result.steps[1].tolist() == [8, 8]

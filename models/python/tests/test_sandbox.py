@@ -54,7 +54,9 @@ def test_memory_hog_does_not_pass_and_leaves_the_parent_alone():
 
 def test_files_are_written_only_inside_the_temporary_directory(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    program = "import os\nopen('probe.txt', 'w').write('x')\nprint(os.getcwd())\nassert os.listdir('.') == ['probe.txt']\n"
+    program = (
+        "import os\nopen('probe.txt', 'w').write('x')\nprint(os.getcwd())\nassert os.listdir('.') == ['probe.txt']\n"
+    )
     result = run_program(program, FAST)
     assert result.outcome == "passed", result.stderr
     child_cwd = Path(result.stdout.splitlines()[0])
@@ -63,8 +65,11 @@ def test_files_are_written_only_inside_the_temporary_directory(tmp_path, monkeyp
     assert not child_cwd.exists(), "the temporary directory is removed afterwards"
 
 
-@pytest.mark.skipif(not unshare_usable(), reason="`unshare --net --map-root-user` is not usable on this machine, "
-                    "so candidates run with network access (evaluate.py records a warning in its results)")
+@pytest.mark.skipif(
+    not unshare_usable(),
+    reason="`unshare --net --map-root-user` is not usable on this machine, "
+    "so candidates run with network access (evaluate.py records a warning in its results)",
+)
 def test_network_is_unreachable():
     with socket.socket() as server:
         server.bind(("127.0.0.1", 0))
