@@ -161,7 +161,12 @@ def recipe(args: dict, records: list[dict]) -> str:
             )
     if args.get("fim_rate"):
         first = next((f" from step {r['step']}" for r in records if r.get("fim_rate")), "")
-        text += f"; fill-in-the-middle (PSM, middle ends with <|eos|>) on {args['fim_rate']:.0%} of windows{first}"
+        text += (
+            f"; fill-in-the-middle (fim.py: PSM, a unit of code as the middle from a block boundary, "
+            f"<|eos|> and <|eos|> padding after it) on {args['fim_rate']:.0%} of windows{first}"
+        )
+        if args.get("init_from"):
+            text = f"fine-tune of {Path(args['init_from']).name}: {text}"
     for run in distill_runs(args):
         names = {
             3: "stage 3 (constrained-order trajectories)",
@@ -172,6 +177,16 @@ def recipe(args: dict, records: list[dict]) -> str:
             f" fine-tuning (distill.py, lr {run['lr']}, anchor {run['anchor']})"
         )
     return text
+
+
+def base_training(args: dict) -> dict | None:
+    """The training record of the model a fine-tune started from (train.py --init-from), read
+    from its manifest, so the exported manifest keeps the whole lineage."""
+    manifest = Path(args["init_from"]) / "manifest.json" if args.get("init_from") else None
+    if manifest is None or not manifest.exists():
+        return None
+    base = json.loads(manifest.read_text())
+    return {"model": base["name"], **{k: base["training"].get(k) for k in ("recipe", "steps", "tokens", "window")}}
 
 
 def distill_runs(args: dict) -> list[dict]:
@@ -321,6 +336,7 @@ def main() -> None:
             "batch": int(state["args"]["batch"]),
             "final_train_loss": records[-1]["loss"] if records else None,
             "final_val_loss": evals[-1]["val_loss"] if evals else None,
+            "base": base_training(state["args"]),
         },
         "files": {
             name: {"sha256": sha256(args.out / name), "bytes": (args.out / name).stat().st_size} for name in files
