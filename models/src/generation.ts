@@ -1,11 +1,12 @@
 /**
- * One request's generation as a state machine driven one forward pass at a time: `next()` says
- * what this sequence puts into the next forward, `take()` applies that forward's rows and
- * returns the events they produce. A driver owns the forwards: `runAlone` below runs one
- * generation by itself; the denoiser node's scheduler runs many in shared, batched forwards.
- * The decoding algorithms are the subclasses: block diffusion (decode.ts) and the
- * autoregressive twin (autoregressive.ts). What they share lives here: the prompt, the KV cache
- * of committed tokens, turning committed blocks into visible text, and usage.
+ * One request's generation as a state machine driven one forward pass at a time (a `Work`,
+ * work.ts): `next()` says what this sequence puts into the next forward (one row), `take()`
+ * applies that forward's row and returns the events it produces. A driver owns the forwards:
+ * `runAlone` runs one generation by itself; the denoiser node's scheduler runs many in shared,
+ * batched forwards, beside edits and verifications. The decoding algorithms are the subclasses:
+ * block diffusion (decode.ts) and the autoregressive twin (autoregressive.ts). What they share
+ * lives here: the prompt, the KV cache of committed tokens, turning committed blocks into
+ * visible text, and usage.
  */
 import type { DecodeEvent, FinishReason } from "./events.ts";
 import type { Manifest } from "./manifest.ts";
@@ -14,6 +15,7 @@ import { type Pick, type SamplingOptions, tokenPicker } from "./sampling.ts";
 import { type DenoiserSession, type ForwardInput, type ForwardResult, KvCache } from "./session.ts";
 import { visibleText } from "./text.ts";
 import type { TextTokenizer } from "./tokenizer.ts";
+import type { Work } from "./work.ts";
 
 export interface DecodeOptions {
   prompt: string;
@@ -59,7 +61,7 @@ export interface Decoder {
 export const DEFAULT_THRESHOLD = 0.9;
 export const DEFAULT_EDIT_THRESHOLD = 0.9;
 
-export abstract class Generation {
+export abstract class Generation implements Work<DecodeEvent> {
   readonly start: DecodeEvent;
   readonly blockSize: number;
   protected readonly manifest: Manifest;
@@ -134,9 +136,9 @@ export abstract class Generation {
     return this.finished;
   }
 
-  /** This sequence's part of the next forward, or null once it has finished. */
-  next(): ForwardInput | null {
-    return this.finished ? null : this.input();
+  /** This sequence's row of the next forward (none once it has finished). */
+  next(): ForwardInput[] {
+    return this.finished ? [] : [this.input()];
   }
 
   /**
@@ -147,8 +149,9 @@ export abstract class Generation {
     return false;
   }
 
-  /** Applies this sequence's rows of a forward's result; returns the events they produce. */
-  take(result: ForwardResult): DecodeEvent[] {
+  /** Applies this sequence's row of a forward's result; returns the events it produces. */
+  take([result]: readonly ForwardResult[]): DecodeEvent[] {
+    if (!result) throw new Error("a generation takes the result of its one row");
     this.forwardPasses++;
     const contextLength = this.uncached.length;
     if (contextLength > 0) {
@@ -231,22 +234,5 @@ export abstract class Generation {
         forward_passes: this.forwardPasses,
       },
     };
-  }
-}
-
-/** Runs one generation by itself, one forward per step (a batch of one): its events in order. */
-export async function* runAlone(
-  generation: Generation,
-  session: DenoiserSession,
-  signal?: AbortSignal,
-): AsyncGenerator<DecodeEvent> {
-  yield generation.start;
-  for (let input = generation.next(); input !== null; input = generation.next()) {
-    if (signal?.aborted) {
-      yield* generation.cancel();
-      return;
-    }
-    const [result] = await session.forwardBatch([input], { stats: generation.wantsStats });
-    yield* generation.take(result as ForwardResult);
   }
 }

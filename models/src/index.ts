@@ -4,18 +4,19 @@ import { fileURLToPath } from "node:url";
 import { AutoregressiveGeneration } from "./autoregressive.ts";
 import { DiffusionGeneration } from "./decode.ts";
 import {
+  CodeRepair,
   type EditResult,
   type RegionOptions,
+  RegionRewrite,
   type RepairOptions,
-  repairCode,
-  rewriteRegions,
 } from "./edit.ts";
 import type { DecodeEvent } from "./events.ts";
-import { type DecodeOptions, type Decoder, type Generation, runAlone } from "./generation.ts";
+import type { DecodeOptions, Decoder, Generation } from "./generation.ts";
 import { loadManifest, type Manifest, TOKENIZER_FILE } from "./manifest.ts";
 import { DenoiserSession, type SessionOptions } from "./session.ts";
 import { TextTokenizer } from "./tokenizer.ts";
-import { type Verification, type VerifyOptions, verifyCode } from "./verify.ts";
+import { startVerification, type Verification, type VerifyOptions } from "./verify.ts";
+import { resultAlone, runAlone, type Work } from "./work.ts";
 
 export type { CodeEdit, EditResult, RegionOptions, RepairOptions } from "./edit.ts";
 export type { DecodeEvent, EditedToken, FinishReason, Usage } from "./events.ts";
@@ -25,19 +26,27 @@ export { DecodeInputError } from "./prompt.ts";
 export type { DenoiserSession, ForwardInput, ForwardResult, SessionOptions } from "./session.ts";
 export type { SyntaxResult } from "./syntax.ts";
 export { DEFAULT_VERIFY_THRESHOLD, type Verification, type VerifyOptions } from "./verify.ts";
+export { onlyResult, type Work, WorkCancelledError } from "./work.ts";
 
 export interface Model {
   readonly manifest: Manifest;
   readonly session: DenoiserSession;
-  /** A generation to drive yourself (a scheduler batching many); throws DecodeInputError for a bad request. */
+  /**
+   * A generation to drive yourself (work.ts: a scheduler batching many; its `start` event comes
+   * before any forward); throws DecodeInputError for a bad request.
+   */
   start(options: DecodeOptions): Generation;
+  /** The same for the other work: a rewrite of marked character ranges by infilling (edit.ts)… */
+  startRewrite(options: RegionOptions): Work<EditResult>;
+  /** …a repair: revising tokens of unmarked code the model confidently disagrees with (edit.ts)… */
+  startRepair(options: RepairOptions): Work<EditResult>;
+  /** …and self-verification of a piece of code, once its syntax is checked (verify.ts). */
+  startVerification(options: VerifyOptions): Promise<Work<Verification>>;
   /** Decodes one request by itself: its events in order. */
   generate(options: DecodeOptions): AsyncGenerator<DecodeEvent>;
-  /** Self-verification of a piece of code: the model's score and a syntax check (verify.ts). */
+  /** Each of the others, run by itself. */
   verify(options: VerifyOptions): Promise<Verification>;
-  /** Rewrites marked character ranges by infilling (edit.ts). */
   rewrite(options: RegionOptions): Promise<EditResult>;
-  /** Revises tokens of unmarked code the model confidently disagrees with (edit.ts). */
   repair(options: RepairOptions): Promise<EditResult>;
   close(): Promise<void>;
 }
@@ -59,12 +68,17 @@ export async function loadModel(modelDir: string, sessionOptions?: SessionOption
     manifest,
     session,
     start,
+    startRewrite: (options) => new RegionRewrite(decoder, options),
+    startRepair: (options) => new CodeRepair(decoder, options),
+    startVerification: (options) => startVerification(decoder, options),
     async *generate(options) {
-      yield* runAlone(start(options), session, options.signal);
+      const generation = start(options);
+      yield generation.start;
+      yield* runAlone(generation, session, options.signal);
     },
-    verify: (options) => verifyCode(decoder, options),
-    rewrite: (options) => rewriteRegions(decoder, options),
-    repair: (options) => repairCode(decoder, options),
+    verify: async (options) => resultAlone(await startVerification(decoder, options), session),
+    rewrite: async (options) => resultAlone(new RegionRewrite(decoder, options), session),
+    repair: async (options) => resultAlone(new CodeRepair(decoder, options), session),
     close: () => session.release(),
   };
 }

@@ -6,15 +6,18 @@
  * round, always with all earlier text as cached context. It is the geometric mean of the
  * probabilities the model gives the true tokens (1 = certain of every token), with the same
  * figure as bits per token. Two forwards in all: one causal prefill of prompt + code into the
- * KV cache, then every half-block as one row of a single batched forward. The syntax check is
+ * KV cache, then every half-block as one row of a single batched forward (a step machine, so the
+ * node's scheduler runs it beside generations). The syntax check is
  * tree-sitter's Python grammar (syntax.ts). Verdict: `syntax_error` if it does not parse;
  * otherwise `plausible` when the score reaches `threshold`, else `doubtful`.
  */
 import type { Verification } from "../../protocol/src/index.ts";
 import type { Decoder } from "./generation.ts";
+import type { Manifest } from "./manifest.ts";
 import { bannedTokenIds } from "./prompt.ts";
-import { cachePrefix, type ForwardInput, KvCache } from "./session.ts";
-import { checkPythonSyntax } from "./syntax.ts";
+import { cachePrefix, type ForwardInput, type ForwardResult, KvCache } from "./session.ts";
+import { checkPythonSyntax, type SyntaxResult } from "./syntax.ts";
+import type { Work } from "./work.ts";
 
 export type { Verification };
 
@@ -35,57 +38,128 @@ export interface VerifyOptions {
  */
 export const DEFAULT_VERIFY_THRESHOLD = 0.01;
 
-export async function verifyCode(
-  { manifest, session, tokenizer }: Decoder,
-  options: VerifyOptions,
-): Promise<Verification> {
-  const syntax = await checkPythonSyntax(options.code);
-  const { bos, mask } = manifest.special_tokens;
-  const vocab = manifest.architecture.vocab_size;
-  const blockSize = options.blockSize ?? manifest.block_sizes[0] ?? 32;
-  const context = [bos, ...(options.prompt ? tokenizer.encode(options.prompt) : [])];
-  const code = tokenizer.encode(options.code).slice(0, Math.max(0, manifest.context_length - context.length));
-  let forwardPasses = 0;
-  let logProbability = 0;
-  if (code.length > 0) {
-    const all = [...context, ...code];
-    const prefill = await session.forward(all, [], KvCache.empty(manifest));
-    forwardPasses++;
-    const cache = KvCache.empty(manifest).append(prefill.newKey, prefill.newValue);
-    const rows: { input: ForwardInput; start: number; parity: number }[] = [];
-    for (let start = 0; start < code.length; start += blockSize) {
-      const block = code.slice(start, start + blockSize);
-      const before = cachePrefix(cache, context.length + start, manifest);
+/**
+ * A verification as a step machine (work.ts) of two steps: the prefill (one row), then every
+ * half-block (one row each, together in one forward). Build it with `startVerification`, which
+ * checks the syntax first (tree-sitter, no model work).
+ */
+export class CodeVerification implements Work<Verification> {
+  readonly wantsStats = false;
+  private readonly manifest: Manifest;
+  private readonly threshold: number;
+  private readonly blockSize: number;
+  /** `<|bos|>` and the prompt: context, not scored. */
+  private readonly context: number[];
+  /** The code's tokens, as many as fit the context. */
+  private readonly code: number[];
+  /** Once the prefill is in, the half-blocks to score against it. */
+  private rows: { input: ForwardInput; start: number; parity: number }[] | undefined;
+  private logProbability = 0;
+  private forwardPasses = 0;
+  private finished = false;
+
+  constructor(
+    { manifest, tokenizer }: Decoder,
+    options: VerifyOptions,
+    private readonly syntax: SyntaxResult,
+  ) {
+    this.manifest = manifest;
+    this.threshold = options.threshold ?? DEFAULT_VERIFY_THRESHOLD;
+    this.blockSize = options.blockSize ?? manifest.block_sizes[0] ?? 32;
+    this.context = [manifest.special_tokens.bos, ...(options.prompt ? tokenizer.encode(options.prompt) : [])];
+    const room = Math.max(0, manifest.context_length - this.context.length);
+    this.code = tokenizer.encode(options.code).slice(0, room);
+  }
+
+  get done(): boolean {
+    return this.finished;
+  }
+
+  /** First one causal prefill of prompt + code into the cache; then all half-blocks at once. */
+  next(): ForwardInput[] {
+    if (this.finished || this.code.length === 0) return [];
+    if (!this.rows)
+      return [{ context: [...this.context, ...this.code], block: [], cache: KvCache.empty(this.manifest) }];
+    return this.rows.map((r) => r.input);
+  }
+
+  take(results: readonly ForwardResult[]): Verification[] {
+    if (this.code.length === 0) return this.finish(); // nothing to score, no forward
+    this.forwardPasses++;
+    if (!this.rows) {
+      const [prefill] = results;
+      if (!prefill) throw new Error("a verification's prefill takes one row");
+      this.rows = this.halfBlocks(prefill);
+      return [];
+    }
+    this.score(this.rows, results);
+    return this.finish();
+  }
+
+  cancel(): Verification[] {
+    this.finished = true;
+    return [];
+  }
+
+  /** Each block of the code twice, even then odd positions masked, against the cache of all before it. */
+  private halfBlocks(prefill: ForwardResult): NonNullable<typeof this.rows> {
+    const { mask } = this.manifest.special_tokens;
+    const length = this.context.length + this.code.length;
+    const cache = KvCache.empty(this.manifest).append(
+      prefill.newKey,
+      prefill.newValue,
+      length,
+      prefill.batchRow,
+    );
+    const rows: NonNullable<typeof this.rows> = [];
+    for (let start = 0; start < this.code.length; start += this.blockSize) {
+      const block = this.code.slice(start, start + this.blockSize);
+      const before = cachePrefix(cache, this.context.length + start, this.manifest);
       for (const parity of [0, 1]) {
         const masked = block.map((id, i) => (i % 2 === parity ? mask : id));
         if (masked.includes(mask))
           rows.push({ input: { context: [], block: masked, cache: before }, start, parity });
       }
     }
-    const results = await session.forwardBatch(rows.map((r) => r.input));
-    forwardPasses++;
-    const banned = bannedTokenIds(manifest);
+    return rows;
+  }
+
+  private score(rows: NonNullable<typeof this.rows>, results: readonly ForwardResult[]): void {
+    const vocab = this.manifest.architecture.vocab_size;
+    const banned = bannedTokenIds(this.manifest);
     rows.forEach(({ input, start, parity }, r) => {
-      const logits = results[r]?.logits as Float32Array;
+      const logits = results[r]?.logits;
+      if (!logits) throw new Error("a verification takes one result per half-block");
       for (let i = parity; i < input.block.length; i += 2) {
-        logProbability += Math.max(
+        this.logProbability += Math.max(
           MIN_LOG_PROBABILITY,
-          logSoftmaxAt(logits.subarray(i * vocab, (i + 1) * vocab), banned, code[start + i] as number),
+          logSoftmaxAt(logits.subarray(i * vocab, (i + 1) * vocab), banned, this.code[start + i] as number),
         );
       }
     });
   }
-  const meanLog = code.length > 0 ? logProbability / code.length : 0;
-  const score = Math.exp(meanLog);
-  const threshold = options.threshold ?? DEFAULT_VERIFY_THRESHOLD;
-  return {
-    syntax,
-    score,
-    bits_per_token: -meanLog / Math.LN2,
-    tokens: code.length,
-    verdict: !syntax.ok ? "syntax_error" : score >= threshold ? "plausible" : "doubtful",
-    forward_passes: forwardPasses,
-  };
+
+  private finish(): Verification[] {
+    this.finished = true;
+    const meanLog = this.code.length > 0 ? this.logProbability / this.code.length : 0;
+    const score = Math.exp(meanLog);
+    const verdict = !this.syntax.ok ? "syntax_error" : score >= this.threshold ? "plausible" : "doubtful";
+    return [
+      {
+        syntax: this.syntax,
+        score,
+        bits_per_token: -meanLog / Math.LN2,
+        tokens: this.code.length,
+        verdict,
+        forward_passes: this.forwardPasses,
+      },
+    ];
+  }
+}
+
+/** A verification to drive (work.ts), once the code's syntax is checked. */
+export async function startVerification(decoder: Decoder, options: VerifyOptions): Promise<CodeVerification> {
+  return new CodeVerification(decoder, options, await checkPythonSyntax(options.code));
 }
 
 /** A token the model rules out (e.g. a control token spelled in the code) counts as 1e-12, not −∞. */

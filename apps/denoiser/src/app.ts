@@ -11,14 +11,22 @@
  *   POST /v1/verify    self-verification of a piece of code (JSON)
  *   POST /v1/edit      rewrite marked regions of code, or repair it (JSON)
  *
- * Verification runs its two forwards on the model session directly, beside the scheduler's
- * batches (onnxruntime sessions take concurrent runs), not inside them.
+ * All model work goes through the one scheduler: generations, edits and verifications (a
+ * generation's own `verify` included) are step machines (models/src/work.ts) that share its
+ * batched forwards, its slots and queue bound (503 + Retry-After) and its metrics, and stop
+ * when their client goes away.
  */
 import { zValidator } from "@hono/zod-validator";
 import { type Context, Hono } from "hono";
 import { HTTPException } from "hono/http-exception";
 import { streamSSE } from "hono/streaming";
-import { DecodeInputError, type Model } from "../../../models/src/index.ts";
+import {
+  DecodeInputError,
+  type Model,
+  onlyResult,
+  type Work,
+  WorkCancelledError,
+} from "../../../models/src/index.ts";
 import {
   EditRequest,
   GenerateRequest,
@@ -28,8 +36,8 @@ import {
   VerifyRequest,
 } from "../../../protocol/src/index.ts";
 import { edgeSecret } from "./auth.ts";
-import { NodeMetrics } from "./metrics.ts";
-import { QueueFullError, Scheduler, type SchedulerOptions } from "./scheduler.ts";
+import { NodeMetrics, type WorkKind } from "./metrics.ts";
+import { QueueFullError, Scheduler, type SchedulerOptions, type SubmitOptions } from "./scheduler.ts";
 
 export interface DenoiserAppOptions {
   /** The model, or its loading (the node answers /healthz and /readyz meanwhile). */
@@ -64,6 +72,7 @@ export function createDenoiserApp({
   const metrics = new NodeMetrics();
   /** How generations ended since start, and how many are in flight (shown by /healthz). */
   const generations = { active: 0, finished: 0, cancelled: 0, failed: 0 };
+  /** The cancel of every request with work in flight: drain aborts them and waits until none is left. */
   const inFlight = new Set<AbortController>();
   let draining = false;
   let model: Model | undefined;
@@ -131,45 +140,75 @@ export function createDenoiserApp({
     return { model, scheduler };
   };
 
+  /** Aborts when the client goes away (drain aborts it too). */
+  const cancelWith = (c: Context) => {
+    const cancel = new AbortController();
+    c.req.raw.signal.addEventListener("abort", () => cancel.abort(), { once: true });
+    return cancel;
+  };
+
+  /** Runs work that answers once (an edit, a verification) through the scheduler, counting how it ended. */
+  async function run<T>(kind: WorkKind, work: Work<T>, signal: AbortSignal, options?: SubmitOptions) {
+    const outputs = serving().scheduler.submit(work, signal, options); // a full queue throws here
+    try {
+      const result = await onlyResult(outputs);
+      metrics.work(kind, "finished");
+      return result;
+    } catch (error) {
+      metrics.work(kind, error instanceof WorkCancelledError ? "cancelled" : "failed");
+      throw error;
+    }
+  }
+
+  /** The answer of a request's one piece of work; WorkCancelledError if its client left first. */
+  async function answer<T>(c: Context, kind: WorkKind, work: Work<T>): Promise<T> {
+    const cancel = cancelWith(c);
+    inFlight.add(cancel);
+    try {
+      return await run(kind, work, cancel.signal);
+    } finally {
+      inFlight.delete(cancel);
+    }
+  }
+
   app.post("/v1/verify", zValidator("json", VerifyRequest, invalidRequest), async (c) => {
     const { code, prompt, threshold } = c.req.valid("json");
-    return c.json(await serving().model.verify({ code, prompt, threshold }));
+    const work = await serving().model.startVerification({ code, prompt, threshold });
+    return c.json(await answer(c, "verification", work));
   });
 
   app.post("/v1/edit", zValidator("json", EditRequest, invalidRequest), async (c) => {
     const { model } = serving();
     const { code, prompt, regions, threshold, rounds, max_tokens, block_size } = c.req.valid("json");
-    const result = regions
-      ? await model.rewrite({ code, regions, maxTokens: max_tokens, blockSize: block_size })
-      : await model.repair({ code, prompt, threshold, rounds, blockSize: block_size });
-    return c.json(result);
+    // A request the model refuses (DecodeInputError: onError answers 400) throws here, before it is queued.
+    const work = regions
+      ? model.startRewrite({ code, regions, maxTokens: max_tokens, blockSize: block_size })
+      : model.startRepair({ code, prompt, threshold, rounds, blockSize: block_size });
+    return c.json(await answer(c, "edit", work));
   });
 
   app.post("/v1/generate", zValidator("json", GenerateRequest, invalidRequest), async (c) => {
     const { model: loaded, scheduler: queue } = serving();
     const request = c.req.valid("json");
-    const cancel = new AbortController();
-    c.req.raw.signal.addEventListener("abort", () => cancel.abort(), { once: true });
+    const cancel = cancelWith(c);
     // A request the model refuses (DecodeInputError) or a full queue (QueueFullError) throws
     // here, before the stream: onError answers 400 or 503.
-    const events = queue.submit(
-      loaded.start({
-        prompt: request.prompt,
-        suffix: request.suffix,
-        maxTokens: request.max_tokens,
-        blockSize: request.block_size,
-        threshold: request.threshold,
-        steps: request.steps,
-        entropyBound: request.entropy_bound,
-        editRounds: request.edit_rounds,
-        editThreshold: request.edit_threshold,
-        emitSteps: request.emit_steps,
-        sampling: { temperature: request.temperature, topP: request.top_p, seed: request.seed },
-        stop: request.stop,
-        committed: request.committed,
-      }),
-      cancel.signal,
-    );
+    const generation = loaded.start({
+      prompt: request.prompt,
+      suffix: request.suffix,
+      maxTokens: request.max_tokens,
+      blockSize: request.block_size,
+      threshold: request.threshold,
+      steps: request.steps,
+      entropyBound: request.entropy_bound,
+      editRounds: request.edit_rounds,
+      editThreshold: request.edit_threshold,
+      emitSteps: request.emit_steps,
+      sampling: { temperature: request.temperature, topP: request.top_p, seed: request.seed },
+      stop: request.stop,
+      committed: request.committed,
+    });
+    const events = queue.submit(generation, cancel.signal);
     generations.active++;
     inFlight.add(cancel);
     const started = performance.now();
@@ -179,14 +218,15 @@ export function createDenoiserApp({
       let text = "";
       let blocks = 0;
       try {
+        await send(generation.start);
         for await (const event of events) {
           if (event.type === "block") {
             if (blocks++ === 0) metrics.firstBlock((performance.now() - started) / 1000);
             text += event.text;
           }
           if (event.type === "done" && request.verify && event.finish_reason !== "cancelled") {
-            const verification = await loaded.verify({ code: text, prompt: request.prompt });
-            await send({ type: "verify", ...verification });
+            const verification = await verifyOwnText(text, request.prompt, cancel.signal);
+            if (verification) await send({ type: "verify", ...verification });
           }
           if (event.type === "done") {
             const outcome = event.finish_reason === "cancelled" ? "cancelled" : "finished";
@@ -208,6 +248,19 @@ export function createDenoiserApp({
     });
   });
 
+  /**
+   * A generation's own verification, in the scheduler like any work; it continues a request
+   * already admitted, so a full queue does not refuse it. Undefined if it was cancelled (the
+   * client left, or the node drains): the stream then ends without it.
+   */
+  async function verifyOwnText(code: string, prompt: string, signal: AbortSignal) {
+    const work = await serving().model.startVerification({ code, prompt });
+    return run("verification", work, signal, { admitted: true }).catch((error: unknown) => {
+      if (error instanceof WorkCancelledError) return undefined;
+      throw error;
+    });
+  }
+
   app.notFound((c) => c.json(errorBody("not_found", `no route ${c.req.method} ${c.req.path}`), 404));
   app.onError((error, c) => {
     if (error instanceof DecodeInputError) return c.json(errorBody("invalid_request", error.message), 400);
@@ -216,18 +269,26 @@ export function createDenoiserApp({
       c.header("retry-after", String(error.retryAfterSeconds));
       return c.json(errorBody("overloaded", error.message), 503);
     }
+    if (error instanceof WorkCancelledError) {
+      // Drained: the client is still there and may go elsewhere. Otherwise nobody reads this.
+      const [code, message] = draining
+        ? ["shutting_down", "this node is shutting down"]
+        : ["cancelled", "the request was cancelled before it finished"];
+      return c.json(errorBody(code, message), 503);
+    }
     if (error instanceof HTTPException && error.status < 500) {
       return c.json(errorBody("invalid_request", error.message), error.status);
     }
     log(`unhandled: ${error.message}`);
     return c.json(errorBody("internal", "the node failed to handle this request"), 500);
   });
-  /** Refuses new work, cancels what is in flight (clients get `done: cancelled`) and resolves once
-   * every stream has ended, so the model can be released safely. */
+  /** Refuses new work, cancels what is in flight (streams end with `done: cancelled`, edits and
+   * verifications get 503 shutting_down) and resolves once every request has ended, so the model
+   * can be released safely. */
   async function drain(): Promise<void> {
     draining = true;
     for (const cancel of inFlight) cancel.abort();
-    while (generations.active > 0) await new Promise((resolve) => setTimeout(resolve, 20));
+    while (inFlight.size > 0) await new Promise((resolve) => setTimeout(resolve, 20));
   }
   return Object.assign(app, { drain, ready });
 }

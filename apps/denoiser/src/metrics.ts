@@ -7,12 +7,14 @@ import { Counter, Gauge, Histogram, Registry } from "prom-client";
 import type { ForwardStats } from "./scheduler.ts";
 
 export type Outcome = "finished" | "cancelled" | "failed";
+/** Work that answers once (generations have their own metrics). */
+export type WorkKind = "edit" | "verification";
 
 export class NodeMetrics {
   private readonly registry = new Registry();
   private readonly forwards = new Counter({
     name: "sprout_forward_passes_total",
-    help: "Forward passes of the graph (each may batch several generations)",
+    help: "Forward passes of the graph (each may batch several generations, edits and verifications)",
     registers: [this.registry],
   });
   private readonly forwardSeconds = new Histogram({
@@ -44,9 +46,22 @@ export class NodeMetrics {
     labelNames: ["outcome"],
     registers: [this.registry],
   });
+  private readonly edits = new Counter({
+    name: "sprout_edits_total",
+    help: "Edits (rewrites and repairs) that ended, by outcome",
+    labelNames: ["outcome"],
+    registers: [this.registry],
+  });
+  private readonly verifications = new Counter({
+    name: "sprout_verifications_total",
+    help: "Verifications that ended (of /v1/verify, and of generations asking for one), by outcome",
+    labelNames: ["outcome"],
+    registers: [this.registry],
+  });
+  // The names below predate edits and verifications in the scheduler: they count all its work.
   private readonly refused = new Counter({
     name: "sprout_generations_rejected_total",
-    help: "Generations refused with 503 because every slot and the queue were full",
+    help: "Requests (generations, edits, verifications) refused with 503 because every slot and the queue were full",
     registers: [this.registry],
   });
   private readonly latency = new Histogram({
@@ -63,12 +78,12 @@ export class NodeMetrics {
   });
   private readonly active = new Gauge({
     name: "sprout_active_generations",
-    help: "Generations holding a batch slot",
+    help: "Units of work (generations, edits, verifications) holding a batch slot",
     registers: [this.registry],
   });
   private readonly queued = new Gauge({
     name: "sprout_queued_generations",
-    help: "Generations waiting for a slot",
+    help: "Units of work (generations, edits, verifications) waiting for a slot",
     registers: [this.registry],
   });
 
@@ -86,6 +101,10 @@ export class NodeMetrics {
     this.generations.inc({ outcome });
     this.latency.observe(seconds);
     this.generated.inc(tokens);
+  }
+
+  work(kind: WorkKind, outcome: Outcome): void {
+    (kind === "edit" ? this.edits : this.verifications).inc({ outcome });
   }
 
   firstBlock(seconds: number): void {

@@ -1,27 +1,38 @@
 /**
- * Continuous batching: every generation in flight advances in shared forward passes.
+ * Continuous batching: all model work in flight (generations, edits, verifications: step
+ * machines, models/src/work.ts) advances in shared forward passes.
  *
- * Each loop turn takes the active generations that waited longest, as many as fit the batch
- * limits (sequences, and padded tokens: sequences × the longest input), runs one batched forward
- * and hands each its rows (session.forwardBatch pads and masks so each row computes what it
- * would alone). Generations join and leave between forwards, at any step; a generation whose
- * client went away is dropped before the next forward, freeing its slot at once. Beyond the
- * active slots a bounded queue waits in arrival order; when that is full, `submit` refuses with
- * a QueueFullError carrying a Retry-After estimate.
+ * Each loop turn takes the active work that waited longest, as much as fits the batch limits
+ * (sequences, and padded tokens: sequences × the longest input), runs one batched forward and
+ * hands each its rows (session.forwardBatch pads and masks so each row computes what it would
+ * alone). A step's rows stay together in one forward; a step bigger than the limits runs in a
+ * forward of its own. Work joins and leaves between forwards, at any step; work whose client
+ * went away is dropped before the next forward, freeing its slot at once. Beyond the active
+ * slots a bounded queue waits in arrival order; when that is full, `submit` refuses with a
+ * QueueFullError carrying a Retry-After estimate. The scheduler knows nothing of what the work
+ * computes: it only moves rows and results.
  */
-import type { DecodeEvent, ForwardInput, ForwardResult, Generation } from "../../../models/src/index.ts";
+import type { ForwardInput, ForwardResult, Work } from "../../../models/src/index.ts";
 
 export interface SchedulerOptions {
   /** Runs one batched forward: the model session's `forwardBatch` (with greedy row statistics when asked). */
   forward: (inputs: readonly ForwardInput[], options: { stats: boolean }) => Promise<ForwardResult[]>;
-  /** Sequences in one forward (1: no batching, one sequence per forward, round robin). */
+  /** Sequences in one forward, and units of work holding a slot (1: no batching, round robin). */
   maxBatch?: number;
-  /** Padded tokens in one forward (sequences × longest input); one sequence always fits. */
+  /** Padded tokens in one forward (sequences × longest input); one step always fits. */
   maxBatchTokens?: number;
-  /** Generations waiting for a slot beyond the active ones. */
+  /** Units of work waiting for a slot beyond the active ones. */
   maxQueue?: number;
   /** Called after every forward (metrics). */
   onForward?: (stats: ForwardStats) => void;
+}
+
+export interface SubmitOptions {
+  /**
+   * The work continues a request that was admitted already (a generation's verification): it is
+   * never refused, and waits first in the queue.
+   */
+  admitted?: boolean;
 }
 
 export interface ForwardStats {
@@ -40,8 +51,8 @@ export class QueueFullError extends Error {
 }
 
 interface Entry {
-  generation: Generation;
-  channel: EventChannel;
+  work: Work<unknown>;
+  channel: OutputChannel<unknown>;
   signal: AbortSignal | undefined;
   /** Loop turn in which it last took part in a forward (-1: never): oldest first. */
   servedAt: number;
@@ -56,7 +67,7 @@ export class Scheduler {
   private readonly maxQueue: number;
   private turn = 0;
   private running = false;
-  /** Mean seconds a generation takes, for Retry-After (exponential moving average). */
+  /** Mean seconds a unit of work takes, for Retry-After (exponential moving average). */
   private meanSeconds = 1;
 
   constructor(private readonly options: SchedulerOptions) {
@@ -70,21 +81,27 @@ export class Scheduler {
   }
 
   /**
-   * Schedules a generation; its events arrive through the returned iterable (start first). A
-   * generation whose `signal` aborts ends with `done: cancelled` and leaves its slot at once.
+   * Schedules work; its outputs arrive through the returned iterable, which ends when the work
+   * is done. Work whose `signal` aborts is cancelled (its `cancel()` outputs come last) and leaves
+   * its slot at once. Throws QueueFullError when every slot and the queue are taken.
    */
-  submit(generation: Generation, signal?: AbortSignal): AsyncIterable<DecodeEvent> {
-    if (this.active.length >= this.maxBatch && this.queue.length >= this.maxQueue) {
+  submit<Output>(
+    work: Work<Output>,
+    signal?: AbortSignal,
+    { admitted = false }: SubmitOptions = {},
+  ): AsyncIterable<Output> {
+    if (!admitted && this.active.length >= this.maxBatch && this.queue.length >= this.maxQueue) {
       const waves = Math.ceil((this.queue.length + 1) / this.maxBatch);
       throw new QueueFullError(Math.max(1, Math.ceil(waves * this.meanSeconds)));
     }
-    const entry: Entry = { generation, channel: new EventChannel(), signal, servedAt: -1, startedAt: 0 };
-    entry.channel.push(generation.start);
+    const channel = new OutputChannel<Output>();
+    const entry: Entry = { work, channel, signal, servedAt: -1, startedAt: 0 };
     if (this.active.length < this.maxBatch) this.activate(entry);
+    else if (admitted) this.queue.unshift(entry);
     else this.queue.push(entry);
     signal?.addEventListener("abort", () => this.wake(), { once: true });
     this.wake();
-    return entry.channel;
+    return channel;
   }
 
   private activate(entry: Entry): void {
@@ -108,49 +125,59 @@ export class Scheduler {
         this.activate(this.queue.shift() as Entry);
       if (this.active.length === 0) return;
       const batch = this.pickBatch();
-      const inputs = batch.map(({ entry }) => entry.generation.next() as ForwardInput);
-      const started = performance.now();
-      let results: ForwardResult[];
-      try {
-        const stats = batch.some(({ entry }) => entry.generation.wantsStats);
-        results = await this.options.forward(inputs, { stats });
-      } catch (error) {
-        for (const { entry } of batch) this.end(entry, error);
-        continue;
+      const inputs = batch.flatMap(({ rows }) => rows);
+      let results: ForwardResult[] = [];
+      if (inputs.length > 0) {
+        const started = performance.now();
+        try {
+          const stats = batch.some(({ entry }) => entry.work.wantsStats);
+          results = await this.options.forward(inputs, { stats });
+        } catch (error) {
+          for (const { entry } of batch) this.end(entry, error);
+          continue;
+        }
+        const tokens = inputs.map((i) => i.context.length + i.block.length);
+        this.options.onForward?.({
+          sequences: inputs.length,
+          tokens: tokens.reduce((a, b) => a + b, 0),
+          paddedTokens: inputs.length * Math.max(...tokens),
+          seconds: (performance.now() - started) / 1000,
+        });
       }
-      const tokens = inputs.map((i) => i.context.length + i.block.length);
-      this.options.onForward?.({
-        sequences: batch.length,
-        tokens: tokens.reduce((a, b) => a + b, 0),
-        paddedTokens: batch.length * Math.max(...tokens),
-        seconds: (performance.now() - started) / 1000,
-      });
       this.turn++;
-      batch.forEach(({ entry }, row) => {
+      let at = 0;
+      for (const { entry, rows } of batch) {
+        const own = results.slice(at, at + rows.length);
+        at += rows.length;
         entry.servedAt = this.turn;
         try {
-          for (const event of entry.generation.take(results[row] as ForwardResult)) entry.channel.push(event);
+          for (const output of entry.work.take(own)) entry.channel.push(output);
+          // A step without rows saw no forward: had it not finished, it would ask the same forever.
+          if (rows.length === 0 && !entry.work.done)
+            throw new Error("work took a step without rows and did not finish");
         } catch (error) {
           this.end(entry, error);
-          return;
+          continue;
         }
-        if (entry.generation.done) this.end(entry);
-      });
+        if (entry.work.done) this.end(entry);
+      }
     }
   }
 
-  /** Longest-waiting first, while the batch stays within its sequence and padded-token limits. */
-  private pickBatch(): { entry: Entry }[] {
+  /** Longest-waiting first, while the forward stays within its sequence and padded-token limits. */
+  private pickBatch(): { entry: Entry; rows: readonly ForwardInput[] }[] {
     const order = [...this.active].sort((a, b) => a.servedAt - b.servedAt);
-    const batch: { entry: Entry }[] = [];
+    const batch: { entry: Entry; rows: readonly ForwardInput[] }[] = [];
+    let sequences = 0;
     let longest = 0;
     for (const entry of order) {
-      if (batch.length === this.maxBatch) break;
-      const input = entry.generation.next() as ForwardInput;
-      const length = Math.max(longest, input.context.length + input.block.length);
-      if (batch.length > 0 && (batch.length + 1) * length > this.maxBatchTokens) continue;
+      const rows = entry.work.next();
+      const length = Math.max(longest, ...rows.map((row) => row.context.length + row.block.length));
+      const count = sequences + rows.length;
+      if (sequences > 0 && (count > this.maxBatch || count * length > this.maxBatchTokens)) continue;
+      sequences = count;
       longest = length;
-      batch.push({ entry });
+      batch.push({ entry, rows });
     }
     return batch;
   }
@@ -159,7 +186,7 @@ export class Scheduler {
     for (const list of [this.active, this.queue]) {
       for (const entry of [...list]) {
         if (!entry.signal?.aborted) continue;
-        for (const event of entry.generation.cancel()) entry.channel.push(event);
+        for (const output of entry.work.cancel()) entry.channel.push(output);
         this.end(entry);
       }
     }
@@ -180,15 +207,16 @@ export class Scheduler {
   }
 }
 
-/** An async iterable fed by pushes: events wait here until the consumer reads them. */
-class EventChannel implements AsyncIterable<DecodeEvent> {
-  private readonly items: DecodeEvent[] = [];
+/** An async iterable fed by pushes: outputs wait here until the consumer reads them. */
+class OutputChannel<Output> implements AsyncIterable<Output> {
+  /** Boxed, so that any output (even undefined) is told apart from none. */
+  private readonly items: { output: Output }[] = [];
   private ended = false;
   private error: unknown;
   private waiting: (() => void) | undefined;
 
-  push(event: DecodeEvent): void {
-    this.items.push(event);
+  push(output: Output): void {
+    this.items.push({ output });
     this.notify();
   }
 
@@ -198,7 +226,7 @@ class EventChannel implements AsyncIterable<DecodeEvent> {
   }
 
   fail(error: unknown): void {
-    this.error = error ?? new Error("generation failed");
+    this.error = error ?? new Error("the work failed");
     this.end();
   }
 
@@ -208,11 +236,11 @@ class EventChannel implements AsyncIterable<DecodeEvent> {
     resolve?.();
   }
 
-  async *[Symbol.asyncIterator](): AsyncIterator<DecodeEvent> {
+  async *[Symbol.asyncIterator](): AsyncIterator<Output> {
     for (;;) {
       const item = this.items.shift();
-      if (item !== undefined) {
-        yield item;
+      if (item) {
+        yield item.output;
         continue;
       }
       if (this.ended) {
