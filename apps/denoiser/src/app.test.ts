@@ -1,7 +1,13 @@
 import { createParser } from "eventsource-parser";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadModel, type Model, SHIPPED_MODEL_DIR } from "../../../models/src/index.ts";
-import { NodeEvent, PROTOCOL_HEADER, PROTOCOL_VERSION, Verification } from "../../../protocol/src/index.ts";
+import {
+  EditResult,
+  NodeEvent,
+  PROTOCOL_HEADER,
+  PROTOCOL_VERSION,
+  Verification,
+} from "../../../protocol/src/index.ts";
 import { listen } from "../../../test/support/servers.ts";
 import { createDenoiserApp } from "./app.ts";
 
@@ -14,6 +20,24 @@ function parseSse(text: string): { event?: string; data: string }[] {
   parser.feed(text);
   return messages;
 }
+
+/** A sample's value in a node's /metrics (0 when absent), e.g. `sprout_edits_total{outcome="finished"}`. */
+async function metric(app: { request: (path: string) => Response | Promise<Response> }, sample: string) {
+  const text = await (await app.request("/metrics")).text();
+  const line = text.split("\n").find((l) => l.startsWith(`${sample} `));
+  return line === undefined ? 0 : Number(line.slice(sample.length + 1));
+}
+
+const CODE =
+  "def area(r):\n    pi = 3.14159\n    return pi * r * r\n\n\ndef perimeter(r):\n    return 2 * pi * r\n";
+const post = (body: object) => ({ method: "POST", headers: auth, body: JSON.stringify(body) });
+/** A rewrite of one small region: a generation of a few tokens. */
+const EDIT = post({
+  code: CODE,
+  regions: [{ start: CODE.indexOf("3.14159"), end: CODE.indexOf("3.14159") + 7 }],
+  max_tokens: 8,
+  block_size: 4,
+});
 
 describe("the denoiser node", () => {
   let model: Model;
@@ -244,5 +268,91 @@ describe("the denoiser node", () => {
       body: JSON.stringify({ prompt: "x", max_tokens: 1 }),
     });
     expect(refused.status).toBe(503);
+  });
+
+  it("runs edits and verifications in its scheduler: its forward-pass counter counts them", async () => {
+    const node = createDenoiserApp({ model, secret: SECRET, log: () => {} });
+    const forwards = () => metric(node, "sprout_forward_passes_total");
+    expect(await forwards()).toBe(0);
+    const edit = await node.request("/v1/edit", EDIT);
+    expect(edit.status).toBe(200);
+    const rewritten = EditResult.parse(await edit.json());
+    expect(rewritten.forward_passes).toBeGreaterThan(0);
+    expect(await forwards()).toBe(rewritten.forward_passes); // alone, each of its forwards is one of the node's
+    const repair = await node.request("/v1/edit", post({ code: CODE, threshold: 1 }));
+    const repaired = EditResult.parse(await repair.json());
+    expect(await forwards()).toBe(rewritten.forward_passes + repaired.forward_passes);
+    const verify = await node.request("/v1/verify", post({ code: CODE }));
+    expect(Verification.parse(await verify.json()).forward_passes).toBe(2);
+    expect(await forwards()).toBe(rewritten.forward_passes + repaired.forward_passes + 2);
+    expect(await metric(node, 'sprout_edits_total{outcome="finished"}')).toBe(2);
+    expect(await metric(node, 'sprout_verifications_total{outcome="finished"}')).toBe(1);
+  });
+
+  it.each([
+    ["edits", "/v1/edit", EDIT],
+    ["verifications", "/v1/verify", post({ code: CODE })],
+  ])(
+    "meets its queue bound with 64 concurrent %s: some 503 with Retry-After, the rest 200",
+    async (_, path, init) => {
+      const node = createDenoiserApp({ model, secret: SECRET, log: () => {} }); // the default queue: 8 slots, 32 waiting
+      await node.request("/v1/verify", post({ code: "x = 1\n" })); // tree-sitter loaded: requests reach the queue at once
+      const responses = await Promise.all(Array.from({ length: 64 }, () => node.request(path, init)));
+      const refused = responses.filter((r) => r.status === 503);
+      const answered = responses.filter((r) => r.status === 200);
+      expect(refused.length + answered.length).toBe(64);
+      expect(refused.length).toBeGreaterThan(0);
+      expect(answered.length).toBeGreaterThanOrEqual(8 + 32); // every slot and queue place was taken
+      for (const response of refused) {
+        expect(Number(response.headers.get("retry-after"))).toBeGreaterThanOrEqual(1);
+        expect(await response.json()).toMatchObject({ error: { code: "overloaded" } });
+      }
+      const Result = path === "/v1/edit" ? EditResult : Verification;
+      for (const response of answered) Result.parse(await response.json());
+      expect(await metric(node, "sprout_generations_rejected_total")).toBe(refused.length);
+      // Answering again, with nothing left in its slots or queue.
+      expect((await node.request(path, init)).status).toBe(200);
+      expect(await metric(node, "sprout_queued_generations")).toBe(0);
+      expect(await metric(node, "sprout_active_generations")).toBe(0);
+    },
+  );
+
+  it("stops an edit's work when its client goes away", async () => {
+    const node = createDenoiserApp({ model, secret: SECRET, log: () => {} });
+    const server = await listen(node);
+    try {
+      const forwards = () => metric(node, "sprout_forward_passes_total");
+      const cancel = new AbortController();
+      const code = "def area(r):\n    return 3.14159 * r * r\n\n\n".repeat(12);
+      // Block size 1 and nothing revised: one forward per token of the code (a few seconds).
+      const response = fetch(`${server.url}/v1/edit`, {
+        ...post({ code, threshold: 1, block_size: 1 }),
+        signal: cancel.signal,
+      }).catch(() => "aborted");
+      await expect.poll(forwards, { timeout: 10_000 }).toBeGreaterThan(5);
+      cancel.abort();
+      expect(await response).toBe("aborted");
+      await expect
+        .poll(() => metric(node, 'sprout_edits_total{outcome="cancelled"}'), { timeout: 10_000 })
+        .toBe(1);
+      expect(await metric(node, "sprout_active_generations")).toBe(0);
+      const stopped = await forwards();
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      expect(await forwards()).toBe(stopped);
+      expect(stopped).toBeLessThan((await model.verify({ code })).tokens);
+    } finally {
+      await server.close();
+    }
+  });
+
+  it("drains edits too: one in flight is cancelled and answered 503 shutting_down", async () => {
+    const node = createDenoiserApp({ model, secret: SECRET, log: () => {} });
+    const code = "def area(r):\n    return 3.14159 * r * r\n\n\n".repeat(12);
+    const response = node.request("/v1/edit", post({ code, threshold: 1, block_size: 1 }));
+    await expect.poll(() => metric(node, "sprout_forward_passes_total")).toBeGreaterThan(0);
+    await node.drain();
+    const drained = await response;
+    expect(drained.status).toBe(503);
+    expect(await drained.json()).toMatchObject({ error: { code: "shutting_down" } });
   });
 });

@@ -5,7 +5,9 @@ import {
   type ForwardInput,
   loadModel,
   type Model,
+  onlyResult,
   SHIPPED_MODEL_DIR,
+  WorkCancelledError,
 } from "../../../models/src/index.ts";
 import { type ForwardStats, QueueFullError, Scheduler } from "./scheduler.ts";
 
@@ -112,5 +114,89 @@ describe("the batching scheduler", () => {
     await expect(collect(s.submit(model.start({ prompt: "x", maxTokens: 4 })))).rejects.toThrow(/fell over/);
     const after = await collect(s.submit(model.start({ prompt: "x", maxTokens: 4 })));
     expect(doneOf(after).type).toBe("done");
+  });
+
+  it("batches edits and verifications with generations, each giving what it gives alone", async () => {
+    const code =
+      "def area(r):\n    pi = 3.14159\n    return pi * r * r\n\n\ndef perimeter(r):\n    return 2 * pi * r\n";
+    const region = { start: code.indexOf("3.14159"), end: code.indexOf("3.14159") + 7 };
+    const rewrite = { code, regions: [region], maxTokens: 8, blockSize: 4 };
+    const repair = {
+      code: "for i in range(10):\n    print(i))\nfor j in range(3):\n    print(j * i]\n",
+      threshold: 0.05,
+      rounds: 2,
+      blockSize: 4,
+    };
+    const generation = { prompt: PROMPTS[0] as string, maxTokens: 16, blockSize: 8 };
+    const alone = {
+      rewrite: await model.rewrite(rewrite),
+      repair: await model.repair(repair),
+      verify: await model.verify({ code }),
+      generation: await collect(model.generate(generation)),
+    };
+    const { s, forwards } = scheduler({ maxBatch: 8 });
+    const [rewritten, repaired, verified, generated] = await Promise.all([
+      onlyResult(s.submit(model.startRewrite(rewrite))),
+      onlyResult(s.submit(model.startRepair(repair))),
+      onlyResult(s.submit(await model.startVerification({ code }))),
+      collect(s.submit(model.start(generation))),
+    ]);
+    expect(rewritten).toEqual(alone.rewrite);
+    expect(repaired).toEqual(alone.repair);
+    expect(repaired.edits.length).toBeGreaterThan(0); // the repair did revise: its cache rows mattered
+    expect(verified).toEqual({
+      ...alone.verify,
+      score: expect.any(Number),
+      bits_per_token: expect.any(Number),
+    });
+    expect(verified.score).toBeCloseTo(alone.verify.score, 5);
+    expect(textOf(generated)).toBe(textOf(alone.generation));
+    // They shared forwards: fewer calls than their forwards added up, rows of several in one call.
+    const separate =
+      alone.rewrite.forward_passes +
+      alone.repair.forward_passes +
+      doneOf(alone.generation).usage.forward_passes;
+    expect(forwards.length).toBeLessThan(separate + alone.verify.forward_passes);
+    expect(Math.max(...forwards.map((f) => f.sequences))).toBeGreaterThan(3);
+  });
+
+  it("runs a step bigger than its limits in a forward of its own, and work that needs no forward at once", async () => {
+    const code = "x = 1\n".repeat(40); // a verification scores it in more half-blocks than maxBatch
+    const { s, forwards } = scheduler({ maxBatch: 2 });
+    const [verified, generated] = await Promise.all([
+      onlyResult(s.submit(await model.startVerification({ code }))),
+      collect(s.submit(model.start({ prompt: "x = ", maxTokens: 8, blockSize: 4 }))),
+    ]);
+    expect(verified.score).toBeCloseTo((await model.verify({ code })).score, 5);
+    expect(doneOf(generated).finish_reason).not.toBe("cancelled");
+    const scoring = forwards.filter((f) => f.sequences > 2);
+    expect(scoring).toHaveLength(1); // all half-blocks in one forward, alone
+    const before = forwards.length;
+    const empty = await onlyResult(s.submit(await model.startVerification({ code: "" })));
+    expect(empty).toMatchObject({ tokens: 0, forward_passes: 0 });
+    expect(await onlyResult(s.submit(model.startRepair({ code: "" })))).toMatchObject({
+      code: "",
+      edits: [],
+      forward_passes: 0,
+    });
+    expect(forwards.length).toBe(before);
+  });
+
+  it("cancels an edit whose signal aborts: its forwards stop and its slot is free", async () => {
+    const { s, forwards } = scheduler();
+    const cancel = new AbortController();
+    const code = "def area(r):\n    return 3.14159 * r * r\n\n\n".repeat(12);
+    // Block size 1 and nothing revised: one forward per token of the code.
+    const result = onlyResult(
+      s.submit(model.startRepair({ code, threshold: 1, blockSize: 1 }), cancel.signal),
+    );
+    await expect.poll(() => forwards.length).toBeGreaterThan(5);
+    cancel.abort();
+    await expect(result).rejects.toThrow(WorkCancelledError);
+    const stopped = forwards.length;
+    expect(s.load).toEqual({ active: 0, queued: 0 });
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    expect(forwards.length).toBe(stopped);
+    expect(stopped).toBeLessThan((await model.verify({ code })).tokens);
   });
 });
