@@ -6,9 +6,9 @@
  *   SPROUT_EXECUTION_PROVIDER   onnxruntime execution provider: cpu (default) or cuda (GPU hosts;
  *                               needs the CUDA build of onnxruntime-node, see apps/denoiser/README.md)
  *   SPROUT_THREADS              intra-op threads for the CPU provider (default: onnxruntime's choice)
- *   SPROUT_MAX_BATCH            generations sharing one forward pass (default 8; 1 turns batching off)
+ *   SPROUT_MAX_BATCH            sequences in one forward pass, requests holding a slot (default 8; 1: no batching)
  *   SPROUT_MAX_BATCH_TOKENS     padded tokens per forward pass (default 1024)
- *   SPROUT_MAX_QUEUE            generations waiting for a slot before 503 + Retry-After (default 32)
+ *   SPROUT_MAX_QUEUE            requests waiting for a slot before 503 + Retry-After (default 32)
  *   PORT / HOST                 where to listen (default 8788 on 127.0.0.1)
  */
 import { serve } from "@hono/node-server";
