@@ -14,7 +14,10 @@ import type { DenoiserSession, ForwardInput, ForwardResult } from "./session.ts"
 export interface Work<Output> {
   /** Finished: no more forwards, nothing more to say. */
   readonly done: boolean;
-  /** The rows this work puts into the next forward (none: a step that needs no forward). */
+  /**
+   * The rows this work puts into the next forward (none: a step that needs no forward). No side
+   * effects: a driver may ask and then leave the work out of this forward.
+   */
   next(): readonly ForwardInput[];
   /**
    * Whether it uses the forward's greedy row statistics (onnxruntime computes them for the whole

@@ -140,15 +140,25 @@ export function createDenoiserApp({
     return { model, scheduler };
   };
 
-  /** Aborts when the client goes away (drain aborts it too). */
+  /**
+   * Aborts when the client goes away, or the node drains: drain aborts what is in flight, and a
+   * request that got past the draining check before it (a verification checking its syntax) is
+   * aborted at once, so its work never reaches a forward.
+   */
   const cancelWith = (c: Context) => {
     const cancel = new AbortController();
     c.req.raw.signal.addEventListener("abort", () => cancel.abort(), { once: true });
+    if (draining) cancel.abort();
     return cancel;
   };
 
   /** Runs work that answers once (an edit, a verification) through the scheduler, counting how it ended. */
-  async function run<T>(kind: WorkKind, work: Work<T>, signal: AbortSignal, options?: SubmitOptions) {
+  async function run<T>(
+    kind: WorkKind,
+    work: Work<T>,
+    signal: AbortSignal,
+    options?: SubmitOptions,
+  ): Promise<T> {
     const outputs = serving().scheduler.submit(work, signal, options); // a full queue throws here
     try {
       const result = await onlyResult(outputs);

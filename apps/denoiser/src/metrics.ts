@@ -25,7 +25,7 @@ export class NodeMetrics {
   });
   private readonly batchSize = new Histogram({
     name: "sprout_batch_sequences",
-    help: "Generations sharing one forward pass",
+    help: "Sequences (rows: of generations, edits, verifications) in one forward pass",
     buckets: [1, 2, 4, 8, 16, 32],
     registers: [this.registry],
   });
