@@ -225,3 +225,64 @@ describe("the backend pool over real denoiser nodes", () => {
     expect(pool.status()[0]?.failures).toBe(1);
   });
 });
+
+describe("the pool's other paths", () => {
+  const verification = {
+    syntax: { ok: true as const },
+    score: 0.5,
+    bits_per_token: 1,
+    tokens: 3,
+    verdict: "plausible" as const,
+    forward_passes: 1,
+  };
+
+  it("sends a verification only to members that can verify, and retries it on another", async () => {
+    const asked: string[] = [];
+    const verifier = (id: string, answer: () => Promise<typeof verification>): Backend => ({
+      ...scripted(id, () => ok(id)).backend,
+      verify: async () => {
+        asked.push(id);
+        return answer();
+      },
+    });
+    const pool = new BackendPool({
+      members: [
+        { backend: scripted("plain", () => ok("plain")).backend },
+        {
+          backend: verifier("down", () => Promise.reject(new BackendError("backend_unavailable", "x", 503))),
+        },
+        { backend: verifier("up", async () => verification) },
+      ],
+    });
+    for (let i = 0; i < 3; i++)
+      await expect(pool.verify({ code: "x = 1", language: "python" })).resolves.toEqual(verification);
+    expect(asked).not.toContain("plain");
+    expect(asked.filter((id) => id === "up")).toHaveLength(3);
+    expect(pool.status().map((m) => m.inFlight)).toEqual([0, 0, 0]);
+    const none = new BackendPool({ members: [{ backend: scripted("plain", () => ok("plain")).backend }] });
+    await expect(none.verify({ code: "x = 1", language: "python" })).rejects.toMatchObject({ status: 503 });
+  });
+
+  it("counts the tries before the stream started and its failovers in one maxAttempts", async () => {
+    const dies = (id: string) =>
+      scripted(id, () => [
+        START,
+        { type: "block", index: 0, text: id, tokens: 1, steps: 1, ids: [1] },
+        { type: "error", code: "die", message: "" },
+      ]);
+    const members = [scripted("a", () => "down"), dies("b"), dies("c"), dies("d")];
+    const pool = new BackendPool({ members: members.map((m) => ({ backend: m.backend })), maxAttempts: 2 });
+    await expect(collect(await pool.doStream({ prompt: "x", max_tokens: 8 }))).rejects.toThrow();
+    // The first pick (a) is down, the second dies mid-stream: no third member, though two are up.
+    expect(members.map((m) => m.seen.length).reduce((a, b) => a + b)).toBe(2);
+  });
+
+  it("frees the member's slot when the client stops reading mid-stream", async () => {
+    const a = scripted("a", () => ok("a"));
+    const pool = new BackendPool({ members: [{ backend: a.backend }] });
+    for await (const event of await pool.doStream({ prompt: "x", max_tokens: 2 })) {
+      if (event.type === "block") break;
+    }
+    expect(pool.status()[0]).toMatchObject({ inFlight: 0, failures: 0 });
+  });
+});

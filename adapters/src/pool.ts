@@ -13,6 +13,7 @@
  * - What counts as a failure: unreachable, a refusal other than the request's own fault, a broken
  *   or truncated stream, an `error` event. A request the backend calls invalid (400) is the
  *   client's and is not retried. The client's own abort ends everything and is no failure.
+ * - One request tries each member at most once, `maxAttempts` members in all, failovers included.
  * - After a failover the new member's `start` is swallowed (the client had one), its blocks keep
  *   their indices (resume continues the count), and `done.usage` covers every member's work.
  *
@@ -39,9 +40,13 @@ export interface PoolMember {
 
 export interface PoolOptions {
   members: PoolMember[];
+  /** Failures in a row that open a member's circuit (default 2). */
   failureThreshold?: number;
+  /** How long an open circuit stays open (default 10 s). */
   cooldownMs?: number;
+  /** How long a stream may take to send its first event (default 10 s). */
   firstEventMs?: number;
+  /** How long a stream may stay silent between events, and a verify or edit call take (default 30 s). */
   idleMs?: number;
   /** Members tried for one request, failovers included (default: every member once, at most 4). */
   maxAttempts?: number;
@@ -49,6 +54,21 @@ export interface PoolOptions {
   now?: () => number;
   /** Told about each failure (for logs): which member, what happened. */
   onFailure?: (memberId: string, detail: string) => void;
+}
+
+/** `PoolOptions` with every default filled in. */
+type Settings = Required<Omit<PoolOptions, "members">>;
+
+function settle(options: PoolOptions): Settings {
+  return {
+    failureThreshold: options.failureThreshold ?? 2,
+    cooldownMs: options.cooldownMs ?? 10_000,
+    firstEventMs: options.firstEventMs ?? 10_000,
+    idleMs: options.idleMs ?? 30_000,
+    maxAttempts: options.maxAttempts ?? Math.min(options.members.length, 4),
+    now: options.now ?? Date.now,
+    onFailure: options.onFailure ?? (() => {}),
+  };
 }
 
 interface MemberState {
@@ -59,17 +79,37 @@ interface MemberState {
   openUntil: number;
 }
 
+/** One request's share of the pool: the members it has tried and how many tries it has left. */
+interface Tries {
+  tried: Set<MemberState>;
+  left: number;
+}
+
+/**
+ * How a backend serves one request on an attempt, or undefined where it cannot (a member
+ * without `verify`, say): such members are never picked for it.
+ */
+type Serve<T> = (backend: Backend) => ((attempt: Attempt) => Promise<T>) | undefined;
+
+/** A stream that has sent its first event (read while opening, so that a dud fails early). */
+interface Opened {
+  attempt: Attempt;
+  first: GenerateEvent;
+}
+
 type Block = Extract<GenerateEvent, { type: "block" }>;
 type Done = Extract<GenerateEvent, { type: "done" }>;
+type ErrorEvent = Extract<GenerateEvent, { type: "error" }>;
 
 export class BackendPool implements Backend {
   readonly id = "pool";
+  private readonly settings: Settings;
   private readonly members: MemberState[];
-  private readonly now: () => number;
   private turn = 0;
 
-  constructor(private readonly options: PoolOptions) {
+  constructor(options: PoolOptions) {
     if (options.members.length === 0) throw new Error("a backend pool needs at least one member");
+    this.settings = settle(options);
     this.members = options.members.map(({ backend, weight = 1 }) => ({
       backend,
       weight,
@@ -77,12 +117,11 @@ export class BackendPool implements Backend {
       failures: 0,
       openUntil: 0,
     }));
-    this.now = options.now ?? Date.now;
   }
 
   /** Each member's state, for health endpoints and tests. */
   status(): { id: string; inFlight: number; failures: number; open: boolean }[] {
-    const now = this.now();
+    const now = this.settings.now();
     return this.members.map((m) => ({
       id: m.backend.id,
       inFlight: m.inFlight,
@@ -95,24 +134,11 @@ export class BackendPool implements Backend {
     request: GenerateRequest,
     options: StreamOptions = {},
   ): Promise<AsyncIterable<GenerateEvent>> {
-    const attempts = this.options.maxAttempts ?? Math.min(this.members.length, 4);
-    const tried = new Set<MemberState>();
-    let last: unknown;
-    for (let attempt = 0; attempt < attempts; attempt++) {
-      const member = await this.pick(tried);
-      if (!member) break;
-      tried.add(member);
-      try {
-        const first = await this.open(member, request, options.signal);
-        return this.relay(request, first, tried, attempts, options.signal);
-      } catch (error) {
-        if (options.signal?.aborted || !this.retriable(error)) throw error;
-        last = error;
-      }
-    }
-    throw last instanceof BackendError
-      ? last
-      : new BackendError("backend_unavailable", "No model backend is available; try again shortly.", 503);
+    const tries = this.tries();
+    const opened = await this.onSomeMember(tries, options.signal, this.stream(request), {
+      unavailable: "No model backend is available; try again shortly.",
+    });
+    return this.relay(request, opened, tries, options.signal);
   }
 
   /** Verification on the least loaded member that can verify, retried on others like a stream's start. */
@@ -125,65 +151,90 @@ export class BackendPool implements Backend {
     return this.call((backend) => backend.edit?.bind(backend), request, options);
   }
 
-  /** One request–answer call on a member that offers it (`method`), retried on others. */
-  private async call<Request, Answer>(
+  /** One request–answer call on a member that offers it (`method`), within `idleMs`. */
+  private call<Request, Answer>(
     method: (backend: Backend) => ((request: Request, options: StreamOptions) => Promise<Answer>) | undefined,
     request: Request,
     options: StreamOptions,
   ): Promise<Answer> {
-    const tried = new Set<MemberState>(this.members.filter((m) => !method(m.backend)));
-    let last: unknown;
-    for (
-      let attempt = 0;
-      attempt < (this.options.maxAttempts ?? Math.min(this.members.length, 4));
-      attempt++
-    ) {
-      const member = await this.pick(tried);
-      const run = member && method(member.backend);
-      if (!member || !run) break;
-      tried.add(member);
-      const state = new Attempt(member, options.signal, this.options.idleMs ?? 30_000);
-      member.inFlight++;
-      try {
-        const answer = await withTimeout(
-          run(request, { signal: state.signal }),
-          this.options.idleMs ?? 30_000,
-          () => state.abort(),
-          `${member.backend.id} did not answer in time`,
+    const serve: Serve<Answer> = (backend) => {
+      const run = method(backend);
+      if (!run) return undefined;
+      return async (attempt) => {
+        const answer = await attempt.within(
+          run(request, { signal: attempt.signal }),
+          this.settings.idleMs,
+          `${backend.id} did not answer in time`,
         );
-        this.release(state);
+        this.release(attempt);
         return answer;
-      } catch (error) {
-        this.release(state, options.signal?.aborted ? undefined : error);
-        if (options.signal?.aborted || !this.retriable(error)) throw error;
-        last = error;
-      }
-    }
-    throw last instanceof BackendError
-      ? last
-      : new BackendError("backend_unavailable", "No model backend can answer now; try again shortly.", 503);
+      };
+    };
+    return this.onSomeMember(this.tries(), options.signal, serve, {
+      unavailable: "No model backend can answer now; try again shortly.",
+    });
+  }
+
+  /** Opening `request`'s stream, which every backend can. */
+  private stream(request: GenerateRequest): Serve<Opened> {
+    return () => (attempt) => this.open(attempt, request);
+  }
+
+  private tries(): Tries {
+    return { tried: new Set(), left: this.settings.maxAttempts };
   }
 
   /**
-   * The member to try next. One whose circuit was open and whose cooldown has passed is first
-   * asked for its health, where the backend can say (a Sprout node's /readyz): a member still
-   * not ready stays open for another cooldown, and no request is spent finding that out.
+   * The one attempt loop, for a stream's start, a failover and a call alike: `serve` on the next
+   * member picked, until it succeeds. A failure counts against its member and the next one is
+   * tried, unless the client has left or `final(error)` (by default: the request is the client's
+   * own fault). When no member is left, the last failure is thrown (or a 503 saying `unavailable`).
    */
-  private async pick(exclude: Set<MemberState>): Promise<MemberState | undefined> {
-    const skipped = new Set(exclude);
+  private async onSomeMember<T>(
+    tries: Tries,
+    signal: AbortSignal | undefined,
+    serve: Serve<T>,
+    { final = (error: unknown) => !retriable(error), unavailable = UNAVAILABLE } = {},
+  ): Promise<T> {
+    let last: unknown;
+    while (tries.left > 0) {
+      const member = await this.pick((m) => !tries.tried.has(m) && serve(m.backend) !== undefined);
+      const run = member && serve(member.backend);
+      if (!member || !run) break;
+      tries.tried.add(member);
+      tries.left--;
+      const attempt = new Attempt(member, signal, this.settings.idleMs);
+      try {
+        return await run(attempt);
+      } catch (error) {
+        this.release(attempt, signal?.aborted ? undefined : error);
+        if (signal?.aborted || final(error)) throw error;
+        last = error;
+      }
+    }
+    throw last instanceof BackendError ? last : new BackendError("backend_unavailable", unavailable, 503);
+  }
+
+  /**
+   * The member to try next among `candidates`. One whose circuit was open and whose cooldown has
+   * passed is first asked for its health, where the backend can say (a Sprout node's /readyz): a
+   * member still not ready stays open for another cooldown, and no request is spent finding that out.
+   */
+  private async pick(candidate: (m: MemberState) => boolean): Promise<MemberState | undefined> {
+    const notReady = new Set<MemberState>();
     for (;;) {
-      const member = this.choose(skipped);
+      const member = this.choose((m) => candidate(m) && !notReady.has(m));
       if (!member || member.openUntil === 0 || !member.backend.health) return member;
       if (await member.backend.health().catch(() => false)) return member;
-      member.openUntil = this.now() + (this.options.cooldownMs ?? 10_000);
-      skipped.add(member);
+      member.openUntil = this.settings.now() + this.settings.cooldownMs;
+      notReady.add(member);
     }
   }
 
-  /** The member to try next: closed or half-open circuits only, least loaded per weight, round robin on ties. */
-  private choose(exclude: Set<MemberState>): MemberState | undefined {
-    const now = this.now();
-    const open = this.members.filter((m) => !exclude.has(m) && m.openUntil <= now);
+  /** Closed or half-open circuits only, least loaded per weight, round robin on ties. */
+  private choose(candidate: (m: MemberState) => boolean): MemberState | undefined {
+    const now = this.settings.now();
+    const open = this.members.filter((m) => candidate(m) && m.openUntil <= now);
     if (open.length === 0) return undefined;
     const load = (m: MemberState) => m.inFlight / m.weight;
     const least = Math.min(...open.map(load));
@@ -191,173 +242,196 @@ export class BackendPool implements Backend {
     return candidates[this.turn++ % candidates.length];
   }
 
-  private retriable(error: unknown): boolean {
-    return !(error instanceof BackendError && error.code === "invalid_request");
-  }
-
-  /** Starts a stream on `member` and waits for its first event (within `firstEventMs`). */
-  private async open(member: MemberState, request: GenerateRequest, signal?: AbortSignal): Promise<Attempt> {
-    const attempt = new Attempt(member, signal, this.options.idleMs ?? 30_000);
-    member.inFlight++;
-    try {
-      const events = await withTimeout(
-        member.backend.doStream(request, { signal: attempt.signal }),
-        this.options.firstEventMs ?? 10_000,
-        () => attempt.abort(),
-        `${member.backend.id} did not answer in time`,
-      );
-      attempt.start(events);
-      const first = await attempt.next(this.options.firstEventMs ?? 10_000);
-      if (first === undefined || first.type === "error") {
-        throw new BackendError(
-          "backend_unavailable",
-          UNAVAILABLE,
-          503,
-          `${member.backend.id} failed before starting`,
-        );
-      }
-      attempt.pending = first;
-      return attempt;
-    } catch (error) {
-      this.release(attempt, signal?.aborted ? undefined : error);
-      throw error;
+  /** Starts a stream on the attempt's member and waits for its first event (within `firstEventMs`). */
+  private async open(attempt: Attempt, request: GenerateRequest): Promise<Opened> {
+    const { backend } = attempt.member;
+    const { firstEventMs } = this.settings;
+    attempt.start(
+      await attempt.within(
+        backend.doStream(request, { signal: attempt.signal }),
+        firstEventMs,
+        `${backend.id} did not answer in time`,
+      ),
+    );
+    const first = await attempt.next(firstEventMs);
+    if (first === undefined || first.type === "error") {
+      throw new BackendError("backend_unavailable", UNAVAILABLE, 503, `${backend.id} failed before starting`);
     }
+    return { attempt, first };
   }
 
-  /** Relays an attempt's events, failing over to other members (resuming) until `done`. */
+  /** Relays a stream's events, failing over to other members (resuming) until `done`. */
   private async *relay(
     request: GenerateRequest,
-    first: Attempt,
-    tried: Set<MemberState>,
-    attempts: number,
+    opened: Opened,
+    tries: Tries,
     signal?: AbortSignal,
   ): AsyncGenerator<GenerateEvent> {
-    const committed: number[] = [...(request.committed ?? [])];
-    let earlierForwards = 0; // forwards spent by members that failed, counted from their blocks
-    let started = false;
-    let current: Attempt | undefined = first;
-    let used = 1;
-    /** The last member's own `error` event: relayed as it is when no member can take over. */
-    let nodeError: GenerateEvent | undefined;
+    const sent = new Sent(request);
+    let current = opened;
     try {
-      while (current) {
-        const attempt: Attempt = current;
-        let forwardsHere = 0;
+      for (;;) {
         try {
-          for (let event = attempt.take(); event !== undefined; event = await attempt.next()) {
-            if (event.type === "error") {
-              nodeError = event;
-              throw new BackendError(
-                "backend_unavailable",
-                UNAVAILABLE,
-                503,
-                `${attempt.member.backend.id}: ${event.message}`,
-              );
-            }
-            if (event.type === "start") {
-              if (started) continue;
-              started = true;
-            }
-            if (event.type === "block") {
-              committed.push(...((event as Block).ids ?? []));
-              forwardsHere += (event as Block).steps ?? 0;
-            }
-            if (event.type === "done") {
-              const done = event as Done;
-              this.release(attempt);
-              current = undefined;
-              yield {
-                ...done,
-                usage: {
-                  ...done.usage,
-                  completion_tokens: committed.length - (request.committed?.length ?? 0),
-                  forward_passes: done.usage.forward_passes + earlierForwards,
-                },
-              };
-              return;
-            }
-            yield event;
-          }
-          throw new BackendError(
-            "bad_response",
-            UNAVAILABLE,
-            502,
-            `${attempt.member.backend.id} ended without done`,
-          );
-        } catch (error) {
-          if (signal?.aborted) throw error;
-          this.release(attempt, error);
-          current = undefined;
-          earlierForwards += forwardsHere;
-          const giveUp = (): GenerateEvent => {
-            if (nodeError) return nodeError;
-            throw error;
-          };
-          if (!this.retriable(error) || committed.length >= request.max_tokens) {
-            yield giveUp();
+          yield* this.relayMember(current, sent);
+          return;
+        } catch (failure) {
+          if (signal?.aborted) throw failure;
+          this.release(current.attempt, failure);
+          sent.memberFailed();
+          const next = await this.takeOver(failure, sent, tries, signal);
+          if (!next) {
+            // No member can take over: the last member's own `error` event is relayed as it is.
+            if (failure instanceof MemberError) yield failure.event;
+            else throw failure;
             return;
           }
-          // Fail over: resume on another member from what the client already has.
-          const resumed = { ...request, committed: [...committed] };
-          while (!current && used < attempts) {
-            const member = await this.pick(tried);
-            if (!member) break;
-            tried.add(member);
-            used++;
-            // Any refusal here means this member cannot take over (an upstream that cannot
-            // resume says the request is invalid): try the next one.
-            current = await this.open(member, resumed, signal).catch((e: unknown) => {
-              if (signal?.aborted) throw e;
-              return undefined;
-            });
-          }
-          if (!current) {
-            yield giveUp();
-            return;
-          }
-          nodeError = undefined;
+          current = next;
         }
       }
     } finally {
-      if (current) this.release(current); // the client stopped reading
+      this.release(current.attempt); // the client stopped reading (a no-op once released)
     }
+  }
+
+  /** Relays one member's events until its `done`; throws when it fails or ends without one. */
+  private async *relayMember({ attempt, first }: Opened, sent: Sent): AsyncGenerator<GenerateEvent> {
+    for (let event: GenerateEvent | undefined = first; event !== undefined; event = await attempt.next()) {
+      switch (event.type) {
+        case "error":
+          throw new MemberError(attempt.member.backend.id, event);
+        case "start":
+          if (sent.started) continue; // a member that took over: the client had its start
+          sent.started = true;
+          break;
+        case "block":
+          sent.block(event);
+          break;
+        case "done":
+          this.release(attempt);
+          yield sent.done(event);
+          return;
+      }
+      yield event;
+    }
+    const id = attempt.member.backend.id;
+    throw new BackendError("bad_response", UNAVAILABLE, 502, `${id} ended without done`);
+  }
+
+  /**
+   * A member to resume on after `failure`, from what the client already has; undefined when none
+   * can: the failure was the request's own, nothing is left to generate, or no member takes it.
+   */
+  private async takeOver(
+    failure: unknown,
+    sent: Sent,
+    tries: Tries,
+    signal?: AbortSignal,
+  ): Promise<Opened | undefined> {
+    if (!retriable(failure) || sent.complete) return undefined;
+    // Any refusal means this member cannot take over (an upstream that cannot resume says the
+    // request is invalid): try the next one.
+    return this.onSomeMember(tries, signal, this.stream(sent.resumed()), { final: () => false }).catch(
+      (error: unknown) => {
+        if (signal?.aborted) throw error;
+        return undefined;
+      },
+    );
   }
 
   /** Ends an attempt: frees its slot and records how it went for the member's circuit. */
   private release(attempt: Attempt, error?: unknown): void {
-    if (attempt.released) return;
-    attempt.released = true;
-    attempt.abort();
+    if (!attempt.end()) return;
     const member = attempt.member;
-    member.inFlight--;
     if (error === undefined) {
       member.failures = 0;
       member.openUntil = 0;
       return;
     }
-    if (!this.retriable(error)) return;
+    if (!retriable(error)) return;
     member.failures++;
-    const detail = error instanceof BackendError ? error.detail : String(error);
-    this.options.onFailure?.(member.backend.id, detail);
-    if (member.failures >= (this.options.failureThreshold ?? 2)) {
-      member.openUntil = this.now() + (this.options.cooldownMs ?? 10_000);
+    this.settings.onFailure(member.backend.id, error instanceof BackendError ? error.detail : String(error));
+    if (member.failures >= this.settings.failureThreshold) {
+      member.openUntil = this.settings.now() + this.settings.cooldownMs;
     }
   }
 }
 
-/** One stream from one member: its own abort signal (tied to the client's) and timed reads. */
+/** A request the backend called invalid is the client's fault: no other member would take it. */
+function retriable(error: unknown): boolean {
+  return !(error instanceof BackendError && error.code === "invalid_request");
+}
+
+/** A member's own `error` event, as a failure: relayed as it is when no member can take over. */
+class MemberError extends BackendError {
+  constructor(
+    memberId: string,
+    readonly event: ErrorEvent,
+  ) {
+    super("backend_unavailable", UNAVAILABLE, 503, `${memberId}: ${event.message}`);
+  }
+}
+
+/** What the client has been sent of one generation, across members: where a member resumes, and the usage. */
+class Sent {
+  started = false;
+  private readonly ids: number[];
+  private forwardsOfFailed = 0; // spent by members that failed, counted from their blocks
+  private forwardsOfCurrent = 0;
+
+  constructor(private readonly request: GenerateRequest) {
+    this.ids = [...(request.committed ?? [])];
+  }
+
+  block(event: Block): void {
+    // A backend without token ids or steps (an OpenAI-compatible upstream) leaves them out.
+    this.ids.push(...(event.ids ?? []));
+    this.forwardsOfCurrent += event.steps ?? 0;
+  }
+
+  /** The current member failed: the next one counts its own forwards. */
+  memberFailed(): void {
+    this.forwardsOfFailed += this.forwardsOfCurrent;
+    this.forwardsOfCurrent = 0;
+  }
+
+  get complete(): boolean {
+    return this.ids.length >= this.request.max_tokens;
+  }
+
+  /** The request again, to resume after what was sent. */
+  resumed(): GenerateRequest {
+    return { ...this.request, committed: [...this.ids] };
+  }
+
+  /** The last member's `done`, its usage covering every member's work. */
+  done(event: Done): Done {
+    return {
+      ...event,
+      usage: {
+        ...event.usage,
+        completion_tokens: this.ids.length - (this.request.committed?.length ?? 0),
+        forward_passes: event.usage.forward_passes + this.forwardsOfFailed,
+      },
+    };
+  }
+}
+
+/**
+ * One try of one member: it holds a slot on the member (`inFlight`) until it ends, has its own
+ * abort signal (tied to the client's), and times its reads.
+ */
 class Attempt {
   readonly signal: AbortSignal;
-  pending: GenerateEvent | undefined;
-  released = false;
   private readonly controller = new AbortController();
   private iterator: AsyncIterator<GenerateEvent> | undefined;
+  private ended = false;
 
   constructor(
     readonly member: MemberState,
     client: AbortSignal | undefined,
     private readonly idleMs: number,
   ) {
+    member.inFlight++;
     this.signal = this.controller.signal;
     if (client?.aborted) this.controller.abort();
     client?.addEventListener("abort", () => this.controller.abort(), { once: true });
@@ -367,45 +441,41 @@ class Attempt {
     this.iterator = events[Symbol.asyncIterator]();
   }
 
-  /** The event read while opening, once. */
-  take(): GenerateEvent | undefined {
-    const event = this.pending;
-    this.pending = undefined;
-    return event;
-  }
-
   async next(timeoutMs = this.idleMs): Promise<GenerateEvent | undefined> {
     const iterator = this.iterator;
     if (!iterator) return undefined;
-    const id = this.member.backend.id;
-    const result = await withTimeout(iterator.next(), timeoutMs, () => this.abort(), `${id} went silent`);
+    const result = await this.within(iterator.next(), timeoutMs, `${this.member.backend.id} went silent`);
     return result.done ? undefined : result.value;
   }
 
-  abort(): void {
+  /** `promise`, or a 503 BackendError after `ms`, this attempt aborted first. */
+  async within<T>(promise: Promise<T>, ms: number, detail: string): Promise<T> {
+    promise.catch(() => {}); // if the timeout wins, the abort it causes rejects this one: expected
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        this.abort();
+        reject(new BackendError("backend_unavailable", UNAVAILABLE, 503, detail));
+      }, ms);
+    });
+    try {
+      return await Promise.race([promise, timeout]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** Aborts it and frees its slot; false when it had already ended. */
+  end(): boolean {
+    if (this.ended) return false;
+    this.ended = true;
+    this.abort();
+    this.member.inFlight--;
+    return true;
+  }
+
+  private abort(): void {
     this.controller.abort();
     void this.iterator?.return?.().catch(() => {});
-  }
-}
-
-/** `promise`, or a BackendError after `ms` (calling `onTimeout` first). */
-async function withTimeout<T>(
-  promise: Promise<T>,
-  ms: number,
-  onTimeout: () => void,
-  detail: string,
-): Promise<T> {
-  promise.catch(() => {}); // if the timeout wins, the abort it causes rejects this one: expected
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => {
-      onTimeout();
-      reject(new BackendError("backend_unavailable", UNAVAILABLE, 503, detail));
-    }, ms);
-  });
-  try {
-    return await Promise.race([promise, timeout]);
-  } finally {
-    clearTimeout(timer);
   }
 }
