@@ -2,8 +2,9 @@
  * `npm run reliability`: runs the reliability suite (the tests below, all part of `npm test`)
  * with vitest's JSON reporter and writes docs/RELIABILITY.md from the results and from the last
  * load benchmark (bench/results/load.json, `npm run bench:load`): each test, its bounds, its
- * outcome and time, and the load figures. test/reliability-doc.test.ts fails when a test named
- * here is missing from the document, so the document is regenerated when the suite changes.
+ * outcome and time, and the load figures. The document is the record of one dated run; the
+ * suite's own run in `npm test` is what catches a regression. scripts/reliability.test.ts checks
+ * the generator on a small synthetic run.
  */
 import { spawnSync } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
@@ -13,8 +14,15 @@ import { fileURLToPath } from "node:url";
 
 const root = fileURLToPath(new URL("..", import.meta.url));
 
-/** What the document covers: per area, its bounds and the tests (file, and a title filter) that prove it. */
-export const AREAS: { area: string; bounds: string; tests: [file: string, title?: RegExp][] }[] = [
+/** One area of the document: its bounds and the tests (file, and a title filter) that prove it. */
+export interface Area {
+  area: string;
+  bounds: string;
+  tests: [file: string, title?: RegExp][];
+}
+
+/** What the document covers. */
+export const AREAS: Area[] = [
   {
     area: "Fuzzing: every public route, any input",
     bounds:
@@ -65,7 +73,7 @@ export const AREAS: { area: string; bounds: string; tests: [file: string, title?
   },
 ];
 
-interface AssertionResult {
+export interface AssertionResult {
   ancestorTitles: string[];
   title: string;
   fullName: string;
@@ -73,7 +81,19 @@ interface AssertionResult {
   duration?: number;
 }
 
-function runSuite(): Map<string, AssertionResult[]> {
+/** What vitest's JSON reporter writes (the parts used here). */
+export interface Report {
+  testResults: { name: string; assertionResults: AssertionResult[] }[];
+}
+
+/** Each test file's results, by its path relative to the repository (as `AREAS` names it). */
+export function resultsByFile(report: Report, base = root): Map<string, AssertionResult[]> {
+  return new Map(
+    report.testResults.map((r) => [r.name.replace(base, "").replace(/^\//, ""), r.assertionResults]),
+  );
+}
+
+function runSuite(): Report {
   const out = join(mkdtempSync(join(tmpdir(), "sprout-reliability-")), "results.json");
   const files = [...new Set(AREAS.flatMap((a) => a.tests.map(([file]) => file)))];
   const run = spawnSync("npx", ["vitest", "run", ...files, "--reporter=json", `--outputFile=${out}`], {
@@ -81,12 +101,7 @@ function runSuite(): Map<string, AssertionResult[]> {
     stdio: ["ignore", "inherit", "inherit"],
   });
   if (!existsSync(out)) throw new Error(`vitest wrote no results (exit ${run.status})`);
-  const report = JSON.parse(readFileSync(out, "utf8")) as {
-    testResults: { name: string; assertionResults: AssertionResult[] }[];
-  };
-  return new Map(
-    report.testResults.map((r) => [r.name.replace(`${root}`, "").replace(/^\//, ""), r.assertionResults]),
-  );
+  return JSON.parse(readFileSync(out, "utf8")) as Report;
 }
 
 function loadSection(): string {
@@ -122,14 +137,24 @@ function loadSection(): string {
   ].join("\n");
 }
 
-function document(results: Map<string, AssertionResult[]>): string {
+/**
+ * The document, from a run's results. An area's entry that selects no test of the run (a file
+ * renamed, a filter that matches nothing) is an error: the area would claim what no test showed.
+ */
+export function document(
+  results: Map<string, AssertionResult[]>,
+  { areas = AREAS, date = new Date().toISOString().slice(0, 10), load = loadSection() } = {},
+): string {
   let passed = 0;
   let total = 0;
-  const sections = AREAS.map(({ area, bounds, tests }) => {
+  const sections = areas.map(({ area, bounds, tests }) => {
     const rows: string[] = [];
     for (const [file, filter] of tests) {
-      for (const t of results.get(file) ?? []) {
-        if (filter && !filter.test(t.fullName)) continue;
+      const selected = (results.get(file) ?? []).filter((t) => !filter || filter.test(t.fullName));
+      if (selected.length === 0) {
+        throw new Error(`${area}: no test of ${file}${filter ? ` matching ${filter}` : ""} ran`);
+      }
+      for (const t of selected) {
         total++;
         if (t.status === "passed") passed++;
         const outcome = t.status === "passed" ? "passed" : `**${t.status}**`;
@@ -149,12 +174,12 @@ function document(results: Map<string, AssertionResult[]>): string {
     "the tests below (all of them also run in `npm test`, in CI) and the last `npm run bench:load`; do not",
     "edit by hand.",
     "",
-    `Last run ${new Date().toISOString().slice(0, 10)}: **${passed} of ${total} passed**.`,
+    `Last run ${date}: **${passed} of ${total} passed**.`,
     "",
     ...sections.flatMap((s) => [s, ""]),
     "## Load (benchmark)",
     "",
-    loadSection(),
+    load,
     "",
     "Memory by process, from one 90 s run of 8 streams by hand (2026-11-27): the denoiser node stayed",
     "flat at about 335 MB; wrangler's Node process grew 234 → 297 MB and fell to 212 MB once idle (its",
@@ -177,7 +202,6 @@ function document(results: Map<string, AssertionResult[]>): string {
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {
-  const results = runSuite();
-  writeFileSync(join(root, "docs/RELIABILITY.md"), document(results));
+  writeFileSync(join(root, "docs/RELIABILITY.md"), document(resultsByFile(runSuite())));
   console.log("wrote docs/RELIABILITY.md");
 }
