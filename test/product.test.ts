@@ -20,9 +20,8 @@ function chromiumPath(): string {
   try {
     return execFileSync("which", ["chromium"], { encoding: "utf8" }).trim();
   } catch {
-    throw new Error(
-      "Debian's chromium is needed for the playground test: apt-get install chromium (.ci/run does)",
-    );
+    // npm test runs scripts/chromium.sh before the tests: it installs chromium or stops saying how.
+    throw new Error("Debian's chromium is needed for the playground test: run scripts/chromium.sh");
   }
 }
 
