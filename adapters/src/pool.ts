@@ -216,9 +216,9 @@ export class BackendPool implements Backend {
   }
 
   /**
-   * The member to try next among `candidates`. One whose circuit was open and whose cooldown has
-   * passed is first asked for its health, where the backend can say (a Sprout node's /readyz): a
-   * member still not ready stays open for another cooldown, and no request is spent finding that out.
+   * The member to try next, of those `candidate` accepts. One whose circuit was open and whose
+   * cooldown has passed is first asked for its health, where the backend can say (a Sprout node's
+   * /readyz): one still not ready stays open for another cooldown, and no request is spent on it.
    */
   private async pick(candidate: (m: MemberState) => boolean): Promise<MemberState | undefined> {
     const notReady = new Set<MemberState>();
@@ -280,9 +280,9 @@ export class BackendPool implements Backend {
           sent.memberFailed();
           const next = await this.takeOver(failure, sent, tries, signal);
           if (!next) {
-            // No member can take over: the last member's own `error` event is relayed as it is.
-            if (failure instanceof MemberError) yield failure.event;
-            else throw failure;
+            // No member can take over: a member's own `error` event is relayed as it is.
+            if (!(failure instanceof MemberError)) throw failure;
+            yield failure.event;
             return;
           }
           current = next;
