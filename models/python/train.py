@@ -345,23 +345,22 @@ def main() -> None:
         n_heads=args.heads,
         ffn_hidden=int(args.d_model * 8 / 3 / 16 + 0.5) * 16,
     )
-    torch.manual_seed(args.seed)  # the initial weights: a run is reproducible from its command
+    # The weights start from this run's checkpoint (a resume), a shipped model (a fine-tune), or a
+    # seeded initialisation (a run is reproducible from its command).
+    resuming = checkpoint_path.exists()
+    state = torch.load(checkpoint_path, map_location=device, weights_only=False) if resuming else None
+    if state is None and args.init_from:
+        state = from_model_dir(args.init_from)
+        print(f"fine-tuning {args.init_from} ({state['name']})")
+    if state is not None:
+        config = ModelConfig(**state["config"])
+    torch.manual_seed(args.seed)
     model = Denoiser(config).to(device)
+    if state is not None:
+        model.load_state_dict(state["model"])
     optimizer = adamw(model, args.lr, device)
     step, np_rng, torch_gen = 0, np.random.default_rng(args.seed), torch.Generator(device=device).manual_seed(args.seed)
-    if args.init_from and not checkpoint_path.exists():
-        state = from_model_dir(args.init_from)
-        config = ModelConfig(**state["config"])
-        model = Denoiser(config).to(device)
-        model.load_state_dict(state["model"])
-        optimizer = adamw(model, args.lr, device)
-        print(f"fine-tuning {args.init_from} ({state['name']})")
-    if checkpoint_path.exists():
-        state = torch.load(checkpoint_path, map_location=device, weights_only=False)
-        config = ModelConfig(**state["config"])
-        model = Denoiser(config).to(device)
-        model.load_state_dict(state["model"])
-        optimizer = adamw(model, args.lr, device)
+    if resuming:
         optimizer.load_state_dict(state["optimizer"])
         step = state["step"]
         np_rng.bit_generator.state = state["np_rng"]
