@@ -18,7 +18,8 @@ export const edits = new Hono<EdgeEnv>().post("/", jsonBody(EditsBody), async (c
   checkModel(c, model);
   const backend = c.var.backend;
   if (!backend.edit) throw new ApiError(503, "edit_unavailable", "No backend here can edit code.");
-  const result = await backend.edit(request);
+  // The client's signal: when it leaves, the node cancels the edit's work (its scheduler drops it).
+  const result = await backend.edit(request, { signal: c.req.raw.signal });
   return c.json({
     object: "edit",
     model,
