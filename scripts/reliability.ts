@@ -66,6 +66,17 @@ export const AREAS: Area[] = [
     ],
   },
   {
+    area: "Metering and limits",
+    bounds:
+      "A key limited to 20 tokens per minute gets 429 with Retry-After on completions, chat, generate, edits (regions and repair) and verify once its minute is spent (a cached verification books nothing); a key limited to one request at once holds its lease while a stream runs and gets it back when the stream ends, when the client leaves and when the backend fails before the stream starts; the limiter (a Durable Object) keeps its windows in storage, so a fresh instance over the same storage still refuses; the node's queue bound holds for 64 concurrent edits and 64 concurrent verifications (some 503 with Retry-After, the rest 200).",
+    tests: [
+      ["apps/edge/src/limits.test.ts"],
+      ["apps/edge/src/limiter.test.ts"],
+      ["apps/edge/src/metered.test.ts"],
+      ["apps/denoiser/src/app.test.ts", /queue bound|client goes away/],
+    ],
+  },
+  {
     area: "Load (CI form)",
     bounds:
       "6 concurrent streaming generations through the edge (workerd) for 8 s after a 3 s warm-up: no failure, every stream complete, process-tree memory growth under 100 MB (the local runtime's warm-up alone is about 100 MB, hence the warm-up first). The full run is `npm run bench:load` (figures below).",
