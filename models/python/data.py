@@ -4,7 +4,7 @@
     python models/python/data.py --tokenizer models/sprout-tiny/tokenizer.json --out data/ \\
         --corpus data/corpus --max-train-tokens 15000000
 
-Without `--corpus`: the Python standard library (corpus.py), train and validation splits.
+Without `--corpus`: the Python standard library (corpus/stdlib.py), train and validation splits.
 With `--corpus`: the output of build_corpus.py (train/validation/test.jsonl). `--max-train-tokens`
 keeps a sample of whole files, chosen by a stable hash of source and path (not the first files
 in source order, which would be mostly the standard library), so a packed set small enough to

@@ -43,8 +43,8 @@ def held_out_files() -> tuple[list[tuple[str, str]], str]:
     """(files, description) of code no training phase saw, for continuation, infilling and repair.
 
     The built corpus's test split without its standard-library files (the first training phase
-    read the standard library through corpus.py, whose split differs). Without a built corpus
-    (CI), corpus.py's validation split of the standard library, which is held out of that phase
+    read the standard library through corpus/stdlib.py, whose split differs). Without a built corpus
+    (CI), corpus/stdlib.py's validation split of the standard library, which is held out of that phase
     but may overlap the built corpus's training split: said in the results."""
     if CORPUS_TEST.exists():
         records = (json.loads(line) for line in CORPUS_TEST.read_text().splitlines() if line.strip())
@@ -57,7 +57,7 @@ def held_out_files() -> tuple[list[tuple[str, str]], str]:
     files = list(corpus.iter_files("validation"))
     return (
         files,
-        f"corpus.py's standard-library validation split ({len(files)} files; "
+        f"corpus/stdlib.py's standard-library validation split ({len(files)} files; "
         "may overlap the built corpus's train split)",
     )
 
@@ -446,7 +446,7 @@ def run_infill(model: Model, prefix: str, suffix: str, max_tokens: int, settings
 def evaluate_infilling(
     model: Model, settings: Settings, tasks: list[dict], log: Callable[[str], None]
 ) -> tuple[dict, list[Generation]]:
-    """Single-line and multi-line (2-4 lines) infilling of held-out files (corpus.py's validation
+    """Single-line and multi-line (2-4 lines) infilling of held-out files (corpus/stdlib.py's validation
     split: exact match), and single-line infilling of MBPP reference solutions (pass rate of the
     filled program on the task's tests). Prefix: up to 120 tokens of whole lines; suffix: up to 64."""
     rng = np.random.default_rng(settings.seed + 1)
@@ -574,7 +574,7 @@ def token_distance(a: list[int], b: list[int]) -> int:
 
 
 def evaluate_repair(model: Model, settings: Settings, log: Callable[[str], None]) -> dict:
-    """Held-out code (corpus.py's validation split): a 64-token context, then a block of
+    """Held-out code (corpus/stdlib.py's validation split): a 64-token context, then a block of
     `block_size` tokens with 1-2 injected edits; the model repairs the block in place. Reported:
     exact restoration, the token edit distance to the original before and after, and how often the
     same procedure changes an unedited block (false edits). QuixBugs: each buggy program is

@@ -33,7 +33,7 @@ class ValidationTokens:
 
 def load_validation_tokens(data_dir: Path, tokenizer: Tokenizer, tokenizer_file: Path) -> ValidationTokens:
     """data/validation.bin when data.json says it was made with this tokenizer file (same bytes);
-    otherwise the validation files of corpus.py, tokenized here as `<|bos|> file <|eos|>`."""
+    otherwise the validation files of corpus/stdlib.py, tokenized here as `<|bos|> file <|eos|>`."""
     summary_path, bin_path = data_dir / "data.json", data_dir / "validation.bin"
     if summary_path.exists() and bin_path.exists():
         summary = json.loads(summary_path.read_text())
