@@ -82,7 +82,8 @@ def build(
                 ids += [bos, *enc.ids, eos]
                 kept_bytes += len(text.encode())
                 kept_files += 1
-                kept.append((key, text))
+                if split == "train" and function_copies > 0:
+                    kept.append((key, text))  # their functions follow the files
             if cap is not None and len(ids) >= cap * 0.999:
                 break
         file_tokens = len(ids)
