@@ -1,0 +1,660 @@
+"""Imports an open block-diffusion checkpoint (Hugging Face layout) as a Sprout model directory.
+
+    python models/python/import_checkpoint.py --from HF_DIR --out MODEL_DIR [--name ID] [--dtype float16|float32]
+
+Reads `config.json`, the `*.safetensors` weights (one file, or shards named by
+`model.safetensors.index.json`), `tokenizer.json`, `tokenizer_config.json` (chat template, special
+tokens) and `generation_config.json` (eos ids) of the Qwen2/Qwen3 block-diffusion families:
+SDAR (`model_type: sdar`), Fast-dLLM v2 (`Fast_dLLM_Qwen`) and dllm's BD3LM Qwen3 conversions
+(`a2d-qwen3`). Writes `denoiser.onnx` (+ `denoiser.onnx.data` past 2 GB), `tokenizer.json`,
+`manifest.json` and `golden.json`.
+
+The graph is written from `QwenBlockLM` below, a small PyTorch module of the Qwen2/Qwen3 decoder
+whose parameter names are the checkpoints' own, exported with torch.onnx: the same route as
+export.py, so the graph keeps the runtime's KV-cache contract (past keys/values in, the new
+tokens' keys/values out, a bool attention mask the caller builds), and any block-causal layout is
+the caller's mask rather than code in the graph. Two differences from sprout-tiny's graph: the
+cache is GQA-shaped (`kv_heads`, not `heads`), and an extra input `logit_rows` picks the rows the
+head is computed for, since a 150k-token head over every row of a block is most of a step's work.
+
+The families differ in how they are decoded, not in their weights. Those conventions are written
+into the manifest as data (`decoding`), looked up here once by `model_type`; the runtime follows
+the fields and never a model's name.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import re
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+INPUTS = ["input_ids", "positions", "past_key", "past_value", "attention_mask", "logit_rows"]
+OUTPUTS = ["logits", "new_key", "new_value"]
+# ONNX's protobuf cannot hold more than 2 GB: past this the weights go to a side file.
+EXTERNAL_DATA_BYTES = 2 * 1024**3
+EXTERNAL_DATA_FILE = "denoiser.onnx.data"
+
+# Each family's decoding conventions, exactly as its own reference sampler does them (see
+# shared/research/open-checkpoints.md for the files and lines). `block_size_field` names the
+# config field that holds the trained block size.
+FAMILIES: dict[str, dict] = {
+    "sdar": {
+        "family": "SDAR",
+        "base": "qwen3",
+        "block_size_field": "block_size",
+        "decoding": {
+            "logit_shift": 0,  # the logit at i predicts the token at i
+            "block_alignment": "absolute",  # blocks from position 0; the first holds the prompt's tail
+            "prompt_attention": "block_causal",  # the prompt is prefilled under the block mask too
+            "commit": "pass",  # a last forward with the clean block writes its keys/values
+            "unmasking": "low_confidence_dynamic",
+            "confidence_threshold": 0.85,
+            "sub_block_size": None,
+            "token_healing": False,
+            "stop": "block_with_eos",  # stop after a block holding any eos id
+        },
+    },
+    "Fast_dLLM_Qwen": {
+        "family": "Fast-dLLM v2",
+        "base": "qwen2",
+        "block_size_field": "bd_size",
+        "default_mask_token_id": 151665,  # v2/generation_functions.py's mask_id (no config field holds it)
+        "decoding": {
+            "logit_shift": 1,  # the logit at i-1 predicts the token at i, as in an AR model
+            "block_alignment": "absolute",
+            "prompt_attention": "block_causal",
+            # The pass that commits a block also yields the next block's first token.
+            "commit": "pass_yields_next_first_token",
+            "unmasking": "threshold_with_forced_argmax",
+            "confidence_threshold": 0.9,
+            "sub_block_size": 8,
+            "token_healing": False,
+            "stop": "eos_unmasked_with_no_masks_before",
+        },
+    },
+    "a2d-qwen3": {
+        "family": "dllm BD3LM (Qwen3)",
+        "base": "qwen3",
+        "block_size_field": "block_size",
+        "default_block_size": 32,  # dllm's sampler default; conversions may not record one
+        "decoding": {
+            "logit_shift": 0,
+            "block_alignment": "left_padded",  # the prompt is left-padded with pad to a whole block
+            "prompt_attention": "block_causal",
+            "commit": "pass",
+            "unmasking": "top_k_per_step",
+            "confidence_threshold": None,
+            "sub_block_size": None,
+            "token_healing": False,
+            "stop": "block_with_eos",
+        },
+    },
+}
+
+
+class CheckpointError(SystemExit):
+    """A checkpoint this importer cannot read, said in words (exits the CLI with the message)."""
+
+
+@dataclass
+class Architecture:
+    base: str  # "qwen2" or "qwen3"
+    vocab_size: int
+    hidden_size: int
+    intermediate_size: int
+    layers: int
+    heads: int
+    kv_heads: int
+    head_dim: int
+    rope_theta: float
+    rms_norm_eps: float
+    qk_norm: bool
+    qkv_bias: bool
+    tied_head: bool
+    context_length: int
+
+
+def read_json(path: Path) -> dict:
+    if not path.exists():
+        raise CheckpointError(f"import: {path.name} is missing from {path.parent}")
+    return json.loads(path.read_text())
+
+
+def rope_theta(config: dict) -> float:
+    """rope_theta at the top level (as published) or in rope_parameters (transformers 5)."""
+    parameters = config.get("rope_parameters") or {}
+    scaling = config.get("rope_scaling") or parameters
+    if scaling.get("rope_type", scaling.get("type", "default")) != "default":
+        raise CheckpointError(f"import: rope scaling {scaling} is not supported (only plain rotary)")
+    theta = config.get("rope_theta", parameters.get("rope_theta"))
+    if theta is None:
+        raise CheckpointError("import: config.json gives no rope_theta")
+    return float(theta)
+
+
+def architecture(config: dict, weights: dict[str, torch.Tensor], base: str) -> Architecture:
+    """The network's shape, from config.json; q/k norm and qkv bias from the weights themselves
+    (what is there is what the forward must use)."""
+    if config.get("use_sliding_window"):
+        raise CheckpointError("import: sliding-window attention is not supported")
+    heads = int(config["num_attention_heads"])
+    hidden = int(config["hidden_size"])
+    return Architecture(
+        base=base,
+        vocab_size=int(config["vocab_size"]),
+        hidden_size=hidden,
+        intermediate_size=int(config["intermediate_size"]),
+        layers=int(config["num_hidden_layers"]),
+        heads=heads,
+        kv_heads=int(config.get("num_key_value_heads") or heads),
+        head_dim=int(config.get("head_dim") or hidden // heads),
+        rope_theta=rope_theta(config),
+        rms_norm_eps=float(config.get("rms_norm_eps", 1e-6)),
+        qk_norm="model.layers.0.self_attn.q_norm.weight" in weights,
+        qkv_bias="model.layers.0.self_attn.q_proj.bias" in weights,
+        tied_head="lm_head.weight" not in weights,
+        context_length=int(config.get("max_position_embeddings", 0)),
+    )
+
+
+def load_weights(source: Path) -> dict[str, torch.Tensor]:
+    """Every tensor of the checkpoint by its HF name, widened to float32; shards by the index."""
+    from safetensors.torch import load_file
+
+    index = source / "model.safetensors.index.json"
+    if index.exists():
+        files = sorted(set(read_json(index)["weight_map"].values()))
+    else:
+        files = sorted(p.name for p in source.glob("*.safetensors"))
+    if not files:
+        raise CheckpointError(f"import: no *.safetensors in {source}")
+    weights: dict[str, torch.Tensor] = {}
+    for name in files:
+        if not (source / name).exists():
+            raise CheckpointError(f"import: shard {name} named by the index is missing from {source}")
+        weights.update({k: v.float() for k, v in load_file(str(source / name)).items()})
+    return weights
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, size: int, eps: float):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(size))
+        self.eps = eps
+
+    def forward(self, x):
+        return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps) * self.weight
+
+
+def rotate(x, cos, sin):
+    """Rotary embedding in the Qwen (GPT-NeoX) layout: the head's halves are the pairs."""
+    half = x.shape[-1] // 2
+    rotated = torch.cat([-x[..., half:], x[..., :half]], dim=-1)
+    return x * cos + rotated * sin
+
+
+class Attention(nn.Module):
+    def __init__(self, a: Architecture):
+        super().__init__()
+        self.a = a
+        self.q_proj = nn.Linear(a.hidden_size, a.heads * a.head_dim, bias=a.qkv_bias)
+        self.k_proj = nn.Linear(a.hidden_size, a.kv_heads * a.head_dim, bias=a.qkv_bias)
+        self.v_proj = nn.Linear(a.hidden_size, a.kv_heads * a.head_dim, bias=a.qkv_bias)
+        self.o_proj = nn.Linear(a.heads * a.head_dim, a.hidden_size, bias=False)
+        if a.qk_norm:  # Qwen3: RMSNorm over each head's vector, before the rotation
+            self.q_norm = RMSNorm(a.head_dim, a.rms_norm_eps)
+            self.k_norm = RMSNorm(a.head_dim, a.rms_norm_eps)
+
+    def forward(self, x, cos, sin, past_key, past_value, bias):
+        a = self.a
+        batch, time, _ = x.shape
+        q = self.q_proj(x).view(batch, time, a.heads, a.head_dim)
+        k = self.k_proj(x).view(batch, time, a.kv_heads, a.head_dim)
+        v = self.v_proj(x).view(batch, time, a.kv_heads, a.head_dim).transpose(1, 2)
+        if a.qk_norm:
+            q, k = self.q_norm(q), self.k_norm(k)
+        q = rotate(q.transpose(1, 2), cos, sin)
+        k = rotate(k.transpose(1, 2), cos, sin)
+        keys = torch.cat([past_key, k], dim=2)
+        values = torch.cat([past_value, v], dim=2)
+        # GQA: each group of heads / kv_heads query heads reads one key/value head.
+        group = a.heads // a.kv_heads
+        q = q.reshape(batch, a.kv_heads, group, time, a.head_dim)
+        scores = q @ keys.unsqueeze(2).transpose(-1, -2) / math.sqrt(a.head_dim) + bias
+        out = torch.softmax(scores, dim=-1) @ values.unsqueeze(2)
+        out = out.reshape(batch, a.heads, time, a.head_dim).transpose(1, 2).reshape(batch, time, -1)
+        return self.o_proj(out), k, v
+
+
+class MLP(nn.Module):
+    def __init__(self, a: Architecture):
+        super().__init__()
+        self.gate_proj = nn.Linear(a.hidden_size, a.intermediate_size, bias=False)
+        self.up_proj = nn.Linear(a.hidden_size, a.intermediate_size, bias=False)
+        self.down_proj = nn.Linear(a.intermediate_size, a.hidden_size, bias=False)
+
+    def forward(self, x):
+        return self.down_proj(nn.functional.silu(self.gate_proj(x)) * self.up_proj(x))
+
+
+class Layer(nn.Module):
+    def __init__(self, a: Architecture):
+        super().__init__()
+        self.input_layernorm = RMSNorm(a.hidden_size, a.rms_norm_eps)
+        self.self_attn = Attention(a)
+        self.post_attention_layernorm = RMSNorm(a.hidden_size, a.rms_norm_eps)
+        self.mlp = MLP(a)
+
+    def forward(self, x, cos, sin, past_key, past_value, bias):
+        h, k, v = self.self_attn(self.input_layernorm(x), cos, sin, past_key, past_value, bias)
+        x = x + h
+        return x + self.mlp(self.post_attention_layernorm(x)), k, v
+
+
+class Decoder(nn.Module):
+    def __init__(self, a: Architecture):
+        super().__init__()
+        self.embed_tokens = nn.Embedding(a.vocab_size, a.hidden_size)
+        self.layers = nn.ModuleList(Layer(a) for _ in range(a.layers))
+        self.norm = RMSNorm(a.hidden_size, a.rms_norm_eps)
+
+
+class QwenBlockLM(nn.Module):
+    """The Qwen2/Qwen3 decoder under Sprout's graph contract. Parameter names are the HF ones
+    (`model.layers.0.self_attn.q_proj.weight`, `lm_head.weight`), so a checkpoint loads as is."""
+
+    def __init__(self, a: Architecture):
+        super().__init__()
+        self.a = a
+        self.model = Decoder(a)
+        if not a.tied_head:
+            self.lm_head = nn.Linear(a.hidden_size, a.vocab_size, bias=False)
+        inv_freq = 1.0 / (a.rope_theta ** (torch.arange(0, a.head_dim, 2, dtype=torch.float32) / a.head_dim))
+        self.register_buffer("inv_freq", inv_freq, persistent=False)
+
+    def forward(self, input_ids, positions, past_key, past_value, attention_mask, logit_rows):
+        x = self.model.embed_tokens(input_ids)
+        angles = positions.unsqueeze(-1).float() * self.inv_freq
+        angles = torch.cat([angles, angles], dim=-1).unsqueeze(1)  # [batch, 1, time, head_dim]
+        cos, sin = angles.cos(), angles.sin()
+        # A large negative rather than -inf: a row with nothing to attend to (padding) stays finite.
+        bias = torch.where(attention_mask, 0.0, torch.finfo(torch.float32).min)[:, None, None]
+        new_keys, new_values = [], []
+        for i, layer in enumerate(self.model.layers):
+            x, k, v = layer(x, cos, sin, past_key[i], past_value[i], bias)
+            new_keys.append(k)
+            new_values.append(v)
+        # Only the rows asked for go through the final norm and the (vocabulary-sized) head.
+        rows = logit_rows.unsqueeze(-1).expand(-1, -1, x.shape[-1])
+        h = self.model.norm(torch.gather(x, 1, rows))
+        head = self.model.embed_tokens.weight if self.a.tied_head else self.lm_head.weight
+        return h @ head.t(), torch.stack(new_keys), torch.stack(new_values)
+
+    def empty_cache(self, batch: int):
+        a = self.a
+        shape = (a.layers, batch, a.kv_heads, 0, a.head_dim)
+        return torch.zeros(shape), torch.zeros(shape)
+
+
+def block_causal_mask(batch: int, past: int, time: int, block: int, offset: int = 0) -> torch.Tensor:
+    """[batch, time, past+time]: a query sees every key whose block is not after its own; blocks
+    of `block` positions counted from absolute position `offset` (0 for absolute alignment)."""
+    q = torch.arange(past, past + time)
+    k = torch.arange(past + time)
+    return ((k[None, :] - offset) // block <= (q[:, None] - offset) // block).expand(batch, time, past + time)
+
+
+def causal_mask(batch: int, past: int, time: int) -> torch.Tensor:
+    q = torch.arange(past, past + time)
+    return (torch.arange(past + time)[None, :] <= q[:, None]).expand(batch, time, past + time)
+
+
+def example_inputs(model: QwenBlockLM, batch: int, past: int, time: int, rows: int, seed: int = 0):
+    a = model.a
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(0, a.vocab_size, (batch, time), generator=g)
+    positions = torch.arange(past, past + time).expand(batch, time).contiguous()
+    shape = (a.layers, batch, a.kv_heads, past, a.head_dim)
+    past_key, past_value = torch.randn(shape, generator=g), torch.randn(shape, generator=g)
+    mask = block_causal_mask(batch, past, time, block=4).contiguous()
+    logit_rows = torch.stack([torch.randperm(time, generator=g)[:rows] for _ in range(batch)])
+    return ids, positions, past_key, past_value, mask, logit_rows
+
+
+def export_graph(model: QwenBlockLM, path: Path) -> None:
+    axes = {
+        "input_ids": {0: "batch", 1: "time"},
+        "positions": {0: "batch", 1: "time"},
+        "past_key": {1: "batch", 3: "past"},
+        "past_value": {1: "batch", 3: "past"},
+        "attention_mask": {0: "batch", 1: "time", 2: "past_plus_time"},
+        "logit_rows": {0: "batch", 1: "rows"},
+        "logits": {0: "batch", 1: "rows"},
+        "new_key": {1: "batch", 3: "time"},
+        "new_value": {1: "batch", 3: "time"},
+    }
+    torch.onnx.export(
+        model,
+        example_inputs(model, batch=2, past=5, time=3, rows=2),
+        str(path),
+        input_names=INPUTS,
+        output_names=OUTPUTS,
+        dynamic_axes=axes,
+        opset_version=17,
+        dynamo=False,
+        do_constant_folding=False,  # folding would store a tied embedding twice (once transposed)
+    )
+
+
+def onnx_session(path: Path):
+    import onnxruntime
+
+    return onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+
+def run_onnx(session, inputs) -> list[np.ndarray]:
+    return session.run(OUTPUTS, {name: t.numpy() for name, t in zip(INPUTS, inputs, strict=True)})
+
+
+def check(model: QwenBlockLM, path: Path) -> float:
+    """Largest |onnx − torch| over the shapes the runtime uses (empty-cache prefill included)."""
+    session = onnx_session(path)
+    worst = 0.0
+    for batch, past, time, rows in [(1, 0, 7, 7), (1, 12, 4, 4), (2, 9, 8, 3), (2, 30, 1, 1)]:
+        inputs = example_inputs(model, batch, past, time, rows, seed=past + time)
+        with torch.no_grad():
+            expected = model(*inputs)
+        for e, g in zip(expected, run_onnx(session, inputs), strict=True):
+            worst = max(worst, float(np.abs(e.numpy() - g).max()))
+    return worst
+
+
+def store(staged: Path, out: Path, dtype: str, external_over: int) -> str:
+    """Writes the exported graph to `out`: with float16 storage, each weight is stored as float16
+    and widened by a Cast at the graph's start (onnxruntime folds the Casts at load, so the
+    arithmetic stays float32); past `external_over` bytes of weights they go to a side file."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    graph = onnx.load(str(staged))  # loads any external data torch wrote beside it
+    if dtype == "float16":
+        casts = []
+        for initializer in graph.graph.initializer:
+            if initializer.data_type != TensorProto.FLOAT:
+                continue
+            name = initializer.name
+            half = numpy_helper.to_array(initializer).astype(np.float16)
+            initializer.CopyFrom(numpy_helper.from_array(half, f"{name}.fp16"))
+            casts.append(helper.make_node("Cast", [f"{name}.fp16"], [name], to=TensorProto.FLOAT, name=f"{name}.widen"))
+        nodes = casts + list(graph.graph.node)
+        del graph.graph.node[:]
+        graph.graph.node.extend(nodes)
+    size = sum(len(i.raw_data) for i in graph.graph.initializer)
+    external = size > external_over
+    (out.parent / EXTERNAL_DATA_FILE).unlink(missing_ok=True)
+    onnx.save(graph, str(out), save_as_external_data=external, location=EXTERNAL_DATA_FILE, size_threshold=0)
+    onnx.checker.check_model(str(out))
+    return EXTERNAL_DATA_FILE if external else ""
+
+
+def special_tokens(
+    source: Path, config: dict, tokenizer_config: dict, generation: dict, family: dict, mask_id: int | None = None
+) -> dict:
+    """Mask, eos (every id generation_config stops on), pad and bos ids, from the checkpoint.
+    The mask id, first found: --mask-id, config.json's mask_token_id, tokenizer_config's
+    mask_token, the id the family's own sampler hard-codes (Fast-dLLM v2 states it nowhere else),
+    a `<|mask|>` / `<|MASK|>` token of the tokenizer."""
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_file(str(source / "tokenizer.json"))
+
+    def token_id(value):
+        if isinstance(value, dict):  # tokenizer_config may spell a token as an AddedToken dict
+            value = value.get("content")
+        return tokenizer.token_to_id(value) if isinstance(value, str) else None
+
+    def ids(value) -> list[int]:
+        return [int(v) for v in (value if isinstance(value, list) else [value]) if v is not None]
+
+    named = (tokenizer.token_to_id(t) for t in ("<|mask|>", "<|MASK|>"))
+    candidates = [
+        mask_id,
+        config.get("mask_token_id"),
+        token_id(tokenizer_config.get("mask_token")),
+        family.get("default_mask_token_id"),
+        *named,
+    ]
+    mask = next((int(m) for m in candidates if m is not None), None)
+    if mask is None:
+        raise CheckpointError(
+            "import: no mask token (--mask-id, config.json mask_token_id, tokenizer_config mask_token, or <|mask|>)"
+        )
+    if not 0 <= mask < int(config["vocab_size"]):
+        raise CheckpointError(
+            f"import: mask id {mask} is outside the vocabulary ({config['vocab_size']}); pass --mask-id"
+        )
+    eos = (
+        ids(generation.get("eos_token_id"))
+        or ids(config.get("eos_token_id"))
+        or ids(token_id(tokenizer_config.get("eos_token")))
+    )
+    if not eos:
+        raise CheckpointError("import: no eos id in generation_config.json, config.json or tokenizer_config.json")
+    pad = generation.get("pad_token_id", config.get("pad_token_id"))
+    if pad is None:
+        pad = token_id(tokenizer_config.get("pad_token"))
+    bos = generation.get("bos_token_id", config.get("bos_token_id"))
+    return {
+        "mask": int(mask),
+        "eos_ids": eos,
+        "pad": None if pad is None else int(pad),
+        "bos": None if bos is None else int(bos),
+    }
+
+
+def chat_template(source: Path, tokenizer_config: dict) -> str | None:
+    template = tokenizer_config.get("chat_template")
+    if isinstance(template, list):  # the named-templates form: keep the default one
+        template = next((t["template"] for t in template if t.get("name") == "default"), None)
+    jinja = source / "chat_template.jinja"
+    return template if template is not None else (jinja.read_text() if jinja.exists() else None)
+
+
+def license_of(source: Path, config: dict) -> str | None:
+    """The license the checkpoint states: its model card's front matter, else config.json."""
+    readme = source / "README.md"
+    if readme.exists():
+        front = re.match(r"---\n(.*?)\n---", readme.read_text(), re.S)
+        found = front and re.search(r"^license:\s*(\S+)", front.group(1), re.M)
+        if found:
+            return found.group(1).strip("'\"")
+    return config.get("license")
+
+
+def golden(model: QwenBlockLM, special: dict, block: int) -> dict:
+    """A fixed input and the logits the PyTorch module gives (the graph was checked equal to it):
+    a prompt of two whole blocks prefilled under the block-causal mask, then one block of masks
+    against that cache, every row's logits asked for."""
+    a = model.a
+    prompt = [(7 * i + 11) % a.vocab_size for i in range(2 * block)]
+    with torch.no_grad():
+        pk, pv = model.empty_cache(1)
+        n = len(prompt)
+        _, k, v = model(
+            torch.tensor([prompt]),
+            torch.arange(n)[None],
+            pk,
+            pv,
+            block_causal_mask(1, 0, n, block),
+            torch.tensor([[n - 1]]),
+        )
+        ids = torch.full((1, block), special["mask"])
+        logits, _, _ = model(
+            ids,
+            torch.arange(n, n + block)[None],
+            k,
+            v,
+            block_causal_mask(1, n, block, block),
+            torch.arange(block)[None],
+        )
+    return {
+        "prompt_ids": prompt,
+        "block_ids": ids[0].tolist(),
+        "mask": "block_causal (absolute blocks of block_size)",
+        "argmax": logits[0].argmax(-1).tolist(),
+        "logits_head": [row[:8].tolist() for row in logits[0]],
+    }
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def import_checkpoint(
+    source: Path,
+    out: Path,
+    name: str | None = None,
+    dtype: str = "float16",
+    external_over: int = EXTERNAL_DATA_BYTES,
+    mask_id: int | None = None,
+) -> dict:
+    """Imports `source` into `out`; returns the manifest written."""
+    if dtype not in ("float16", "float32"):
+        raise CheckpointError(f"import: --dtype {dtype}: float16 or float32")
+    if not source.is_dir():
+        raise CheckpointError(f"import: {source} is not a directory")
+    config = read_json(source / "config.json")
+    model_type = config.get("model_type")
+    if model_type not in FAMILIES:
+        raise CheckpointError(
+            f"import: model_type {model_type!r} is not one of the supported families: {', '.join(FAMILIES)}"
+        )
+    family = FAMILIES[model_type]
+    tokenizer_config = read_json(source / "tokenizer_config.json")
+    generation = read_json(source / "generation_config.json")
+    if not (source / "tokenizer.json").exists():
+        raise CheckpointError(f"import: tokenizer.json is missing from {source}")
+    block = config.get(family["block_size_field"], family.get("default_block_size"))
+    if block is None:
+        raise CheckpointError(f"import: config.json has no {family['block_size_field']} (the block size)")
+
+    weights = load_weights(source)
+    a = architecture(config, weights, family["base"])
+    model = QwenBlockLM(a)
+    if dtype == "float16":  # rounded first, so the graph still equals this PyTorch module
+        weights = {k: v.half().float() for k, v in weights.items()}
+    if a.tied_head:
+        weights.pop("lm_head.weight", None)
+    missing, unexpected = model.load_state_dict(weights, strict=False)
+    if missing or unexpected:
+        raise CheckpointError(
+            f"import: weights do not fit a {a.base} decoder: missing {missing[:4]}, unexpected {unexpected[:4]}"
+        )
+    model.eval()
+    special = special_tokens(source, config, tokenizer_config, generation, family, mask_id)
+
+    out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out) as tmp:
+        staged = Path(tmp) / "denoiser.onnx"
+        export_graph(model, staged)
+        final = Path(tmp) / "final" / "denoiser.onnx"
+        final.parent.mkdir()
+        external = store(staged, final, dtype, external_over)
+        worst = check(model, final)
+        if worst >= 1e-3:
+            raise CheckpointError(f"import: the ONNX graph differs from PyTorch by {worst}; nothing written")
+        for old in ("denoiser.onnx", EXTERNAL_DATA_FILE):
+            (out / old).unlink(missing_ok=True)
+        for f in final.parent.iterdir():
+            f.replace(out / f.name)
+    shutil.copyfile(source / "tokenizer.json", out / "tokenizer.json")
+    (out / "golden.json").write_text(json.dumps(golden(model, special, int(block))) + "\n")
+
+    files = ["denoiser.onnx", *([external] if external else []), "tokenizer.json", "golden.json"]
+    tensor = {"type": "float32", "shape": ["layers", "batch", "kv_heads", "past", "head_dim"]}
+    manifest = {
+        "schema_version": 1,
+        "name": name or source.name,
+        "kind": "block-diffusion denoiser (block-causal; imported checkpoint)",
+        "objective": "diffusion",
+        "source": {"family": family["family"], "model_type": model_type, "architectures": config.get("architectures")},
+        "license": license_of(source, config),
+        "architecture": {**asdict(a), "parameters": sum(p.numel() for p in model.parameters())},
+        "special_tokens": special,
+        "block_size": int(block),
+        "block_sizes": [int(block)],
+        "context_length": a.context_length,
+        "chat_template": chat_template(source, tokenizer_config),
+        "decoding": family["decoding"],
+        "graph": {
+            "file": "denoiser.onnx",
+            "external_data": external or None,
+            "opset": 17,
+            "inputs": {
+                "input_ids": {"type": "int64", "shape": ["batch", "time"]},
+                "positions": {"type": "int64", "shape": ["batch", "time"]},
+                "past_key": tensor,
+                "past_value": tensor,
+                "attention_mask": {
+                    "type": "bool",
+                    "shape": ["batch", "time", "past+time"],
+                    "meaning": "true where token may attend; past first, then the new tokens",
+                },
+                "logit_rows": {
+                    "type": "int64",
+                    "shape": ["batch", "rows"],
+                    "meaning": "indices into time of the rows whose logits are computed",
+                },
+            },
+            "outputs": {
+                "logits": {"type": "float32", "shape": ["batch", "rows", "vocab"]},
+                "new_key": {**tensor, "shape": ["layers", "batch", "kv_heads", "time", "head_dim"]},
+                "new_value": {**tensor, "shape": ["layers", "batch", "kv_heads", "time", "head_dim"]},
+            },
+            "weights": (
+                "float16 storage, float32 arithmetic (onnxruntime folds the widening Casts at load)"
+                if dtype == "float16"
+                else "float32"
+            ),
+            "max_abs_diff_vs_torch": worst,
+        },
+        "files": {f: {"sha256": sha256(out / f), "bytes": (out / f).stat().st_size} for f in files},
+    }
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    return manifest
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--from", dest="source", type=Path, required=True, help="the Hugging Face checkpoint directory")
+    parser.add_argument("--out", type=Path, required=True, help="the Sprout model directory to write")
+    parser.add_argument("--name", default=None, help="the model's id (default: the checkpoint directory's name)")
+    parser.add_argument("--dtype", default="float16", choices=["float16", "float32"], help="weight storage")
+    parser.add_argument(
+        "--mask-id", type=int, default=None, help="the mask token's id, where the checkpoint states none"
+    )
+    args = parser.parse_args()
+    manifest = import_checkpoint(args.source, args.out, args.name, args.dtype, mask_id=args.mask_id)
+    graph = manifest["graph"]
+    print(
+        f"imported {manifest['source']['family']} as {manifest['name']} into {args.out} "
+        f"({graph['weights']}); max |onnx - torch| = {graph['max_abs_diff_vs_torch']:.2e}"
+    )
+
+
+if __name__ == "__main__":
+    main()
