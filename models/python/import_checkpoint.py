@@ -186,6 +186,10 @@ def load_weights(source: Path) -> dict[str, torch.Tensor]:
     return weights
 
 
+def rope_frequencies(a: Architecture) -> torch.Tensor:
+    return 1.0 / (a.rope_theta ** (torch.arange(0, a.head_dim, 2, dtype=torch.float32) / a.head_dim))
+
+
 class RMSNorm(nn.Module):
     def __init__(self, size: int, eps: float):
         super().__init__()
@@ -279,8 +283,7 @@ class QwenBlockLM(nn.Module):
         self.model = Decoder(a)
         if not a.tied_head:
             self.lm_head = nn.Linear(a.hidden_size, a.vocab_size, bias=False)
-        inv_freq = 1.0 / (a.rope_theta ** (torch.arange(0, a.head_dim, 2, dtype=torch.float32) / a.head_dim))
-        self.register_buffer("inv_freq", inv_freq, persistent=False)
+        self.register_buffer("inv_freq", rope_frequencies(a), persistent=False)
 
     def forward(self, input_ids, positions, past_key, past_value, attention_mask, logit_rows):
         x = self.model.embed_tokens(input_ids)
@@ -554,16 +557,21 @@ def import_checkpoint(
 
     weights = load_weights(source)
     a = architecture(config, weights, family["base"])
-    model = QwenBlockLM(a)
     if dtype == "float16":  # rounded first, so the graph still equals this PyTorch module
-        weights = {k: v.half().float() for k, v in weights.items()}
+        for tensor in weights.values():
+            tensor.copy_(tensor.half())
     if a.tied_head:
         weights.pop("lm_head.weight", None)
-    missing, unexpected = model.load_state_dict(weights, strict=False)
+    # Built without storage and given the checkpoint's tensors themselves: one copy of a 1.5B
+    # model's weights in memory, not two.
+    with torch.device("meta"):
+        model = QwenBlockLM(a)
+    missing, unexpected = model.load_state_dict(weights, strict=False, assign=True)
     if missing or unexpected:
         raise CheckpointError(
             f"import: weights do not fit a {a.base} decoder: missing {missing[:4]}, unexpected {unexpected[:4]}"
         )
+    model.inv_freq = rope_frequencies(a)  # the one tensor the checkpoint does not hold
     model.eval()
     special = special_tokens(source, config, tokenizer_config, generation, family, mask_id)
 
