@@ -13,6 +13,7 @@ import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { modelDirs } from "../apps/denoiser/src/config.ts";
 
 const root = fileURLToPath(new URL("..", import.meta.url));
 const host = "127.0.0.1";
@@ -122,8 +123,9 @@ launch("denoiser node", process.execPath, ["--import", "tsx", "apps/denoiser/src
 const envFile = join(secretsDir, "edge.env");
 const keyHash = createHash("sha256").update(apiKey).digest("hex");
 // The verification cache's key includes the model's version: a new model never gets old verdicts.
-// The node serves SPROUT_MODEL_DIR when set (it inherits this environment), else the shipped model.
-const modelDir = process.env.SPROUT_MODEL_DIR || join(root, "models/sprout-tiny");
+// The node serves SPROUT_MODELS or SPROUT_MODEL_DIR when set (it inherits this environment), else
+// the shipped model; the edge's requests name no model, so the node's first serves them.
+const modelDir = modelDirs(process.env, join(root, "models/sprout-tiny"))[0] as string;
 const manifest = JSON.parse(readFileSync(join(modelDir, "manifest.json"), "utf8"));
 const modelVersion = String(manifest.files["denoiser.onnx"].sha256).slice(0, 16);
 const denoiserUrl = `http://${host}:${nodePort}`;

@@ -99,3 +99,17 @@ export const EditRequest = z
     path: ["regions"],
   });
 export type EditRequest = z.infer<typeof EditRequest>;
+
+/**
+ * Which of a node's models serves a request (a node may serve several model directories);
+ * absent: the node's first. Only the node's bodies take it: the public bodies (public.ts) carry
+ * their own required `model`, which the edge checks against its model and strips, so the edge's
+ * requests to a node are unchanged and go to the node's first model.
+ */
+export const ModelChoice = z.object({ model: z.string().min(1).max(256).optional() });
+export const NodeGenerateRequest = GenerateRequest.and(ModelChoice);
+export type NodeGenerateRequest = z.infer<typeof NodeGenerateRequest>;
+export const NodeVerifyRequest = VerifyRequest.and(ModelChoice);
+export type NodeVerifyRequest = z.infer<typeof NodeVerifyRequest>;
+export const NodeEditRequest = EditRequest.and(ModelChoice);
+export type NodeEditRequest = z.infer<typeof NodeEditRequest>;

@@ -3,18 +3,22 @@
  * with every generation run by the batching scheduler. It trusts only the edge (shared secret);
  * end users and their keys are the edge's business.
  *
- *   GET  /healthz      alive (no secret): model, protocol, generation counts
- *   GET  /readyz       200 once the model is loaded and verified against its sha256, 503 before,
- *                      when loading failed, or while draining
+ *   GET  /healthz      alive (no secret): models, protocol, generation counts
+ *   GET  /readyz       200 once every model is loaded and verified against its sha256, 503 before,
+ *                      when a load failed, or while draining
  *   GET  /metrics      Prometheus text: tokens, forwards, batch sizes, queue, latencies
  *   POST /v1/generate  a generation as an SSE stream of protocol events
  *   POST /v1/verify    self-verification of a piece of code (JSON)
  *   POST /v1/edit      rewrite marked regions of code, or repair it (JSON)
  *
- * All model work goes through the one scheduler: generations, edits and verifications (a
+ * A node serves one or more models; a request names its model (`model`, absent: the first), an
+ * unknown one is a 404 `model_not_found`. Each model has its own scheduler: a forward runs one
+ * model's session, so a batch can only ever hold one model's rows, and separate schedulers say
+ * that without the scheduler knowing of models (each also has its own slots and queue bound).
+ * All of a model's work goes through its scheduler: generations, edits and verifications (a
  * generation's own `verify` included) are step machines (models/src/work.ts) that share its
- * batched forwards, its slots and queue bound (503 + Retry-After) and its metrics, and stop
- * when their client goes away.
+ * batched forwards, its slots and queue bound (503 + Retry-After) and the node's metrics, and
+ * stop when their client goes away.
  */
 import { zValidator } from "@hono/zod-validator";
 import { type Context, Hono } from "hono";
@@ -28,12 +32,12 @@ import {
   WorkCancelledError,
 } from "../../../models/src/index.ts";
 import {
-  EditRequest,
-  GenerateRequest,
+  NodeEditRequest,
   type NodeEvent,
+  NodeGenerateRequest,
+  NodeVerifyRequest,
   PROTOCOL_HEADER,
   PROTOCOL_VERSION,
-  VerifyRequest,
 } from "../../../protocol/src/index.ts";
 import { edgeSecret } from "./auth.ts";
 import { NodeMetrics, type WorkKind } from "./metrics.ts";
@@ -41,7 +45,9 @@ import { QueueFullError, Scheduler, type SchedulerOptions, type SubmitOptions } 
 
 export interface DenoiserAppOptions {
   /** The model, or its loading (the node answers /healthz and /readyz meanwhile). */
-  model: Model | Promise<Model>;
+  model?: Model | Promise<Model>;
+  /** Several models (or their loadings), instead of `model`: the first serves requests naming none. */
+  models?: readonly (Model | Promise<Model>)[];
   secret: string;
   /** Batching limits (scheduler.ts); the forward is the model's. */
   scheduler?: Omit<SchedulerOptions, "forward" | "onForward">;
@@ -49,6 +55,20 @@ export interface DenoiserAppOptions {
 }
 
 const errorBody = (code: string, message: string) => ({ error: { code, message } });
+
+/** A request named a model this node does not serve (404). */
+export class ModelNotFoundError extends Error {
+  override name = "ModelNotFoundError";
+  constructor(requested: string, served: readonly string[]) {
+    super(`model ${JSON.stringify(requested)} is not served by this node; it serves ${served.join(", ")}`);
+  }
+}
+
+/** A loaded model and the scheduler that runs all of its work. */
+interface Served {
+  model: Model;
+  scheduler: Scheduler;
+}
 
 /** zValidator's hook: the first problem, where it is, as a 400. */
 function invalidRequest(
@@ -63,7 +83,8 @@ function invalidRequest(
 }
 
 export function createDenoiserApp({
-  model: loading,
+  model: one,
+  models: several,
   secret,
   scheduler: limits,
   log = console.error,
@@ -75,48 +96,89 @@ export function createDenoiserApp({
   /** The cancel of every request with work in flight: drain aborts them and waits until none is left. */
   const inFlight = new Set<AbortController>();
   let draining = false;
-  let model: Model | undefined;
-  let scheduler: Scheduler | undefined;
+  const loadings = several ?? (one ? [one] : []);
+  if (loadings.length === 0) throw new Error("createDenoiserApp needs a model (model or models)");
+  /** Every model by name, in the order given; set only once all are loaded (the node serves none before). */
+  let served: Map<string, Served> | undefined;
   let loadError: string | undefined;
-  const serve = (loaded: Model) => {
-    model = loaded;
-    scheduler = new Scheduler({
-      ...limits,
-      forward: (inputs, options) => loaded.session.forwardBatch(inputs, options),
-      onForward: (stats) => metrics.forward(stats),
-    });
+  const serve = (loaded: readonly Model[]) => {
+    const byName = new Map<string, Served>();
+    for (const model of loaded) {
+      const name = model.manifest.name;
+      // Two directories of one name could not be told apart by a request.
+      if (byName.has(name)) throw new Error(`two model directories are both named ${JSON.stringify(name)}`);
+      const scheduler = new Scheduler({
+        ...limits,
+        forward: (inputs, options) => model.session.forwardBatch(inputs, options),
+        onForward: (stats) => metrics.forward(stats, name),
+      });
+      byName.set(name, { model, scheduler });
+    }
+    served = byName;
   };
-  // A model already loaded serves from the first request on; one still loading once it is.
-  if (!(loading instanceof Promise)) serve(loading);
-  const ready = Promise.resolve(loading).then(
-    (loaded) => {
-      if (model !== loaded) serve(loaded);
-    },
-    (error: unknown) => {
-      loadError = error instanceof Error ? error.message : String(error);
-      log(`model failed to load: ${loadError}`);
-    },
-  );
+  const failed = (error: unknown) => {
+    loadError = error instanceof Error ? error.message : String(error);
+    log(`model failed to load: ${loadError}`);
+  };
+  // Models already loaded serve from the first request on; ones still loading once all are.
+  if (!loadings.some((loading) => loading instanceof Promise)) {
+    try {
+      serve(loadings as Model[]);
+    } catch (error) {
+      failed(error);
+    }
+  }
+  const ready = Promise.all(loadings)
+    .then((loaded) => {
+      if (!served && !loadError) serve(loaded);
+    })
+    .catch(failed);
+  const names = () => [...(served?.keys() ?? [])];
+  const first = () => served?.values().next().value;
+  /** Summed over the models' schedulers. */
+  const load = () => {
+    const total = { active: 0, queued: 0 };
+    for (const { scheduler } of served?.values() ?? []) {
+      total.active += scheduler.load.active;
+      total.queued += scheduler.load.queued;
+    }
+    return total;
+  };
 
   app.get("/healthz", (c) =>
-    c.json({ ok: true, model: model?.manifest.name ?? null, protocol: PROTOCOL_VERSION, generations }),
+    c.json({
+      ok: true,
+      model: first()?.model.manifest.name ?? null,
+      models: names(),
+      protocol: PROTOCOL_VERSION,
+      generations,
+    }),
   );
 
   app.get("/readyz", (c) => {
-    if (model && scheduler && !draining) {
+    const main = first();
+    if (served && main && !draining) {
+      const sha256 = (model: Model) => model.manifest.files[model.manifest.graph.file]?.sha256;
       return c.json({
         ready: true,
-        model: model.manifest.name,
-        sha256: model.manifest.files[model.manifest.graph.file]?.sha256,
-        ...scheduler.load,
+        model: main.model.manifest.name,
+        sha256: sha256(main.model),
+        ...load(),
+        models: [...served].map(([name, { model, scheduler }]) => ({
+          name,
+          sha256: sha256(model),
+          ...scheduler.load,
+        })),
       });
     }
-    const reason = draining ? "draining" : (loadError ?? "loading the model");
+    const reason = draining
+      ? "draining"
+      : (loadError ?? (loadings.length > 1 ? "loading the models" : "loading the model"));
     return c.json({ ready: false, reason }, 503);
   });
 
   app.get("/metrics", async (c) => {
-    if (scheduler) metrics.load(scheduler.load);
+    if (served) metrics.load(load());
     return c.text(await metrics.text(), 200, { "content-type": metrics.contentType });
   });
 
@@ -128,16 +190,20 @@ export function createDenoiserApp({
   });
   app.use("/v1/*", edgeSecret({ secret }), async (c, next) => {
     if (draining) return c.json(errorBody("shutting_down", "this node is shutting down"), 503);
-    if (!model || !scheduler) {
+    if (!served) {
       const why = loadError ? "the model failed to load" : "the model is loading";
       return c.json(errorBody("model_unavailable", why), 503);
     }
     await next();
   });
-  /** The loaded model and its scheduler (the middleware above let the request through). */
-  const serving = () => {
-    if (!model || !scheduler) throw new Error("no model is loaded");
-    return { model, scheduler };
+  /** The model a request names (absent: the first) and its scheduler; ModelNotFoundError (404) if not served. */
+  const serving = (name: string | undefined): Served => {
+    const main = first();
+    if (!served || !main) throw new Error("no model is loaded"); // the middleware above let the request through
+    if (name === undefined) return main;
+    const found = served.get(name);
+    if (!found) throw new ModelNotFoundError(name, names());
+    return found;
   };
 
   /**
@@ -154,12 +220,13 @@ export function createDenoiserApp({
 
   /** Runs work that answers once (an edit, a verification) through the scheduler, counting how it ended. */
   async function run<T>(
+    { scheduler }: Served,
     kind: WorkKind,
     work: Work<T>,
     signal: AbortSignal,
     options?: SubmitOptions,
   ): Promise<T> {
-    const outputs = serving().scheduler.submit(work, signal, options); // a full queue throws here
+    const outputs = scheduler.submit(work, signal, options); // a full queue throws here
     try {
       const result = await onlyResult(outputs);
       metrics.work(kind, "finished");
@@ -171,35 +238,39 @@ export function createDenoiserApp({
   }
 
   /** The answer of a request's one piece of work; WorkCancelledError if its client left first. */
-  async function answer<T>(c: Context, kind: WorkKind, work: Work<T>): Promise<T> {
+  async function answer<T>(c: Context, target: Served, kind: WorkKind, work: Work<T>): Promise<T> {
     const cancel = cancelWith(c);
     inFlight.add(cancel);
     try {
-      return await run(kind, work, cancel.signal);
+      return await run(target, kind, work, cancel.signal);
     } finally {
       inFlight.delete(cancel);
     }
   }
 
-  app.post("/v1/verify", zValidator("json", VerifyRequest, invalidRequest), async (c) => {
-    const { code, prompt, threshold } = c.req.valid("json");
-    const work = await serving().model.startVerification({ code, prompt, threshold });
-    return c.json(await answer(c, "verification", work));
+  app.post("/v1/verify", zValidator("json", NodeVerifyRequest, invalidRequest), async (c) => {
+    const { code, prompt, threshold, model: name } = c.req.valid("json");
+    const target = serving(name);
+    const work = await target.model.startVerification({ code, prompt, threshold });
+    return c.json(await answer(c, target, "verification", work));
   });
 
-  app.post("/v1/edit", zValidator("json", EditRequest, invalidRequest), async (c) => {
-    const { model } = serving();
-    const { code, prompt, regions, threshold, rounds, max_tokens, block_size } = c.req.valid("json");
+  app.post("/v1/edit", zValidator("json", NodeEditRequest, invalidRequest), async (c) => {
+    const request = c.req.valid("json");
+    const target = serving(request.model);
+    const { model } = target;
+    const { code, prompt, regions, threshold, rounds, max_tokens, block_size } = request;
     // A request the model refuses (DecodeInputError: onError answers 400) throws here, before it is queued.
     const work = regions
       ? model.startRewrite({ code, regions, maxTokens: max_tokens, blockSize: block_size })
       : model.startRepair({ code, prompt, threshold, rounds, blockSize: block_size });
-    return c.json(await answer(c, "edit", work));
+    return c.json(await answer(c, target, "edit", work));
   });
 
-  app.post("/v1/generate", zValidator("json", GenerateRequest, invalidRequest), async (c) => {
-    const { model: loaded, scheduler: queue } = serving();
+  app.post("/v1/generate", zValidator("json", NodeGenerateRequest, invalidRequest), async (c) => {
     const request = c.req.valid("json");
+    const target = serving(request.model);
+    const { model: loaded, scheduler: queue } = target;
     const cancel = cancelWith(c);
     // A request the model refuses (DecodeInputError) or a full queue (QueueFullError) throws
     // here, before the stream: onError answers 400 or 503.
@@ -235,19 +306,24 @@ export function createDenoiserApp({
             text += event.text;
           }
           if (event.type === "done" && request.verify && event.finish_reason !== "cancelled") {
-            const verification = await verifyOwnText(text, request.prompt, cancel.signal);
+            const verification = await verifyOwnText(target, text, request.prompt, cancel.signal);
             if (verification) await send({ type: "verify", ...verification });
           }
           if (event.type === "done") {
             const outcome = event.finish_reason === "cancelled" ? "cancelled" : "finished";
             generations[outcome]++;
-            metrics.generation(outcome, (performance.now() - started) / 1000, event.usage.completion_tokens);
+            metrics.generation(
+              loaded.manifest.name,
+              outcome,
+              (performance.now() - started) / 1000,
+              event.usage.completion_tokens,
+            );
           }
           await send(event);
         }
       } catch (error) {
         generations.failed++;
-        metrics.generation("failed", (performance.now() - started) / 1000, 0);
+        metrics.generation(loaded.manifest.name, "failed", (performance.now() - started) / 1000, 0);
         log(`generate failed: ${error instanceof Error ? error.message : String(error)}`);
         await send({ type: "error", code: "internal", message: "decoding failed on the node" });
       } finally {
@@ -263,9 +339,9 @@ export function createDenoiserApp({
    * already admitted, so a full queue does not refuse it. Undefined if it was cancelled (the
    * client left, or the node drains): the stream then ends without it.
    */
-  async function verifyOwnText(code: string, prompt: string, signal: AbortSignal) {
-    const work = await serving().model.startVerification({ code, prompt });
-    return run("verification", work, signal, { admitted: true }).catch((error: unknown) => {
+  async function verifyOwnText(target: Served, code: string, prompt: string, signal: AbortSignal) {
+    const work = await target.model.startVerification({ code, prompt });
+    return run(target, "verification", work, signal, { admitted: true }).catch((error: unknown) => {
       if (error instanceof WorkCancelledError) return undefined;
       throw error;
     });
@@ -274,6 +350,7 @@ export function createDenoiserApp({
   app.notFound((c) => c.json(errorBody("not_found", `no route ${c.req.method} ${c.req.path}`), 404));
   app.onError((error, c) => {
     if (error instanceof DecodeInputError) return c.json(errorBody("invalid_request", error.message), 400);
+    if (error instanceof ModelNotFoundError) return c.json(errorBody("model_not_found", error.message), 404);
     if (error instanceof QueueFullError) {
       metrics.rejected();
       c.header("retry-after", String(error.retryAfterSeconds));

@@ -1,8 +1,10 @@
 /**
- * Starts a denoiser node. It listens at once (/healthz answers, /readyz says 503 until the model
- * is loaded and verified against its sha256), then loads the model.
+ * Starts a denoiser node. It listens at once (/healthz answers, /readyz says 503 until every
+ * model is loaded and verified against its sha256), then loads the models.
  *   SPROUT_NODE_SECRET          shared secret the edge presents (required)
- *   SPROUT_MODEL_DIR            model directory (default: the shipped model)
+ *   SPROUT_MODELS               model directories, comma-separated (default: the shipped model);
+ *                               a request names its model, the first serves requests naming none
+ *   SPROUT_MODEL_DIR            one model directory (the older name; not with SPROUT_MODELS)
  *   SPROUT_EXECUTION_PROVIDER   onnxruntime execution provider: cpu (default) or cuda (GPU hosts;
  *                               needs the CUDA build of onnxruntime-node, see apps/denoiser/README.md)
  *   SPROUT_THREADS              intra-op threads for the CPU provider (default: onnxruntime's choice)
@@ -14,6 +16,7 @@
 import { serve } from "@hono/node-server";
 import { loadModel, SHIPPED_MODEL_DIR } from "../../../models/src/index.ts";
 import { createDenoiserApp } from "./app.ts";
+import { modelDirs } from "./config.ts";
 
 const env = process.env;
 const secret = env.SPROUT_NODE_SECRET;
@@ -39,13 +42,22 @@ if (provider !== "cpu" && provider !== "cuda") {
 }
 const port = Number(env.PORT ?? 8788);
 const hostname = env.HOST ?? "127.0.0.1";
-const modelDir = env.SPROUT_MODEL_DIR ?? SHIPPED_MODEL_DIR;
-const loading = loadModel(modelDir, {
+let dirs: string[];
+try {
+  dirs = modelDirs(env, SHIPPED_MODEL_DIR);
+} catch (error) {
+  console.error((error as Error).message);
+  process.exit(2);
+}
+const sessionOptions = {
   executionProviders: provider === "cuda" ? ["cuda", "cpu"] : ["cpu"],
   intraOpNumThreads: count("SPROUT_THREADS"),
-});
+};
+const loadings = dirs.map((dir) => loadModel(dir, sessionOptions));
+// Every loading is awaited (one failing must not leave another's session unreleased at exit).
+const loaded = Promise.allSettled(loadings);
 const app = createDenoiserApp({
-  model: loading,
+  models: loadings,
   secret,
   scheduler: {
     maxBatch: count("SPROUT_MAX_BATCH"),
@@ -55,15 +67,16 @@ const app = createDenoiserApp({
 });
 const server = serve({ fetch: app.fetch, port, hostname }, (info) => {
   console.log(
-    `denoiser node: listening on http://${hostname}:${info.port} (${provider}), loading ${modelDir}`,
+    `denoiser node: listening on http://${hostname}:${info.port} (${provider}), loading ${dirs.join(", ")}`,
   );
 });
 server.on("error", (error) => {
   console.error(`denoiser node could not listen on ${hostname}:${port}: ${error.message}`);
   process.exit(1);
 });
-loading.then(
-  (model) => console.log(`denoiser node: ${model.manifest.name} loaded and verified; ready`),
+Promise.all(loadings).then(
+  (models) =>
+    console.log(`denoiser node: ${models.map((m) => m.manifest.name).join(", ")} loaded and verified; ready`),
   () => {}, // reported by the app's /readyz and log
 );
 // Stop accepting, end what is in flight, then release the model (never under a running forward).
@@ -76,7 +89,9 @@ for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"] as const) {
     const closed = new Promise((resolve) => server.close(resolve)); // resolves once every response has ended
     await app.drain();
     await closed;
-    await loading.then((model) => model.close()).catch(() => {});
+    for (const outcome of await loaded) {
+      if (outcome.status === "fulfilled") await outcome.value.close().catch(() => {});
+    }
     process.exit(0);
   });
 }

@@ -35,6 +35,19 @@ export class NodeMetrics {
     labelNames: ["kind"],
     registers: [this.registry],
   });
+  // Per model: the counters above sum every model the node serves.
+  private readonly modelForwards = new Counter({
+    name: "sprout_model_forward_passes_total",
+    help: "Forward passes by model (a forward runs one model's session: batches never mix models)",
+    labelNames: ["model"],
+    registers: [this.registry],
+  });
+  private readonly modelGenerations = new Counter({
+    name: "sprout_model_generations_total",
+    help: "Generations that ended, by model and outcome",
+    labelNames: ["model", "outcome"],
+    registers: [this.registry],
+  });
   private readonly generated = new Counter({
     name: "sprout_generated_tokens_total",
     help: "Tokens generated (committed) by finished and cancelled generations",
@@ -89,16 +102,18 @@ export class NodeMetrics {
 
   readonly contentType = this.registry.contentType;
 
-  forward({ sequences, tokens, paddedTokens, seconds }: ForwardStats): void {
+  forward({ sequences, tokens, paddedTokens, seconds }: ForwardStats, model: string): void {
     this.forwards.inc();
+    this.modelForwards.inc({ model });
     this.forwardSeconds.observe(seconds);
     this.batchSize.observe(sequences);
     this.inputTokens.inc({ kind: "real" }, tokens);
     this.inputTokens.inc({ kind: "padded" }, paddedTokens);
   }
 
-  generation(outcome: Outcome, seconds: number, tokens: number): void {
+  generation(model: string, outcome: Outcome, seconds: number, tokens: number): void {
     this.generations.inc({ outcome });
+    this.modelGenerations.inc({ model, outcome });
     this.latency.observe(seconds);
     this.generated.inc(tokens);
   }
