@@ -26,6 +26,7 @@ import onnxruntime
 from tokenizers import Tokenizer
 
 import corpus
+import graph_io
 import likelihood
 import mbpp
 import report
@@ -109,10 +110,6 @@ class Model:
         return self.tokenizer.encode(text, add_special_tokens=False).ids
 
 
-def sha256_file(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def load_model(directory: Path) -> Model:
     """Loads the graph twice (sample.py's forward, and a session for the loss) and makes sure both
     are the file whose sha256 is reported: a model re-exported meanwhile is refused."""
@@ -122,7 +119,7 @@ def load_model(directory: Path) -> Model:
     forward = onnx_forward(onnx_path)
     session = onnxruntime.InferenceSession(graph, providers=["CPUExecutionProvider"])
     digest = hashlib.sha256(graph).hexdigest()
-    if sha256_file(onnx_path) != digest:
+    if graph_io.sha256(onnx_path) != digest:
         raise RuntimeError(f"{onnx_path} changed while it was being loaded; try again")
     return Model(
         directory=directory,

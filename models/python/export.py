@@ -12,27 +12,20 @@ The graph is staged and checked against PyTorch with onnxruntime before it repla
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
-import onnxruntime
 import torch
 from tokenizers import Tokenizer
 
+import graph_io
+from graph_io import AXES, INPUTS, sha256
 from model import Denoiser, ModelConfig, block_mask, causal_mask
 from tokenizer import load_tokenizer, special_ids
 from train import logged_step
 from weights import load_checkpoint
-
-INPUTS = ["input_ids", "positions", "past_key", "past_value", "attention_mask"]
-OUTPUTS = ["logits", "new_key", "new_value"]
-
-
-def sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def example_inputs(model: Denoiser, batch: int, past: int, time: int, causal: bool, *, low: int, seed: int = 0):
@@ -48,77 +41,40 @@ def example_inputs(model: Denoiser, batch: int, past: int, time: int, causal: bo
 
 
 def export(model: Denoiser, path: Path, low: int) -> None:
-    axes = {
-        "input_ids": {0: "batch", 1: "time"},
-        "positions": {0: "batch", 1: "time"},
-        "past_key": {1: "batch", 3: "past"},
-        "past_value": {1: "batch", 3: "past"},
-        "attention_mask": {0: "batch", 1: "time", 2: "past_plus_time"},
-        "logits": {0: "batch", 1: "time"},
-        "new_key": {1: "batch", 3: "time"},
-        "new_value": {1: "batch", 3: "time"},
-    }
-    torch.onnx.export(
-        model,
-        example_inputs(model, batch=2, past=5, time=3, causal=False, low=low),
-        str(path),
-        input_names=INPUTS,
-        output_names=OUTPUTS,
-        dynamic_axes=axes,
-        opset_version=17,
-        dynamo=False,
-        # Folding would store the tied embedding twice (once transposed for the output head).
-        do_constant_folding=False,
-    )
+    inputs = example_inputs(model, batch=2, past=5, time=3, causal=False, low=low)
+    graph_io.export_onnx(model, inputs, path, INPUTS, AXES)
 
 
 def check(model: Denoiser, path: Path, low: int) -> float:
     """Largest |onnx − torch| over shapes the runtime uses, the empty-cache prefill included."""
-    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    session = graph_io.session(path)
     worst = 0.0
     for batch, past, time, causal in [(1, 0, 7, True), (1, 12, 4, False), (3, 9, 16, False), (2, 30, 1, True)]:
         inputs = example_inputs(model, batch, past, time, causal, seed=past + time, low=low)
         with torch.no_grad():
             expected = model(*inputs)
-        got = session.run(OUTPUTS, {name: t.numpy() for name, t in zip(INPUTS, inputs, strict=True)})
+        got = graph_io.run(session, inputs, INPUTS)
         for e, g in zip(expected, got, strict=True):
             worst = max(worst, float(np.abs(e.numpy() - g).max()))
     return worst
 
 
 def store_fp16(path: Path) -> None:
-    """Stores the graph's float32 weights as float16, each widened back by a Cast at the graph's
-    start: half the bytes on disk, and onnxruntime folds the Casts when it loads the session, so
-    the arithmetic stays float32 at float32's speed. Lossless for weights already rounded to fp16."""
+    """The graph at `path` with its weights stored as float16 (graph_io.widen_from_fp16)."""
     import onnx
-    from onnx import TensorProto, helper, numpy_helper
 
     graph = onnx.load(str(path))
-    casts = []
-    for initializer in graph.graph.initializer:
-        if initializer.data_type != TensorProto.FLOAT:
-            continue
-        name = initializer.name
-        initializer.CopyFrom(
-            numpy_helper.from_array(numpy_helper.to_array(initializer).astype(np.float16), f"{name}.fp16")
-        )
-        casts.append(helper.make_node("Cast", [f"{name}.fp16"], [name], to=TensorProto.FLOAT, name=f"{name}.widen"))
-    nodes = casts + list(graph.graph.node)
-    del graph.graph.node[:]
-    graph.graph.node.extend(nodes)
+    graph_io.widen_from_fp16(graph)
     onnx.checker.check_model(graph)
     onnx.save(graph, str(path))
 
 
 def onnx_as_module(path: Path):
     """The exported graph, callable like the PyTorch module (for golden values of a quantized graph)."""
-    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    session = graph_io.session(path)
 
     def run(*inputs):
-        return [
-            torch.from_numpy(x)
-            for x in session.run(OUTPUTS, {n: t.numpy() for n, t in zip(INPUTS, inputs, strict=True)})
-        ]
+        return [torch.from_numpy(x) for x in graph_io.run(session, inputs, INPUTS)]
 
     return run
 

@@ -21,6 +21,8 @@ from __future__ import annotations
 import numpy as np
 from tokenizers import Tokenizer
 
+from tokenizer import special_ids
+
 ALIGN = 64  # every trained block size (16, 32, 64) divides it
 MAX_MIDDLE = 192  # tokens, its <|eos|> included
 UNITS = ("line", "lines", "statement", "span")
@@ -30,14 +32,9 @@ UNIT_WEIGHTS = (0.4, 0.25, 0.2, 0.15)
 class FimLayout:
     def __init__(self, tokenizer: Tokenizer) -> None:
         self.tokenizer = tokenizer
-        ids = {
-            name: tokenizer.token_to_id(f"<|{name}|>")
-            for name in ("bos", "eos", "fim_prefix", "fim_suffix", "fim_middle")
-        }
-        if None in ids.values():
-            raise ValueError(f"the tokenizer lacks infilling tokens: {ids}")
-        self.bos, self.eos = ids["bos"], ids["eos"]
-        self.prefix, self.suffix, self.middle = ids["fim_prefix"], ids["fim_suffix"], ids["fim_middle"]
+        ids = special_ids(tokenizer)  # raises when a control token is missing
+        self.bos, self.eos = ids.bos, ids.eos
+        self.prefix, self.suffix, self.middle = ids.fim_prefix, ids.fim_suffix, ids.fim_middle
 
     def encode(self, text: str) -> list[int]:
         return self.tokenizer.encode(text, add_special_tokens=False).ids

@@ -25,7 +25,6 @@ the fields and never a model's name.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import math
 import re
@@ -38,8 +37,10 @@ import numpy as np
 import torch
 from torch import nn
 
-INPUTS = ["input_ids", "positions", "past_key", "past_value", "attention_mask", "logit_rows"]
-OUTPUTS = ["logits", "new_key", "new_value"]
+import graph_io
+
+# The shipped graph's contract (graph_io), plus the rows the head is computed for.
+INPUTS = [*graph_io.INPUTS, "logit_rows"]
 # ONNX's protobuf cannot hold more than 2 GB: past this the weights go to a side file.
 EXTERNAL_DATA_BYTES = 2 * 1024**3
 EXTERNAL_DATA_FILE = "denoiser.onnx.data"
@@ -335,43 +336,17 @@ def example_inputs(model: QwenBlockLM, batch: int, past: int, time: int, rows: i
 
 
 def export_graph(model: QwenBlockLM, path: Path) -> None:
-    axes = {
-        "input_ids": {0: "batch", 1: "time"},
-        "positions": {0: "batch", 1: "time"},
-        "past_key": {1: "batch", 3: "past"},
-        "past_value": {1: "batch", 3: "past"},
-        "attention_mask": {0: "batch", 1: "time", 2: "past_plus_time"},
-        "logit_rows": {0: "batch", 1: "rows"},
-        "logits": {0: "batch", 1: "rows"},
-        "new_key": {1: "batch", 3: "time"},
-        "new_value": {1: "batch", 3: "time"},
-    }
-    torch.onnx.export(
-        model,
-        example_inputs(model, batch=2, past=5, time=3, rows=2),
-        str(path),
-        input_names=INPUTS,
-        output_names=OUTPUTS,
-        dynamic_axes=axes,
-        opset_version=17,
-        dynamo=False,
-        do_constant_folding=False,  # folding would store a tied embedding twice (once transposed)
-    )
-
-
-def onnx_session(path: Path):
-    import onnxruntime
-
-    return onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    axes = {**graph_io.AXES, "logit_rows": {0: "batch", 1: "rows"}, "logits": {0: "batch", 1: "rows"}}
+    graph_io.export_onnx(model, example_inputs(model, batch=2, past=5, time=3, rows=2), path, INPUTS, axes)
 
 
 def run_onnx(session, inputs) -> list[np.ndarray]:
-    return session.run(OUTPUTS, {name: t.numpy() for name, t in zip(INPUTS, inputs, strict=True)})
+    return graph_io.run(session, inputs, INPUTS)
 
 
 def check(model: QwenBlockLM, path: Path) -> float:
     """Largest |onnx − torch| over the shapes the runtime uses (empty-cache prefill included)."""
-    session = onnx_session(path)
+    session = graph_io.session(path)
     worst = 0.0
     for batch, past, time, rows in [(1, 0, 7, 7), (1, 12, 4, 4), (2, 9, 8, 3), (2, 30, 1, 1)]:
         inputs = example_inputs(model, batch, past, time, rows, seed=past + time)
@@ -387,21 +362,10 @@ def store(staged: Path, out: Path, dtype: str, external_over: int) -> str:
     and widened by a Cast at the graph's start (onnxruntime folds the Casts at load, so the
     arithmetic stays float32); past `external_over` bytes of weights they go to a side file."""
     import onnx
-    from onnx import TensorProto, helper, numpy_helper
 
     graph = onnx.load(str(staged))  # loads any external data torch wrote beside it
     if dtype == "float16":
-        casts = []
-        for initializer in graph.graph.initializer:
-            if initializer.data_type != TensorProto.FLOAT:
-                continue
-            name = initializer.name
-            half = numpy_helper.to_array(initializer).astype(np.float16)
-            initializer.CopyFrom(numpy_helper.from_array(half, f"{name}.fp16"))
-            casts.append(helper.make_node("Cast", [f"{name}.fp16"], [name], to=TensorProto.FLOAT, name=f"{name}.widen"))
-        nodes = casts + list(graph.graph.node)
-        del graph.graph.node[:]
-        graph.graph.node.extend(nodes)
+        graph_io.widen_from_fp16(graph)
     size = sum(len(i.raw_data) for i in graph.graph.initializer)
     external = size > external_over
     (out.parent / EXTERNAL_DATA_FILE).unlink(missing_ok=True)
@@ -519,14 +483,6 @@ def golden(model: QwenBlockLM, special: dict, block: int) -> dict:
     }
 
 
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def import_checkpoint(
     source: Path,
     out: Path,
@@ -640,7 +596,7 @@ def import_checkpoint(
             ),
             "max_abs_diff_vs_torch": worst,
         },
-        "files": {f: {"sha256": sha256(out / f), "bytes": (out / f).stat().st_size} for f in files},
+        "files": {f: {"sha256": graph_io.sha256(out / f), "bytes": (out / f).stat().st_size} for f in files},
     }
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest

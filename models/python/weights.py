@@ -51,12 +51,15 @@ def weights_only(state: dict) -> dict:
 
 def from_model_dir(model_dir: Path) -> dict:
     """A shipped model directory's weights as a checkpoint's {config, model} (float32), read from
-    its ONNX graph's initializers (export.py names them after the state dict, `.fp16` when stored
-    in half precision), so a shipped model can be fine-tuned when its training run is gone."""
+    its ONNX graph's initializers (export.py names them after the state dict, with graph_io's
+    `.fp16` suffix when stored in half precision), so a shipped model can be fine-tuned when its
+    training run is gone."""
     import json
 
     import onnx
     from onnx import numpy_helper
+
+    from graph_io import FP16_SUFFIX
 
     manifest = json.loads((model_dir / "manifest.json").read_text())
     names = ("vocab_size", "d_model", "n_layers", "n_heads", "ffn_hidden", "max_positions", "rope_base", "norm_eps")
@@ -64,6 +67,6 @@ def from_model_dir(model_dir: Path) -> dict:
     graph = onnx.load(str(model_dir / manifest["graph"]["file"]))
     model = {}
     for initializer in graph.graph.initializer:
-        name = initializer.name.removesuffix(".fp16")
+        name = initializer.name.removesuffix(FP16_SUFFIX)
         model[name] = torch.from_numpy(numpy_helper.to_array(initializer).astype("float32").copy())
     return {"config": config, "model": model, "name": manifest["name"]}

@@ -13,12 +13,12 @@ pytest.importorskip("transformers")
 from tokenizers import Tokenizer, models, pre_tokenizers  # noqa: E402
 from transformers import Qwen2Config, Qwen2ForCausalLM, Qwen3Config, Qwen3ForCausalLM  # noqa: E402
 
+import graph_io  # noqa: E402
 from import_checkpoint import (  # noqa: E402
     CheckpointError,
     block_causal_mask,
     causal_mask,
     import_checkpoint,
-    onnx_session,
     run_onnx,
 )
 
@@ -93,7 +93,7 @@ def imported(request, tmp_path_factory):
     # Fast-dLLM v2 states its mask id only in its sampler (151665, past this tiny vocabulary).
     mask_id = 298 if request.param == "Fast_dLLM_Qwen" else None
     manifest = import_checkpoint(root / "hf", root / "out", dtype="float32", mask_id=mask_id)
-    return request.param, reference, root, manifest, onnx_session(root / "out" / "denoiser.onnx")
+    return request.param, reference, root, manifest, graph_io.session(root / "out" / "denoiser.onnx")
 
 
 def forward(session, manifest, ids, past=None, mask=None, rows=None, start=0):
@@ -254,7 +254,7 @@ def test_float16_storage_and_external_data(tmp_path):
     ids = torch.randint(0, VOCAB, (1, 10), generator=torch.Generator().manual_seed(5))
     with torch.no_grad():
         expected = reference(ids).logits.numpy()
-    logits, _, _ = forward(onnx_session(tmp_path / "f16" / "denoiser.onnx"), f16, ids)
+    logits, _, _ = forward(graph_io.session(tmp_path / "f16" / "denoiser.onnx"), f16, ids)
     np.testing.assert_allclose(logits, expected, atol=2e-2, rtol=0)
 
 

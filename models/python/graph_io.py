@@ -1,0 +1,81 @@
+"""Writing and reading the ONNX graphs of a Sprout model directory, for export.py (our models) and
+import_checkpoint.py (open checkpoints) alike: the KV-cache contract's names and dynamic axes,
+float16 storage, running a graph, and the sha256 the manifest records."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import torch
+
+INPUTS = ["input_ids", "positions", "past_key", "past_value", "attention_mask"]
+OUTPUTS = ["logits", "new_key", "new_value"]
+# Which dimensions vary: past_key/value are [layers, batch, heads, past, head_dim].
+AXES = {
+    "input_ids": {0: "batch", 1: "time"},
+    "positions": {0: "batch", 1: "time"},
+    "past_key": {1: "batch", 3: "past"},
+    "past_value": {1: "batch", 3: "past"},
+    "attention_mask": {0: "batch", 1: "time", 2: "past_plus_time"},
+    "logits": {0: "batch", 1: "time"},
+    "new_key": {1: "batch", 3: "time"},
+    "new_value": {1: "batch", 3: "time"},
+}
+# A weight stored in half precision is named `<name>.fp16` and widened to `<name>` by a Cast.
+FP16_SUFFIX = ".fp16"
+
+
+def export_onnx(module: torch.nn.Module, inputs: tuple, path: Path, input_names: list[str], axes: dict) -> None:
+    torch.onnx.export(
+        module,
+        inputs,
+        str(path),
+        input_names=input_names,
+        output_names=OUTPUTS,
+        dynamic_axes=axes,
+        opset_version=17,
+        dynamo=False,
+        # Folding would store a tied embedding twice (once transposed for the output head).
+        do_constant_folding=False,
+    )
+
+
+def widen_from_fp16(graph) -> None:
+    """Stores an onnx ModelProto's float32 weights as float16, each widened back by a Cast at the
+    graph's start: half the bytes on disk, and onnxruntime folds the Casts when it loads the
+    session, so the arithmetic stays float32 at float32's speed. Lossless for weights already
+    rounded to fp16."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    casts = []
+    for initializer in graph.graph.initializer:
+        if initializer.data_type != TensorProto.FLOAT:
+            continue
+        name = initializer.name
+        half = numpy_helper.to_array(initializer).astype(np.float16)
+        initializer.CopyFrom(numpy_helper.from_array(half, name + FP16_SUFFIX))
+        casts.append(helper.make_node("Cast", [name + FP16_SUFFIX], [name], to=TensorProto.FLOAT, name=f"{name}.widen"))
+    nodes = casts + list(graph.graph.node)
+    del graph.graph.node[:]
+    graph.graph.node.extend(nodes)
+
+
+def session(path: Path):
+    import onnxruntime
+
+    return onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+
+def run(graph_session, inputs, input_names: list[str]) -> list[np.ndarray]:
+    """The graph's outputs for torch inputs given in `input_names` order."""
+    return graph_session.run(OUTPUTS, {name: t.numpy() for name, t in zip(input_names, inputs, strict=True)})
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
