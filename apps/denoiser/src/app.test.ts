@@ -1,4 +1,3 @@
-import { createParser } from "eventsource-parser";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadModel, type Model, SHIPPED_MODEL_DIR } from "../../../models/src/index.ts";
 import {
@@ -8,18 +7,13 @@ import {
   PROTOCOL_VERSION,
   Verification,
 } from "../../../protocol/src/index.ts";
+import { nodeHeaders, nodePost, sseMessages } from "../../../test/support/node-requests.ts";
 import { listen } from "../../../test/support/servers.ts";
 import { createDenoiserApp } from "./app.ts";
 
 const SECRET = "node-secret";
-const auth = { authorization: `Bearer ${SECRET}`, "content-type": "application/json" };
-
-function parseSse(text: string): { event?: string; data: string }[] {
-  const messages: { event?: string; data: string }[] = [];
-  const parser = createParser({ onEvent: (m) => messages.push({ event: m.event, data: m.data }) });
-  parser.feed(text);
-  return messages;
-}
+const auth = nodeHeaders(SECRET);
+const parseSse = sseMessages;
 
 /** A sample's value in a node's /metrics (0 when absent), e.g. `sprout_edits_total{outcome="finished"}`. */
 async function metric(app: { request: (path: string) => Response | Promise<Response> }, sample: string) {
@@ -30,7 +24,7 @@ async function metric(app: { request: (path: string) => Response | Promise<Respo
 
 const CODE =
   "def area(r):\n    pi = 3.14159\n    return pi * r * r\n\n\ndef perimeter(r):\n    return 2 * pi * r\n";
-const post = (body: object) => ({ method: "POST", headers: auth, body: JSON.stringify(body) });
+const post = nodePost(SECRET);
 /** A rewrite of one small region: a generation of a few tokens. */
 const EDIT = post({
   code: CODE,

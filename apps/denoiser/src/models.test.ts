@@ -1,24 +1,14 @@
 /** A node serving several model directories: the shipped model and its autoregressive twin. */
-import { createParser } from "eventsource-parser";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadModel, type Model, SHIPPED_MODEL_DIR, TWIN_MODEL_DIR } from "../../../models/src/index.ts";
-import { EditResult, NodeEvent, Verification } from "../../../protocol/src/index.ts";
+import { EditResult, type NodeEvent, Verification } from "../../../protocol/src/index.ts";
+import { nodeEvents, nodePost } from "../../../test/support/node-requests.ts";
 import { createDenoiserApp } from "./app.ts";
 import { modelDirs } from "./config.ts";
 
 const SECRET = "node-secret";
-const post = (body: object) => ({
-  method: "POST",
-  headers: { authorization: `Bearer ${SECRET}`, "content-type": "application/json" },
-  body: JSON.stringify(body),
-});
-
-async function events(answer: Response | Promise<Response>): Promise<NodeEvent[]> {
-  const all: NodeEvent[] = [];
-  const parser = createParser({ onEvent: (m) => all.push(NodeEvent.parse(JSON.parse(m.data))) });
-  parser.feed(await (await answer).text());
-  return all;
-}
+const post = nodePost(SECRET);
+const events = nodeEvents;
 
 describe("a node serving several models", () => {
   let tiny: Model;
