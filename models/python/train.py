@@ -55,9 +55,8 @@ from model import Denoiser, ModelConfig, causal_block_mask, causal_mask, trainin
 from tokenizer import SHIPPED_TOKENIZER, load_tokenizer, special_ids
 from weights import from_model_dir, save_parts, weights_only
 
-DEFAULT_TOKENIZER = SHIPPED_TOKENIZER
 # The mask id from the tokenizer the data is packed with (data.py --tokenizer), not from list order.
-MASK_ID = special_ids(load_tokenizer(DEFAULT_TOKENIZER)).mask
+MASK_ID = special_ids(load_tokenizer(SHIPPED_TOKENIZER)).mask
 
 
 def logged_step(line: str) -> float:
@@ -264,7 +263,7 @@ def main() -> None:
         help="ar: the autoregressive twin (same network, causal mask, next-token loss)",
     )
     parser.add_argument("--fim-rate", type=float, default=0.0, help="share of windows in fill-in-the-middle order")
-    parser.add_argument("--tokenizer", type=Path, default=DEFAULT_TOKENIZER, help="for fill-in-the-middle samples")
+    parser.add_argument("--tokenizer", type=Path, default=SHIPPED_TOKENIZER, help="for fill-in-the-middle samples")
     parser.add_argument(
         "--init-from",
         type=Path,
