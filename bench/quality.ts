@@ -57,7 +57,7 @@ export async function twinBits(
   completion: string,
 ): Promise<{ bits: number; tokens: number }> {
   const before = tokenizer.encode(prompt).length - 1; // the prompt's last token may merge with the completion
-  const ids = [twin.manifest.special_tokens.bos, ...tokenizer.encode(prompt + completion)];
+  const ids = [twin.manifest.special_tokens.bos as number, ...tokenizer.encode(prompt + completion)];
   const { logits } = await twin.session.forward(ids, [], KvCache.empty(twin.manifest));
   const vocab = twin.manifest.architecture.vocab_size;
   let nats = 0;

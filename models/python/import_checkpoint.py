@@ -30,7 +30,7 @@ import math
 import re
 import shutil
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -60,9 +60,14 @@ FAMILIES: dict[str, dict] = {
             "commit": "pass",  # a last forward with the clean block writes its keys/values
             "unmasking": "low_confidence_dynamic",
             "confidence_threshold": 0.85,
+            "steps": None,  # denoising steps per block: None is the block size (generate.py's default)
             "sub_block_size": None,
             "token_healing": False,
+            "add_bos": False,
             "stop": "block_with_eos",  # stop after a block holding any eos id
+            "settle_after_eos": False,
+            "last_block": "full",  # whole blocks, cut to max_new_tokens
+            "suppress_control_tokens": False,  # its sampler chooses from the whole vocabulary
         },
     },
     "Fast_dLLM_Qwen": {
@@ -78,9 +83,14 @@ FAMILIES: dict[str, dict] = {
             "commit": "pass_yields_next_first_token",
             "unmasking": "threshold_with_forced_argmax",
             "confidence_threshold": 0.9,
+            "steps": None,
             "sub_block_size": 8,
             "token_healing": False,
+            "add_bos": False,
             "stop": "eos_unmasked_with_no_masks_before",
+            "settle_after_eos": False,
+            "last_block": "full",
+            "suppress_control_tokens": False,
         },
     },
     "a2d-qwen3": {
@@ -95,9 +105,14 @@ FAMILIES: dict[str, dict] = {
             "commit": "pass",
             "unmasking": "top_k_per_step",
             "confidence_threshold": None,
+            "steps": None,  # steps per block: None is the block size (one token per step)
             "sub_block_size": None,
             "token_healing": False,
+            "add_bos": False,
             "stop": "block_with_eos",
+            "settle_after_eos": False,
+            "last_block": "partial",  # exactly max_new_tokens: the last block is short
+            "suppress_control_tokens": False,
         },
     },
 }
@@ -123,6 +138,28 @@ class Architecture:
     qkv_bias: bool
     tied_head: bool
     context_length: int
+
+
+def manifest_architecture(a: Architecture, parameters: int) -> dict:
+    """The architecture in the manifest's own vocabulary (the one sprout-tiny's manifest uses, so
+    the runtime reads one set of names), plus what only a Qwen decoder has."""
+    return {
+        "base": a.base,
+        "vocab_size": a.vocab_size,
+        "d_model": a.hidden_size,
+        "ffn_hidden": a.intermediate_size,
+        "n_layers": a.layers,
+        "n_heads": a.heads,
+        "kv_heads": a.kv_heads,
+        "head_dim": a.head_dim,
+        "max_positions": a.context_length,
+        "rope_base": a.rope_theta,
+        "norm_eps": a.rms_norm_eps,
+        "qk_norm": a.qk_norm,
+        "qkv_bias": a.qkv_bias,
+        "tied_head": a.tied_head,
+        "parameters": parameters,
+    }
 
 
 def read_json(path: Path) -> dict:
@@ -557,7 +594,7 @@ def import_checkpoint(
         "objective": "diffusion",
         "source": {"family": family["family"], "model_type": model_type, "architectures": config.get("architectures")},
         "license": license_of(source, config),
-        "architecture": {**asdict(a), "parameters": sum(p.numel() for p in model.parameters())},
+        "architecture": manifest_architecture(a, sum(p.numel() for p in model.parameters())),
         "special_tokens": special,
         "block_size": int(block),
         "block_sizes": [int(block)],

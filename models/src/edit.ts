@@ -15,7 +15,7 @@
 import type { CodeEdit, EditResult } from "../../protocol/src/index.ts";
 import { DiffusionGeneration } from "./decode.ts";
 import { DEFAULT_EDIT_THRESHOLD, type Decoder } from "./generation.ts";
-import { bannedTokenIds, DecodeInputError } from "./prompt.ts";
+import { bannedTokenIds, DecodeInputError, sproutContextStart } from "./prompt.ts";
 import { type Pick, tokenPicker } from "./sampling.ts";
 import { type ForwardInput, type ForwardResult, KvCache } from "./session.ts";
 import { logitsChooser, reviseTokens } from "./unmask.ts";
@@ -164,7 +164,7 @@ export class CodeRepair implements Work<EditResult> {
     this.pick = tokenPicker(banned);
     this.original = tokenizer.encode(options.code);
     const context = [
-      manifest.special_tokens.bos,
+      ...sproutContextStart(manifest, "repair"),
       ...(options.prompt ? tokenizer.encode(options.prompt) : []),
     ];
     if (context.length + this.original.length > manifest.context_length) {
@@ -217,7 +217,8 @@ export class CodeRepair implements Work<EditResult> {
       this.uncached = [];
     }
     const chooser = logitsChooser(blockLogits, vocab, this.pick);
-    const revised = reviseTokens(this.block, chooser, manifest, this.threshold).length > 0;
+    const eosIds = new Set(manifest.special_tokens.eos_ids);
+    const revised = reviseTokens(this.block, chooser, eosIds, this.threshold).length > 0;
     this.round++;
     if (revised && this.round < this.rounds) return true;
     // The block is settled; the next one sees it (as revised) as causal context.

@@ -103,6 +103,8 @@ export abstract class Generation implements Work<DecodeEvent> {
       (options.sampling?.temperature ?? 0) > 0
         ? (options.sampling?.seed ?? Math.floor(Math.random() * 2 ** 32))
         : undefined;
+    // A draw at a temperature could land on the mask token, which greedy never picks: banned.
+    if (this.seed !== undefined) this.banned[manifest.special_tokens.mask] = 1;
     const committed = [...(options.committed ?? [])];
     if (committed.length >= options.maxTokens) {
       throw new DecodeInputError(`committed (${committed.length} tokens) leaves nothing to generate`);
@@ -110,7 +112,12 @@ export abstract class Generation implements Work<DecodeEvent> {
     if (
       committed.some(
         (id) =>
-          !Number.isInteger(id) || id < 0 || this.banned[id] !== 0 || id === manifest.special_tokens.eos,
+          !Number.isInteger(id) ||
+          id < 0 ||
+          id >= manifest.architecture.vocab_size ||
+          this.banned[id] !== 0 ||
+          id === manifest.special_tokens.mask ||
+          manifest.special_tokens.eos_ids.includes(id),
       )
     ) {
       throw new DecodeInputError("committed holds an id that is not a text token of this model");

@@ -13,11 +13,12 @@
 import { fileURLToPath } from "node:url";
 import * as ort from "onnxruntime-node";
 import type { Manifest } from "./manifest.ts";
+import { bannedTokenIds } from "./prompt.ts";
 
 /** Per-row argmax, log-probability and entropy (written by models/python/pick_graph.py). */
 const PICK_GRAPH = fileURLToPath(new URL("./pick.onnx", import.meta.url));
 
-/** Keys and values of committed tokens, `[layers, 1, heads, length, head_dim]` each. */
+/** Keys and values of committed tokens, `[layers, 1, kv_heads, length, head_dim]` each. */
 export class KvCache {
   private constructor(
     readonly key: ort.Tensor,
@@ -26,8 +27,8 @@ export class KvCache {
   ) {}
 
   static empty(manifest: Manifest): KvCache {
-    const { n_layers, n_heads, head_dim } = manifest.architecture;
-    const dims = [n_layers, 1, n_heads, 0, head_dim];
+    const { n_layers, kv_heads, head_dim } = manifest.architecture;
+    const dims = [n_layers, 1, kv_heads, 0, head_dim];
     return new KvCache(
       new ort.Tensor("float32", new Float32Array(0), dims),
       new ort.Tensor("float32", new Float32Array(0), dims),
@@ -80,11 +81,19 @@ function appendOnLengthAxis(a: ort.Tensor, b: ort.Tensor, take: number, row: num
 
 /** What one sequence puts into a forward pass. */
 export interface ForwardInput {
-  /** Committed tokens not cached yet: causal; their keys/values are appended to the cache. */
+  /** Committed tokens not cached yet; their keys/values are appended to the cache. */
   context: readonly number[];
   /** Tokens being denoised: they see all context and each other. */
   block: readonly number[];
   cache: KvCache;
+  /**
+   * How context attends: causally (absent), or block-causally: a context token sees every
+   * context token of its own block and earlier ones, blocks of `size` starting at absolute
+   * positions ≡ `origin` (mod size). The cache always ends on a block boundary then.
+   */
+  contextBlocks?: { size: number; origin: number };
+  /** Indices into context + block of the rows whose logits are wanted (absent: every row). */
+  rows?: readonly number[];
 }
 
 /** Per row of logits, computed by onnxruntime (models/src/pick.onnx) over the allowed ids. */
@@ -95,11 +104,11 @@ export interface RowStats {
 }
 
 export interface ForwardResult {
-  /** `[context + block, vocab]`, row-major: this sequence's rows only. */
+  /** `[rows, vocab]`, row-major: this sequence's asked-for rows (all of context + block if none were). */
   logits: Float32Array;
   /** The same rows' greedy statistics, when the forward was asked for them. */
   stats?: RowStats;
-  /** `[layers, batch, heads, time, head_dim]` for the whole batch; this sequence is `batchRow`. */
+  /** `[layers, batch, kv_heads, time, head_dim]` for the whole batch; this sequence is `batchRow`. */
   newKey: ort.Tensor;
   newValue: ort.Tensor;
   batchRow: number;
@@ -112,19 +121,22 @@ export interface SessionOptions {
 }
 
 export class DenoiserSession {
-  /** 0 for ids the model may produce in text, -inf for control tokens (end-of-sequence is allowed). */
+  /** 0 for ids the model may produce, -inf for banned ones (prompt.ts's bannedTokenIds). */
   private readonly bias: ort.Tensor;
   private lastPast: { caches: KvCache[]; key: ort.Tensor; value: ort.Tensor } | undefined;
+  /** Whether the graph computes logits only for the rows it is given (`logit_rows`). */
+  private readonly selectsRows: boolean;
 
   private constructor(
     private readonly session: ort.InferenceSession,
     private readonly pick: ort.InferenceSession,
     readonly manifest: Manifest,
   ) {
-    const bias = new Float32Array(manifest.architecture.vocab_size);
-    for (const id of Object.values(manifest.special_tokens)) bias[id] = Number.NEGATIVE_INFINITY;
-    bias[manifest.special_tokens.eos] = 0;
+    const bias = Float32Array.from(bannedTokenIds(manifest), (banned) =>
+      banned ? Number.NEGATIVE_INFINITY : 0,
+    );
     this.bias = new ort.Tensor("float32", bias, [bias.length]);
+    this.selectsRows = session.inputNames.includes("logit_rows");
   }
 
   static async create(
@@ -164,19 +176,21 @@ export class DenoiserSession {
    * input and the longest cache; the attention mask hides the padding, so each row computes
    * what it would alone. A padded query attends only to itself, which keeps its (discarded)
    * values finite. A batch of one with nothing to pad passes its cache through without a copy.
+   * A graph with a `logit_rows` input computes the head only for the rows asked for (padded to
+   * the most any sequence asks, with row 0); one without computes every row.
    */
   async forwardBatch(inputs: readonly ForwardInput[], { stats = false } = {}): Promise<ForwardResult[]> {
-    const { n_layers: layers, n_heads: heads, head_dim: headDim } = this.manifest.architecture;
+    const { n_layers: layers, kv_heads: heads, head_dim: headDim } = this.manifest.architecture;
     const maxPosition = this.manifest.architecture.max_positions - 1;
     const batch = inputs.length;
     const time = Math.max(...inputs.map((i) => i.context.length + i.block.length));
     const past = Math.max(...inputs.map((i) => i.cache.length));
     const width = past + time;
-    const pad = BigInt(this.manifest.special_tokens.pad);
+    const pad = BigInt(this.manifest.special_tokens.pad ?? 0);
     const ids = new BigInt64Array(batch * time).fill(pad);
     const positions = new BigInt64Array(batch * time);
     const mask = new Uint8Array(batch * time * width);
-    inputs.forEach(({ context, block, cache }, row) => {
+    inputs.forEach(({ context, block, cache, contextBlocks }, row) => {
       const length = context.length + block.length;
       for (let i = 0; i < time; i++) {
         const at = row * time + i;
@@ -189,37 +203,54 @@ export class DenoiserSession {
           continue;
         }
         mask.fill(1, rowMask, rowMask + cache.length); // its own past, not the padding after it
-        // Context sees itself and what precedes it; the block sees all the new tokens.
-        mask.fill(1, rowMask + past, rowMask + past + (i < context.length ? i + 1 : length));
+        // Context sees what precedes it (and, block-causally, the rest of its own block); the
+        // block sees all the new tokens.
+        const sees =
+          i < context.length ? contextReach(i, cache.length, context.length, contextBlocks) : length;
+        mask.fill(1, rowMask + past, rowMask + past + sees);
       }
     });
     const [pastKey, pastValue] = this.batchedPast(inputs, past, [layers, heads, headDim]);
-    const out = await this.session.run({
+    const feeds: Record<string, ort.Tensor> = {
       input_ids: new ort.Tensor("int64", ids, [batch, time]),
       positions: new ort.Tensor("int64", positions, [batch, time]),
       past_key: pastKey,
       past_value: pastValue,
       attention_mask: new ort.Tensor("bool", mask, [batch, time, width]),
-    });
+    };
+    const asked = inputs.map((i) => i.rows ?? range(i.context.length + i.block.length));
+    const rowsPerSequence = this.selectsRows ? Math.max(1, ...asked.map((r) => r.length)) : time;
+    if (this.selectsRows) {
+      const rows = new BigInt64Array(batch * rowsPerSequence);
+      asked.forEach((r, b) => {
+        r.forEach((t, k) => {
+          rows[b * rowsPerSequence + k] = BigInt(t);
+        });
+      });
+      feeds.logit_rows = new ort.Tensor("int64", rows, [batch, rowsPerSequence]);
+    }
+    const out = await this.session.run(feeds);
     const { logits, new_key, new_value } = out;
     if (!logits || !new_key || !new_value) throw new Error("denoiser graph is missing an output");
     const vocab = this.manifest.architecture.vocab_size;
     const all = logits.data as Float32Array;
-    const rowStats = stats ? await this.rowStats(logits, batch * time) : undefined;
-    return inputs.map(({ context, block }, row) => {
-      const [from, to] = [row * time, row * time + context.length + block.length];
+    const rowStats = stats ? await this.rowStats(logits, batch * rowsPerSequence) : undefined;
+    return inputs.map((_, b) => {
+      // Where each asked-for row is in the graph's output for this sequence.
+      const at = this.selectsRows ? asked[b]?.map((_, k) => k) : asked[b];
+      const base = b * rowsPerSequence;
       return {
-        logits: all.subarray(from * vocab, to * vocab),
+        logits: gatherRows(all, vocab, base, at ?? []),
         ...(rowStats && {
           stats: {
-            topId: rowStats.topId.subarray(from, to),
-            topLogprob: rowStats.topLogprob.subarray(from, to),
-            entropy: rowStats.entropy.subarray(from, to),
+            topId: gatherRows(rowStats.topId, 1, base, at ?? []),
+            topLogprob: gatherRows(rowStats.topLogprob, 1, base, at ?? []),
+            entropy: gatherRows(rowStats.entropy, 1, base, at ?? []),
           },
         }),
         newKey: new_key,
         newValue: new_value,
-        batchRow: row,
+        batchRow: b,
       };
     });
   }
@@ -263,6 +294,45 @@ export class DenoiserSession {
     await this.session.release();
     await this.pick.release();
   }
+}
+
+/** How far into the new tokens context token `i` sees (exclusive), causally or block-causally. */
+function contextReach(
+  i: number,
+  cached: number,
+  contextLength: number,
+  blocks: ForwardInput["contextBlocks"],
+): number {
+  if (!blocks) return i + 1;
+  const position = cached + i;
+  const blockEnd =
+    position + blocks.size - ((((position - blocks.origin) % blocks.size) + blocks.size) % blocks.size);
+  return Math.min(contextLength, blockEnd - cached);
+}
+
+function range(n: number): number[] {
+  return Array.from({ length: n }, (_, i) => i);
+}
+
+/**
+ * Rows `at` (relative to `base`) of a row-major array of rows of `width`: a view when they are
+ * consecutive (the usual case), else a copy.
+ */
+function gatherRows<T extends Float32Array | BigInt64Array>(
+  data: T,
+  width: number,
+  base: number,
+  at: readonly number[],
+): T {
+  const first = at[0] ?? 0;
+  if (at.every((r, k) => r === first + k)) {
+    return data.subarray((base + first) * width, (base + first + at.length) * width) as T;
+  }
+  const out = new (data.constructor as new (n: number) => T)(at.length * width);
+  at.forEach((r, k) => {
+    out.set(data.subarray((base + r) * width, (base + r + 1) * width) as never, k * width);
+  });
+  return out;
 }
 
 /** Caches side by side as `[layers, batch, heads, past, head_dim]`, each padded with zeros to `past`. */

@@ -5,7 +5,15 @@
 import { describe, expect, it } from "vitest";
 import type { Manifest } from "./manifest.ts";
 import { type Pick, tokenPicker } from "./sampling.ts";
-import { commitTokens, logitsChooser, reviseTokens, type Unmasking } from "./unmask.ts";
+import {
+  type CommitRule,
+  commitTokens,
+  evenQuotas,
+  linearQuotas,
+  logitsChooser,
+  reviseTokens,
+  type Unmasking,
+} from "./unmask.ts";
 
 const VOCAB = 16;
 const MASK = 3;
@@ -15,6 +23,18 @@ const manifest = {
   special_tokens: { pad: 0, bos: 1, eos: EOS, mask: MASK },
 } as unknown as Manifest;
 const greedy = tokenPicker(new Uint8Array(VOCAB));
+/** Sprout's commit rule for `block`: every mask a candidate, end tokens settle what follows. */
+const ruleFor = (block: number[], m: Manifest, unmasking: Unmasking, stepsTaken = 0): CommitRule => ({
+  mask: m.special_tokens.mask,
+  eosIds: new Set([m.special_tokens.eos]),
+  unmasking,
+  stepsTaken,
+  blockSize: block.length,
+  masksAtStart: block.length,
+  candidates: block.flatMap((id, i) => (id === m.special_tokens.mask ? [i] : [])),
+  settleAfterEos: true,
+  from: 0,
+});
 /** commitTokens with a confidence threshold, over logits. */
 const commitAtThreshold = (
   block: number[],
@@ -23,10 +43,15 @@ const commitAtThreshold = (
   pick: Pick,
   threshold: number,
   firstBan?: Uint8Array,
-) => commitTokens(block, logitsChooser(logits, VOCAB, pick, firstBan), m, { kind: "threshold", threshold });
+) =>
+  commitTokens(
+    block,
+    logitsChooser(logits, VOCAB, pick, firstBan),
+    ruleFor(block, m, { kind: "threshold", threshold, strict: false }),
+  );
 /** commitTokens over logits, greedily. */
 const commit = (block: number[], logits: Float32Array, unmasking: Unmasking, stepsTaken: number) =>
-  commitTokens(block, logitsChooser(logits, VOCAB, greedy), manifest, unmasking, stepsTaken);
+  commitTokens(block, logitsChooser(logits, VOCAB, greedy), ruleFor(block, manifest, unmasking, stepsTaken));
 
 /** Logits whose softmax puts `probability` on `token` at each row (rest spread evenly). */
 function logitsFor(rows: { token: number; probability: number }[]): Float32Array {
@@ -146,9 +171,43 @@ describe("the other unmasking policies and edit rounds", () => {
       { token: 8, probability: 0.5 }, // disagrees, unsure: kept
       { token: 9, probability: 0.99 }, // after the end token: left alone
     ]);
-    expect(reviseTokens(block, logitsChooser(logits, VOCAB, greedy), manifest, 0.9)).toEqual([
+    expect(reviseTokens(block, logitsChooser(logits, VOCAB, greedy), new Set([EOS]), 0.9)).toEqual([
       { position: 1, from: 9, to: 6 },
     ]);
     expect(block).toEqual([5, 6, 7, EOS]);
+  });
+});
+
+describe("the imported families' step schedules", () => {
+  it("splits a block evenly over steps, the first steps taking the remainder (SDAR)", () => {
+    expect(evenQuotas(4, 4)).toEqual([1, 1, 1, 1]);
+    expect(evenQuotas(8, 3)).toEqual([3, 3, 2]);
+  });
+
+  it("follows dllm's float32 linear schedule, rounding half to even, zero steps dropped", () => {
+    // The x.5 cases its float32 ratio puts on either side (worked through in torch).
+    expect(linearQuotas(8, 3)).toEqual([3, 2, 3]);
+    expect(linearQuotas(5, 2)).toEqual([2, 3]);
+    expect(linearQuotas(2, 3)).toEqual([1, 1]);
+    expect(linearQuotas(1, 2)).toEqual([1]);
+    expect(linearQuotas(4, 2)).toEqual([2, 2]);
+    expect(linearQuotas(32, 32)).toEqual(new Array(32).fill(1));
+  });
+
+  it("takes every mask above τ when there are at least the step's quota of them, else the quota (SDAR)", () => {
+    const rows = [
+      { token: 5, probability: 0.95 },
+      { token: 6, probability: 0.5 },
+      { token: 7, probability: 0.6 },
+      { token: 8, probability: 0.92 },
+    ];
+    const dynamic = { kind: "dynamic", threshold: 0.9, steps: 2 } as const;
+    const sure = [MASK, MASK, MASK, MASK];
+    expect(commit(sure, logitsFor(rows), dynamic, 0)).toBe(2); // quota 2, two above τ
+    expect(sure).toEqual([5, MASK, MASK, 8]);
+    const unsure = [MASK, MASK, MASK, MASK];
+    const fewer = rows.map((r, i) => (i === 3 ? { ...r, probability: 0.5 } : r));
+    expect(commit(unsure, logitsFor(fewer), dynamic, 0)).toBe(2); // one above τ: the top two
+    expect(unsure).toEqual([5, MASK, 7, MASK]);
   });
 });

@@ -14,7 +14,7 @@
 import type { Verification } from "../../protocol/src/index.ts";
 import type { Decoder } from "./generation.ts";
 import type { Manifest } from "./manifest.ts";
-import { bannedTokenIds } from "./prompt.ts";
+import { bannedTokenIds, sproutContextStart } from "./prompt.ts";
 import { cachePrefix, type ForwardInput, type ForwardResult, KvCache } from "./session.ts";
 import { checkPythonSyntax, type SyntaxResult } from "./syntax.ts";
 import type { Work } from "./work.ts";
@@ -66,7 +66,10 @@ export class CodeVerification implements Work<Verification> {
     this.manifest = manifest;
     this.threshold = options.threshold ?? DEFAULT_VERIFY_THRESHOLD;
     this.blockSize = options.blockSize ?? manifest.block_sizes[0] ?? 32;
-    this.context = [manifest.special_tokens.bos, ...(options.prompt ? tokenizer.encode(options.prompt) : [])];
+    this.context = [
+      ...sproutContextStart(manifest, "verification"),
+      ...(options.prompt ? tokenizer.encode(options.prompt) : []),
+    ];
     const room = Math.max(0, manifest.context_length - this.context.length);
     this.code = tokenizer.encode(options.code).slice(0, room);
   }

@@ -100,7 +100,7 @@ def forward(session, manifest, ids, past=None, mask=None, rows=None, start=0):
     a = manifest["architecture"]
     batch, time = ids.shape
     if past is None:
-        shape = (a["layers"], batch, a["kv_heads"], 0, a["head_dim"])
+        shape = (a["n_layers"], batch, a["kv_heads"], 0, a["head_dim"])
         past = (torch.zeros(shape), torch.zeros(shape))
     n = past[0].shape[3]
     mask = causal_mask(batch, n, time) if mask is None else mask
@@ -184,8 +184,8 @@ def test_logits_only_for_the_rows_asked_for(imported):
 def test_manifest_fields_per_family(imported):
     model_type, _, root, manifest, _ = imported
     a, d, s = manifest["architecture"], manifest["decoding"], manifest["special_tokens"]
-    assert (a["layers"], a["heads"], a["kv_heads"], a["head_dim"], a["vocab_size"]) == (2, 4, 2, 16, VOCAB)
-    assert a["rope_theta"] == 1e6 and manifest["context_length"] == 256
+    assert (a["n_layers"], a["n_heads"], a["kv_heads"], a["head_dim"], a["vocab_size"]) == (2, 4, 2, 16, VOCAB)
+    assert a["rope_base"] == 1e6 and manifest["context_length"] == 256
     assert s["eos_ids"] == [297, 296] and s["pad"] == 296 and s["mask"] == 298
     assert manifest["chat_template"] == TEMPLATE and manifest["license"] == "apache-2.0"
     assert manifest["source"]["model_type"] == model_type
