@@ -8,6 +8,7 @@
  * lives here: the prompt, the KV cache of committed tokens, turning committed blocks into
  * visible text, and usage.
  */
+import type { ChatMessage } from "./chat.ts";
 import type { DecodeEvent, FinishReason } from "./events.ts";
 import type { Manifest } from "./manifest.ts";
 import { bannedTokenIds, DecodeInputError, healingBan, type PromptTokens, promptTokens } from "./prompt.ts";
@@ -19,6 +20,8 @@ import type { Work } from "./work.ts";
 
 export interface DecodeOptions {
   prompt: string;
+  /** A conversation instead of `prompt` (chat.ts: the model's chat template, or Sprout's docstring prompt). */
+  messages?: readonly ChatMessage[];
   /**
    * Infilling: write the middle between `prompt` and this, as the model was trained
    * (`<|fim_prefix|> prompt <|fim_suffix|> suffix <|fim_middle|>`, the middle ends at `<|eos|>`).
@@ -89,7 +92,7 @@ export abstract class Generation implements Work<DecodeEvent> {
     this.manifest = manifest;
     this.tokenizer = tokenizer;
     this.blockSize = options.blockSize ?? manifest.block_sizes[0] ?? 32;
-    this.prompt = promptTokens(manifest, tokenizer, options.prompt, options.suffix);
+    this.prompt = promptTokens(manifest, tokenizer, options.prompt, options.suffix, options.messages);
     const { ids } = this.prompt;
     if (ids.length + options.maxTokens > manifest.context_length) {
       throw new DecodeInputError(

@@ -18,6 +18,7 @@ import { TextTokenizer } from "./tokenizer.ts";
 import { startVerification, type Verification, type VerifyOptions } from "./verify.ts";
 import { resultAlone, runAlone, type Work } from "./work.ts";
 
+export { type ChatMessage, type ChatOptions, chatPrompt, chatPromptIds, hasChatTemplate } from "./chat.ts";
 export type { CodeEdit, EditResult, RegionOptions, RepairOptions } from "./edit.ts";
 export type { DecodeEvent, EditedToken, FinishReason, Usage } from "./events.ts";
 export { DEFAULT_EDIT_THRESHOLD, DEFAULT_THRESHOLD, type DecodeOptions, Generation } from "./generation.ts";

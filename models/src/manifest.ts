@@ -140,7 +140,7 @@ export const ManifestSchema = z.object({
   context_length: z.number().int().positive(),
   block_sizes: z.array(z.number().int().positive()).min(1),
   decoding: DecodingSchema.default(SPROUT_DECODING),
-  /** The checkpoint's Jinja chat template (imported models); none: Sprout's docstring prompt. */
+  /** The checkpoint's Jinja chat template (chat.ts renders it); none: Sprout's docstring prompt. */
   chat_template: z.string().nullish(),
   graph: z.object({
     file: z.string(),

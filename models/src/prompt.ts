@@ -5,6 +5,7 @@
  * `):` `\n   ` ` return`, so a prompt that ends in a lone `\n` token sits on a boundary the model
  * has only seen before unindented lines. models/python/sample.py's `encode_prompt` is the same.
  */
+import { type ChatMessage, chatPrompt, chatPromptIds, hasChatTemplate } from "./chat.ts";
 import { controlTokenIds, type Manifest } from "./manifest.ts";
 import type { TextTokenizer } from "./tokenizer.ts";
 
@@ -26,7 +27,16 @@ export function promptTokens(
   tokenizer: TextTokenizer,
   prompt: string,
   suffix: string | undefined,
+  /** A conversation instead of `prompt` (chat.ts): the template's ids as they are, or chatPrompt's text. */
+  messages?: readonly ChatMessage[],
 ): PromptTokens {
+  if (messages !== undefined) {
+    if (hasChatTemplate(manifest)) {
+      const ids = chatPromptIds(manifest, tokenizer, messages);
+      return { ids, healed: "", count: ids.length };
+    }
+    return promptTokens(manifest, tokenizer, chatPrompt(messages), undefined);
+  }
   const special = manifest.special_tokens;
   const { token_healing, add_bos } = manifest.decoding;
   const head = tokenizer.encode(prompt);

@@ -6,22 +6,36 @@
  * token, so no request can inject a mask or end the document early. Encoding uses the tokenizer
  * without its added tokens (the BPE vocabulary and merges are the same, and no merge produces a
  * control token); decoding uses the whole tokenizer. Python does the same
- * (tokenizer.py's `load_tokenizer`: `encode_special_tokens`).
+ * (tokenizer.py's `load_tokenizer`: `encode_special_tokens`). Only a chat template's own text
+ * (chat.ts) is read with its control tokens recognized (`controlTokens`).
  */
 import { readFile } from "node:fs/promises";
 import { Tokenizer } from "@huggingface/tokenizers";
 
 export class TextTokenizer {
   private texts: string[] | undefined;
+  /** The added tokens' texts and ids (`<|im_start|>` → its id): the tokens `encode` never produces. */
+  readonly controlTokens: ReadonlyMap<string, number>;
 
   private constructor(
     private readonly tokenizer: Tokenizer,
     private readonly textOnly: Tokenizer,
-  ) {}
+    added: readonly { id: number; content: string }[],
+  ) {
+    this.controlTokens = new Map(added.map((t) => [t.content, t.id]));
+  }
 
   static async fromFile(path: string): Promise<TextTokenizer> {
-    const json = JSON.parse(await readFile(path, "utf8"));
-    return new TextTokenizer(new Tokenizer(json, {}), new Tokenizer({ ...json, added_tokens: [] }, {}));
+    return TextTokenizer.fromJson(JSON.parse(await readFile(path, "utf8")));
+  }
+
+  /** From a parsed `tokenizer.json`. */
+  static fromJson(json: { added_tokens?: { id: number; content: string }[] }): TextTokenizer {
+    return new TextTokenizer(
+      new Tokenizer(json, {}),
+      new Tokenizer({ ...json, added_tokens: [] }, {}),
+      json.added_tokens ?? [],
+    );
   }
 
   encode(text: string): number[] {
