@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { GenerateEvent, GenerateRequest, NativeEvent, NodeEvent } from "./index.ts";
+import { GenerateBody, GenerateEvent, GenerateRequest, NativeEvent, NodeEvent } from "./index.ts";
 
 const verification = {
   syntax: { ok: true },
@@ -39,5 +39,32 @@ describe("the protocol", () => {
     expect(GenerateRequest.safeParse({ prompt: "x", max_tokens: 1, threshold: 0.5 }).success).toBe(true);
     const both = GenerateRequest.safeParse({ prompt: "x", max_tokens: 1, threshold: 0.5, steps: 2 });
     expect(both.error?.issues[0]?.message).toMatch(/at most one/);
+  });
+
+  it("takes a conversation instead of a prompt, never both", () => {
+    const messages = [{ role: "user", content: "Add two numbers." }];
+    expect(GenerateRequest.parse({ messages, max_tokens: 1 })).toEqual({
+      prompt: "",
+      messages,
+      max_tokens: 1,
+    });
+    const resumed = { messages, max_tokens: 4, committed: [7, 8] };
+    expect(GenerateRequest.safeParse(resumed).success).toBe(true);
+    for (const both of [
+      { prompt: "x", messages, max_tokens: 1 },
+      { suffix: "y", messages, max_tokens: 1 },
+    ]) {
+      const parsed = GenerateRequest.safeParse(both);
+      expect(parsed.error?.issues[0]).toMatchObject({
+        path: ["messages"],
+        message: expect.stringMatching(/not both/),
+      });
+    }
+    expect(GenerateRequest.safeParse({ messages: [], max_tokens: 1 }).success).toBe(false);
+    expect(
+      GenerateRequest.safeParse({ messages: [{ role: "tool", content: "x" }], max_tokens: 1 }).success,
+    ).toBe(false);
+    expect(GenerateBody.safeParse({ model: "m", prompt: "x", messages }).success).toBe(false);
+    expect(GenerateBody.parse({ model: "m", messages })).toMatchObject({ prompt: "", max_tokens: 128 });
   });
 });

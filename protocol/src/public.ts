@@ -7,7 +7,15 @@
  */
 import { z } from "zod";
 import { BlockEvent, DoneEvent, EditEvent, StartEvent, StepEvent, VerifyEvent } from "./events.ts";
-import { EditRequest, GenerateFields, ONE_UNMASKING, oneUnmasking, VerifyRequest } from "./requests.ts";
+import {
+  EditRequest,
+  GenerateFields,
+  ONE_INPUT,
+  ONE_UNMASKING,
+  oneInput,
+  oneUnmasking,
+  VerifyRequest,
+} from "./requests.ts";
 import { CodeEdit, Verification } from "./results.ts";
 
 const model = z.string().min(1);
@@ -15,7 +23,9 @@ const model = z.string().min(1);
 export const GenerateBody = GenerateFields.extend({
   model,
   max_tokens: z.number().int().min(1).max(4096).default(128),
-}).refine(oneUnmasking, ONE_UNMASKING);
+})
+  .refine(oneUnmasking, ONE_UNMASKING)
+  .refine(oneInput, ONE_INPUT);
 export type GenerateBody = z.input<typeof GenerateBody>;
 
 export const VerifyBody = VerifyRequest.extend({ model });

@@ -5,11 +5,26 @@
  */
 import { z } from "zod";
 
+/** One message of a conversation (`/v1/chat/completions`' messages, their text parts joined). */
+export const ChatMessage = z.object({
+  role: z.enum(["system", "developer", "user", "assistant"]),
+  content: z.string(),
+});
+export type ChatMessage = z.infer<typeof ChatMessage>;
+
 /** The fields of a generation request (the edge's native endpoint extends them). */
 export const GenerateFields = z.object({
-  prompt: z.string(),
+  /** The text the model continues (absent: ""). */
+  prompt: z.string().default(""),
   /** Infilling: the text that follows the middle the model writes. */
   suffix: z.string().optional(),
+  /**
+   * A conversation instead of a prompt (and suffix): the node renders it as the model reads one
+   * (models/src/chat.ts: the checkpoint's chat template, message text kept as text; Sprout's
+   * docstring prompt for a model without one) and the model writes the assistant's answer, or
+   * continues a last assistant message. Resuming (`committed`) works as with a prompt.
+   */
+  messages: z.array(ChatMessage).min(1).optional(),
   max_tokens: z.number().int().min(1).max(4096),
   block_size: z.number().int().min(1).max(256).optional(),
   /** Unmasking, at most one of: commit tokens at least this probable (default 0.9)… */
@@ -51,7 +66,15 @@ export const ONE_UNMASKING = {
   path: ["threshold"],
 };
 
-export const GenerateRequest = GenerateFields.refine(oneUnmasking, ONE_UNMASKING);
+/** A conversation or a prompt (and suffix), not both. */
+export const oneInput = (r: { prompt?: string; suffix?: string; messages?: unknown[] }) =>
+  r.messages === undefined || (!r.prompt && !r.suffix);
+export const ONE_INPUT = {
+  message: "give either messages or a prompt (and suffix), not both",
+  path: ["messages"],
+};
+
+export const GenerateRequest = GenerateFields.refine(oneUnmasking, ONE_UNMASKING).refine(oneInput, ONE_INPUT);
 export type GenerateRequest = z.infer<typeof GenerateRequest>;
 
 /** How plausible the model finds `code` (after `prompt`), and whether it parses. */

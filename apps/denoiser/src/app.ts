@@ -277,6 +277,7 @@ export function createDenoiserApp({
     const generation = loaded.start({
       prompt: request.prompt,
       suffix: request.suffix,
+      messages: request.messages,
       maxTokens: request.max_tokens,
       blockSize: request.block_size,
       threshold: request.threshold,
