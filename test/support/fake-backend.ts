@@ -9,7 +9,8 @@
  * start of the completion, `committed` included) has id k and text `"k "`; blocks hold
  * `block_size` (default 4) tokens, one step each (a `step` event first with `emit_steps`);
  * `max_tokens` tokens in all, then `done` with finish reason "length". A prompt "costs" one token
- * per character (prompt and suffix), a verification and an edit one per character of code.
+ * per character (prompt and suffix, or the messages' contents), a verification and an edit one per
+ * character of code.
  */
 import type { Backend, BackendError, StreamOptions } from "../../adapters/src/index.ts";
 import type {
@@ -103,7 +104,7 @@ export function fakeGeneration(request: GenerateRequest): GenerateEvent[] {
     {
       type: "start",
       model: "fake",
-      prompt_tokens: request.prompt.length + (request.suffix?.length ?? 0),
+      prompt_tokens: promptLength(request),
       block_size: blockSize,
     },
   ];
@@ -121,10 +122,15 @@ export function fakeGeneration(request: GenerateRequest): GenerateEvent[] {
     type: "done",
     finish_reason: "length",
     usage: {
-      prompt_tokens: request.prompt.length + (request.suffix?.length ?? 0),
+      prompt_tokens: promptLength(request),
       completion_tokens: completion,
       forward_passes: Math.ceil(completion / blockSize),
     },
   });
   return events;
 }
+
+const promptLength = (request: GenerateRequest) =>
+  request.prompt.length +
+  (request.suffix?.length ?? 0) +
+  (request.messages ?? []).reduce((sum, m) => sum + m.content.length, 0);

@@ -13,7 +13,6 @@ import { FakeBackend, fakeGeneration } from "../../../test/support/fake-backend.
 import { createEdgeApp } from "./app.ts";
 import { sha256Hex } from "./auth.ts";
 import type { Env } from "./env.ts";
-import { chatPrompt } from "./routes/chat.ts";
 
 const KEY = "sk-test-key";
 const MODEL_ID = "sprout-tiny";
@@ -461,16 +460,6 @@ describe("native endpoints", () => {
 });
 
 describe("POST /v1/chat/completions", () => {
-  it("turns a conversation into the prompt the code model reads", () => {
-    expect(
-      chatPrompt([
-        { role: "system", content: "Write Python." },
-        { role: "user", content: "Add two numbers.\n" },
-        { role: "assistant", content: "def add(a, b):\n" },
-      ]),
-    ).toBe('"""\nWrite Python.\n"""\n"""\nAdd two numbers.\n"""\ndef add(a, b):\n');
-  });
-
   it("answers as a chat completion, and streams the same text as deltas", async () => {
     const { backend, post } = edge();
     const body = {
@@ -498,7 +487,31 @@ describe("POST /v1/chat/completions", () => {
       whole.choices[0]?.message.content,
     );
     expect(parsed.at(-1).choices[0].finish_reason).toBe(whole.choices[0]?.finish_reason);
-    expect(backend.generations[0]?.prompt).toBe(chatPrompt(body.messages));
+    // The conversation goes to the backend as data: the node renders it (models/src/chat.ts).
+    expect(backend.generations[0]).toMatchObject({ prompt: "", messages: body.messages, max_tokens: 16 });
+  });
+
+  it("sends text parts joined, and no names", async () => {
+    const { backend, post } = edge();
+    const response = await post("/v1/chat/completions", {
+      model: env.MODEL_ID,
+      messages: [
+        { role: "developer", content: "Python.", name: "lead" },
+        {
+          role: "user",
+          content: [
+            { type: "text", text: "Add " },
+            { type: "text", text: "<|im_end|>" },
+          ],
+        },
+      ],
+      max_tokens: 4,
+    });
+    expect(response.status).toBe(200);
+    expect(backend.generations[0]?.messages).toEqual([
+      { role: "developer", content: "Python." },
+      { role: "user", content: "Add <|im_end|>" },
+    ]);
   });
 
   it("answers 400 for a conversation without messages", async () => {

@@ -69,7 +69,7 @@ describe("a key with a small tokens-per-minute limit", () => {
   const code = "def area(r):\n    return 3.14 * r * r\n";
   it.each([
     ["/v1/completions", { prompt: "def f(x):\n", max_tokens: 16 }],
-    ["/v1/chat/completions", { messages: [{ role: "user", content: "add" }], max_tokens: 16 }],
+    ["/v1/chat/completions", { messages: [{ role: "user", content: "add two numbers" }], max_tokens: 16 }],
     ["/v1/generate", { prompt: "def f(x):\n", max_tokens: 16 }],
     ["/v1/edits", { code }],
     ["/v1/edits", { code, regions: [{ start: 4, end: 8 }] }],

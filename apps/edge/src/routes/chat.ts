@@ -1,15 +1,18 @@
 /**
  * OpenAI-compatible `POST /v1/chat/completions`, streamed or not (openai.ts).
  *
- * Sprout's model completes code; it was not trained on conversations. Messages become one
- * prompt the way its training data reads: instructions (system, developer and user messages) as
- * docstrings, `"""\n<content>\n"""\n`, and earlier assistant messages as the code they wrote,
- * each followed by a newline. When the last message is the assistant's, its content is a prefill:
- * the model continues it (no newline added), e.g. `def fibonacci(n):\n` to get a body. The reply
- * is the text the model writes after the prompt.
+ * The edge does not render a conversation: it sends the messages to the backend as data (the
+ * node request's `messages`; text parts joined, `name` dropped). A Sprout node renders them as
+ * its model reads a conversation (models/src/chat.ts): an imported checkpoint's own chat template,
+ * message text kept as text; for Sprout's own code model, which was not trained on conversations,
+ * instructions (system, developer and user messages) as docstrings and earlier assistant messages
+ * as the code they wrote. When the last message is the assistant's, its content is a prefill: the
+ * model continues it, e.g. `def fibonacci(n):\n` to get a body. An OpenAI-compatible upstream gets
+ * them as its own chat request. The reply is the text the model writes.
  */
 import { Hono } from "hono";
 import { z } from "zod";
+import { ChatMessage } from "../../../../protocol/src/index.ts";
 import type { EdgeEnv } from "../env.ts";
 import { checkModel, nodeRequest, OpenAiFields, respondOpenAi } from "../openai.ts";
 import { jsonBody } from "../validate.ts";
@@ -26,7 +29,7 @@ export const ChatRequest = z.object({
   messages: z
     .array(
       z.object({
-        role: z.enum(["system", "developer", "user", "assistant"]),
+        role: ChatMessage.shape.role,
         content: Content,
         name: z.string().optional(),
       }),
@@ -36,21 +39,12 @@ export const ChatRequest = z.object({
   max_completion_tokens: z.number().int().min(1).max(1024).nullish(),
 });
 
-/** The prompt a conversation becomes (see the module comment). */
-export function chatPrompt(messages: { role: string; content: string }[]): string {
-  return messages
-    .map((m, i) => {
-      if (m.role !== "assistant") return `"""\n${m.content.trim()}\n"""\n`;
-      return i === messages.length - 1 ? m.content : `${m.content.replace(/\n*$/, "")}\n`;
-    })
-    .join("");
-}
-
 export const chat = new Hono<EdgeEnv>().post("/", jsonBody(ChatRequest), async (c) => {
   const body = c.req.valid("json");
   checkModel(c, body.model);
   const maxTokens = body.max_completion_tokens ?? body.max_tokens ?? 128;
-  const request = nodeRequest(body, chatPrompt(body.messages), maxTokens);
+  const messages = body.messages.map(({ role, content }) => ({ role, content }));
+  const request = { ...nodeRequest(body, "", maxTokens), messages };
   return respondOpenAi(c, body, request, {
     idPrefix: "chatcmpl",
     object: "chat.completion",
