@@ -1,11 +1,15 @@
 /**
  * Any OpenAI-compatible upstream (an SGLang dLLM server, Inception's API, a vLLM autoregressive
  * baseline, another Sprout edge) as a `Backend`: a generation request becomes a streamed
- * `POST {url}/completions`, and the upstream's wire is mapped onto the protocol's events —
- * `start` once the stream is open, one `block` per chunk with text (its text only: an upstream
- * has no token ids or steps to give), `done` with the usage of its final chunk
- * (`forward_passes` when the upstream reports it, else one per completion token, as an
- * autoregressive server spends; zeros when it reports no usage at all).
+ * `POST {url}/completions` (prompt, suffix), or, when it carries `messages`, a streamed
+ * `POST {url}/chat/completions` with those messages as they are (roles unchanged: the upstream
+ * renders them with its own chat template, as its model expects); the upstream's wire is mapped
+ * onto the protocol's events — `start` once the stream is open, one `block` per chunk with text
+ * (`text`, or a chat chunk's `delta.content`; its text only: an upstream has no token ids or
+ * steps to give), `done` with the usage of its final chunk (`forward_passes` when the upstream
+ * reports it, else one per completion token, as an autoregressive server spends; zeros when it
+ * reports no usage at all). Both send `max_tokens`, which chat servers of open models (vLLM,
+ * SGLang) and Inception take.
  *
  * What it cannot do: resume (`committed` ids mean nothing to another tokenizer: such a request is
  * refused, so a pool must not mix these with Sprout nodes for failover), Sprout's dial beyond
@@ -28,7 +32,15 @@ export interface OpenAiCompatibleOptions {
 
 /** What this adapter reads of an upstream's stream chunk (and of its error body); the rest is ignored. */
 const Chunk = z.object({
-  choices: z.array(z.object({ text: z.string().nullish(), finish_reason: z.string().nullish() })).nullish(),
+  choices: z
+    .array(
+      z.object({
+        text: z.string().nullish(),
+        delta: z.object({ content: z.string().nullish() }).nullish(),
+        finish_reason: z.string().nullish(),
+      }),
+    )
+    .nullish(),
   usage: z
     .object({
       prompt_tokens: z.number().int().nonnegative().nullish(),
@@ -57,7 +69,9 @@ export class OpenAiCompatibleBackend implements Backend {
     }
     let response: Response;
     try {
-      response = await this.fetchImpl(`${this.options.url.replace(/\/$/, "")}/completions`, {
+      const chat = request.messages !== undefined;
+      const base = this.options.url.replace(/\/$/, "");
+      response = await this.fetchImpl(`${base}/${chat ? "chat/completions" : "completions"}`, {
         method: "POST",
         headers: {
           "content-type": "application/json",
@@ -66,8 +80,7 @@ export class OpenAiCompatibleBackend implements Backend {
         },
         body: JSON.stringify({
           model: this.options.model,
-          prompt: request.prompt,
-          suffix: request.suffix,
+          ...(chat ? { messages: request.messages } : { prompt: request.prompt, suffix: request.suffix }),
           max_tokens: request.max_tokens,
           temperature: request.temperature,
           top_p: request.top_p,
@@ -110,7 +123,7 @@ export class OpenAiCompatibleBackend implements Backend {
           throw broken("sent a chunk that is not JSON");
         }
         const parsed = Chunk.safeParse(json);
-        if (!parsed.success) throw broken("sent a chunk that is not a completion chunk");
+        if (!parsed.success) throw broken("sent a chunk that is not a completion (or chat completion) chunk");
         const chunk = parsed.data;
         if (chunk.error) {
           yield {
@@ -121,7 +134,8 @@ export class OpenAiCompatibleBackend implements Backend {
           return;
         }
         const choice = chunk.choices?.[0];
-        if (choice?.text) yield { type: "block", index: index++, text: choice.text };
+        const text = choice?.text ?? choice?.delta?.content;
+        if (text) yield { type: "block", index: index++, text };
         if (choice?.finish_reason) finish = choice.finish_reason === "length" ? "length" : "stop";
         if (chunk.usage) {
           const completion = chunk.usage.completion_tokens ?? 0;

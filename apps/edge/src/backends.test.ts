@@ -31,6 +31,24 @@ describe("backendFor", () => {
     expect(viaUpstream.text).toBe(viaNode.text);
   });
 
+  it("sends a conversation to an upstream as chat: the same text as the node renders and gives", async () => {
+    const request = {
+      prompt: "",
+      messages: [{ role: "user" as const, content: "Return the n-th Fibonacci number." }],
+      max_tokens: 12,
+    };
+    const upstreams = JSON.stringify([
+      { url: inject("upstreamUrl"), api_key: inject("upstreamKey"), model: inject("modelId") },
+    ]);
+    const viaUpstream = await completeText(
+      backendFor(env({ DENOISER_URL: "", UPSTREAMS: upstreams })),
+      request,
+    );
+    const viaNode = await completeText(backendFor(env({})), request);
+    expect(viaUpstream.text.length).toBeGreaterThan(0);
+    expect(viaUpstream.text).toBe(viaNode.text);
+  });
+
   it("keeps one pool per configuration, so its circuits and load counts outlive a request", () => {
     expect(backendFor(env({}))).toBe(backendFor(env({})));
     expect(backendFor(env({ DENOISER_URL: "http://127.0.0.1:9" }))).not.toBe(backendFor(env({})));
