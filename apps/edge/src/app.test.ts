@@ -546,7 +546,7 @@ describe("the API description", () => {
       expect.arrayContaining(["model", "prompt"]),
     );
     expect(Object.keys(document.components.schemas.GenerateRequest?.properties ?? {})).toEqual(
-      expect.arrayContaining(["steps", "entropy_bound", "edit_rounds", "committed", "verify"]),
+      expect.arrayContaining(["steps", "entropy_bound", "edit_rounds", "committed", "verify", "messages"]),
     );
     // Every native event names its type, the verify event included.
     const events = (

@@ -60,14 +60,16 @@ export function openApiDocument(modelId: string) {
       },
       "/v1/chat/completions": {
         post: {
-          summary: "OpenAI-compatible chat completion (messages become a code prompt)",
+          summary:
+            "OpenAI-compatible chat completion: the node renders the messages with the model's chat template (message text stays text), or as a code prompt of docstrings for a model without one; a last assistant message is continued",
           requestBody: { required: true, content: json("ChatRequest") },
           responses: { "200": { description: "A chat.completion, or an SSE stream of chunks" }, ...errors },
         },
       },
       "/v1/generate": {
         post: {
-          summary: "Native generation: named SSE events (start, step, edit, block, verify, done, error)",
+          summary:
+            "Native generation of a prompt (and suffix) or of messages (rendered by the node as for chat): named SSE events (start, step, edit, block, verify, done, error)",
           requestBody: { required: true, content: json("GenerateRequest") },
           responses: {
             "200": {
