@@ -302,7 +302,8 @@ export class DiffusionGeneration extends Generation {
 /**
  * The unmasking a request asks for: at most one of threshold, steps, entropy bound; none gives
  * the model family's own rule (`decoding.unmasking`) at its threshold and step count. A threshold
- * or step count with a family rule that has that knob changes the knob, keeping the rule.
+ * or step count with a family rule that has that knob changes the knob, keeping the rule (SDAR's
+ * has both, so both may be given).
  */
 export function unmaskingOf(
   { threshold, steps, entropyBound }: DecodeOptions,
@@ -310,7 +311,10 @@ export function unmaskingOf(
   blockSize: number,
 ): Unmasking {
   const given = [threshold, steps, entropyBound].filter((v) => v !== undefined).length;
-  if (given > 1) throw new DecodeInputError("give at most one of threshold, steps and entropy_bound");
+  const bothKnobs = decoding.unmasking === "low_confidence_dynamic" && entropyBound === undefined;
+  if (given > 1 && !bothKnobs) {
+    throw new DecodeInputError("give at most one of threshold, steps and entropy_bound");
+  }
   if (steps !== undefined && (!Number.isInteger(steps) || steps < 1)) {
     throw new DecodeInputError("steps must be a positive integer");
   }
