@@ -10,8 +10,7 @@ import pytest
 import torch
 
 pytest.importorskip("transformers")
-from tokenizers import Tokenizer, models, pre_tokenizers  # noqa: E402
-from transformers import Qwen2Config, Qwen2ForCausalLM, Qwen3Config, Qwen3ForCausalLM  # noqa: E402
+from tiny_checkpoints import FAMILIES, TEMPLATE, VOCAB, make_checkpoint  # noqa: E402
 
 import graph_io  # noqa: E402
 from import_checkpoint import (  # noqa: E402
@@ -21,69 +20,6 @@ from import_checkpoint import (  # noqa: E402
     import_checkpoint,
     run_onnx,
 )
-
-VOCAB = 300
-SPECIAL = {"<|endoftext|>": 296, "<|im_end|>": 297, "<|MASK|>": 298, "<|im_start|>": 299}
-TEMPLATE = "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}"
-SHAPE = dict(
-    vocab_size=VOCAB,
-    hidden_size=64,
-    intermediate_size=96,
-    num_hidden_layers=2,
-    num_attention_heads=4,
-    num_key_value_heads=2,
-    max_position_embeddings=256,
-    rope_theta=1e6,
-)
-# What each family's published config.json adds (see shared/research/open-checkpoints.md).
-FAMILIES = {
-    "sdar": (
-        Qwen3Config,
-        Qwen3ForCausalLM,
-        {"head_dim": 16, "tie_word_embeddings": False},
-        {"block_size": 4, "mask_token_id": 298},
-    ),
-    "Fast_dLLM_Qwen": (Qwen2Config, Qwen2ForCausalLM, {"tie_word_embeddings": True}, {"bd_size": 8}),
-    "a2d-qwen3": (Qwen3Config, Qwen3ForCausalLM, {"head_dim": 16, "tie_word_embeddings": True}, {"block_size": 4}),
-}
-
-
-def tiny_tokenizer(path):
-    vocab = {f"t{i}": i for i in range(VOCAB - len(SPECIAL))} | SPECIAL
-    tokenizer = Tokenizer(models.WordLevel(vocab, unk_token="t0"))
-    tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
-    tokenizer.add_special_tokens(list(SPECIAL))
-    tokenizer.save(str(path))
-
-
-def make_checkpoint(root, model_type, max_shard_size=None, seed=0):
-    """A random checkpoint of the family's shape, laid out as published."""
-    config_class, model_class, extra, fields = FAMILIES[model_type]
-    torch.manual_seed(seed)
-    config = config_class(**SHAPE, **extra)
-    model = model_class(config).eval()
-    if model_type == "Fast_dLLM_Qwen":  # Qwen2 initialises biases to zero: make them count
-        with torch.no_grad():
-            for layer in model.model.layers:
-                for proj in (layer.self_attn.q_proj, layer.self_attn.k_proj, layer.self_attn.v_proj):
-                    proj.bias.normal_(0, 0.5)
-    with torch.no_grad():  # norms start at one: make the q/k and layer norms' weights count too
-        for name, parameter in model.named_parameters():
-            if "norm" in name:
-                parameter.uniform_(0.5, 1.5)
-    kwargs = {"max_shard_size": max_shard_size} if max_shard_size else {}
-    model.save_pretrained(root, **kwargs)
-    config_json = json.loads((root / "config.json").read_text())
-    config_json.update(model_type=model_type, **fields)
-    (root / "config.json").write_text(json.dumps(config_json))
-    tiny_tokenizer(root / "tokenizer.json")
-    tokenizer_config = {"chat_template": TEMPLATE, "eos_token": "<|im_end|>", "pad_token": "<|endoftext|>"}
-    if model_type == "a2d-qwen3":
-        tokenizer_config["mask_token"] = "<|MASK|>"
-    (root / "tokenizer_config.json").write_text(json.dumps(tokenizer_config))
-    (root / "generation_config.json").write_text(json.dumps({"eos_token_id": [297, 296], "pad_token_id": 296}))
-    (root / "README.md").write_text("---\nlicense: apache-2.0\n---\n# tiny\n")
-    return model
 
 
 @pytest.fixture(scope="module", params=list(FAMILIES))
