@@ -48,22 +48,47 @@ def tiny_tokenizer(path):
 
 
 def make_decodable(model, sharpness, eos_like=None):
-    """Shapes a random model's head for decoding tests, in place.
+    """Shapes a random model for decoding tests, in place, so that what it writes depends on the
+    context and its confidences spread across the thresholds.
 
-    - `sharpness` multiplies the final norm's weight, so every logit row is scaled by it (the head and,
-      for tied models, the embeddings stay as they are): the distributions get peaked enough that a
-      confidence threshold lets several tokens through in one step, while others stay below it.
-    - The head rows of the mask and eos ids are zeroed, so their logit is exactly 0, far below the
-      argmax of a scaled row: the model never writes a mask (what trained models never do either) and
-      never stops by chance, so decoding runs its full length.
+    - The layers' outputs (o_proj, down_proj) are scaled up against the embeddings, and attention is
+      sharpened (Qwen3's q/k norms, Qwen2's q/k weights; Qwen2's biases scaled down), so a random
+      model neither copies its input token nor writes one token everywhere.
+    - The direction every final hidden state shares is projected out of the head, and the final norm
+      is scaled so the logits' spread is `sharpness` (their standard deviation over a random batch):
+      peaked enough that a confidence threshold lets several tokens through in one step while others
+      stay below it.
+    - The head rows of the mask and eos ids are shrunk to 2%, so their logits stay near 0, far below
+      the argmax: the model never writes a mask (trained models never do either) and never stops by
+      chance, so decoding runs its full length.
     - `eos_like=t` then gives <|im_end|> the row of token t scaled by 1.05: wherever t would win, eos
       wins instead, which makes the stop rule fire at a point the random weights choose.
-    For tied models the rows are the embeddings' too; those ids never occur in the tests' prompts."""
+    For tied models the head rows are the embeddings too; eos ids never occur in the tests' prompts."""
+    qwen2 = model.model.layers[0].self_attn.q_proj.bias is not None  # Qwen2: q/k/v biases, no q/k norms
+    g = torch.Generator().manual_seed(1)
     with torch.no_grad():
-        model.model.norm.weight.mul_(sharpness)
+        for layer in model.model.layers:
+            attention = layer.self_attn
+            attention.o_proj.weight.mul_(12)
+            layer.mlp.down_proj.weight.mul_(12)
+            if qwen2:
+                attention.q_proj.weight.mul_(3)
+                attention.k_proj.weight.mul_(3)
+                for proj in (attention.q_proj, attention.k_proj, attention.v_proj):
+                    proj.bias.mul_(0.2)
+            else:
+                attention.q_norm.weight.mul_(3)
+                attention.k_norm.weight.mul_(3)
+        ids = torch.randint(0, VOCAB - len(SPECIAL), (8, 24), generator=g)
+        ids[:, 12:] = torch.where(torch.rand(8, 12, generator=g) < 0.6, MASK, ids[:, 12:])
+        hidden = model.model(ids).last_hidden_state.reshape(-1, model.config.hidden_size)
+        common = torch.nn.functional.normalize(hidden, dim=-1).mean(0)
+        common = common / common.norm()
         head = model.lm_head.weight
+        head -= (head @ common)[:, None] * common[None, :]
         for token in (MASK, *EOS_IDS):
-            head[token] = 0
+            head[token] *= 0.02
+        model.model.norm.weight.mul_(sharpness / float(model(ids).logits.std()))
         if eos_like is not None:
             head[IM_END] = 1.05 * head[eos_like]
     return model
