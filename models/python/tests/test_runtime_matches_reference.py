@@ -38,15 +38,16 @@ def prompt(n):
 
 # (family, variant, prompt length, max tokens, flags): SDAR and dllm blocks of 4, Fast-dLLM of 8.
 CASES = [
-    # SDAR: one token per step (threshold 1, steps = block) and low_confidence_dynamic at 0.7
-    ("sdar", "plain", 5, 13, {"threshold": 1.0, "steps": 4}),
-    ("sdar", "plain", 8, 13, {"threshold": 1.0, "steps": 4}),
-    ("sdar", "plain", 8, 13, {"threshold": 0.7, "steps": 4}),
-    ("sdar", "plain", 11, 13, {"threshold": 0.7, "steps": 4}),
-    ("sdar", "plain", 16, 13, {"threshold": 0.7, "steps": 4}),
+    # SDAR: one token per step (threshold 1; steps default to the block size) and
+    # low_confidence_dynamic at 0.7; its rule has two knobs, so the last plain case sets both
+    ("sdar", "plain", 5, 13, {"threshold": 1.0}),
+    ("sdar", "plain", 8, 13, {"threshold": 1.0}),
+    ("sdar", "plain", 8, 13, {"threshold": 0.7}),
+    ("sdar", "plain", 11, 13, {"threshold": 0.7}),
+    ("sdar", "plain", 16, 13, {"threshold": 0.7}),
     ("sdar", "plain", 5, 12, {"threshold": 0.7, "steps": 2}),  # quota 2 per step, prompt tail in block
-    ("sdar", "eos", 5, 13, {"threshold": 1.0, "steps": 4}),
-    ("sdar", "eos", 11, 13, {"threshold": 1.0, "steps": 4}),  # eos is the very first token
+    ("sdar", "eos", 5, 13, {"threshold": 1.0}),
+    ("sdar", "eos", 11, 13, {"threshold": 1.0}),  # eos is the very first token
     # Fast-dLLM v2: threshold 1 (one per step) and 0.9; prompt shorter than a block, one block
     # exactly (the reference's bug fixed), a tail, two blocks; blocks of 16 = two sub-blocks of 8
     ("Fast_dLLM_Qwen", "plain", 5, 26, {"threshold": 1.0}),
@@ -90,11 +91,13 @@ def reference(family, model, manifest, ids, max_tokens, flags):
     special, decoding = manifest["special_tokens"], manifest["decoding"]
     common = dict(block_size=block, mask_id=special["mask"], eos_ids=special["eos_ids"])
     if family == "sdar":
-        return ref.sdar(model, ids, max_tokens, steps=flags["steps"], threshold=flags["threshold"], **common)
+        steps = flags.get("steps", decoding["steps"] or block)  # None: the block size (generate.py's default)
+        return ref.sdar(model, ids, max_tokens, steps=steps, threshold=flags["threshold"], **common)
     if family == "Fast_dLLM_Qwen":
         small = min(decoding["sub_block_size"], block)
         return ref.fast_dllm(model, ids, max_tokens, small_block_size=small, threshold=flags["threshold"], **common)
-    return ref.bd3lm(model, ids, max_tokens, steps_per_block=flags["steps"], pad_id=special["pad"], **common)
+    steps = flags.get("steps", decoding["steps"] or block)
+    return ref.bd3lm(model, ids, max_tokens, steps_per_block=steps, pad_id=special["pad"], **common)
 
 
 def runtime(model_dir, ids, max_tokens, flags):
