@@ -191,6 +191,7 @@ describe("the imported families' step schedules", () => {
     expect(linearQuotas(2, 3)).toEqual([1, 1]);
     expect(linearQuotas(1, 2)).toEqual([1]);
     expect(linearQuotas(4, 2)).toEqual([2, 2]);
+    expect(linearQuotas(4, 3)).toEqual([1, 1, 2]);
     expect(linearQuotas(32, 32)).toEqual(new Array(32).fill(1));
   });
 

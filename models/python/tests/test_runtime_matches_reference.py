@@ -64,6 +64,7 @@ CASES = [
     ("a2d-qwen3", "plain", 8, 14, {"steps": 4}),
     ("a2d-qwen3", "plain", 5, 14, {"steps": 2}),
     ("a2d-qwen3", "plain", 11, 14, {"steps": 2}),
+    ("a2d-qwen3", "plain", 7, 14, {"steps": 3}),  # a schedule that does not divide the block: [1, 1, 2], then [1, 1]
     ("a2d-qwen3", "eos", 5, 14, {"steps": 4}),
 ]
 
