@@ -13,8 +13,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from import_checkpoint import import_checkpoint  # noqa: E402
 from tiny_checkpoints import MASK, make_checkpoint  # noqa: E402
+
+from import_checkpoint import import_checkpoint  # noqa: E402
 
 SHARPNESS = 5  # as test_runtime_matches_reference.py: thresholds let several tokens through
 NAMES = {"sdar": "tiny-sdar", "Fast_dLLM_Qwen": "tiny-fast-dllm", "a2d-qwen3": "tiny-bd3lm"}
