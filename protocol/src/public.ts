@@ -1,6 +1,6 @@
 /**
  * The edge's native API as clients see it: the bodies of `POST /v1/generate`, `/v1/verify` and
- * `/v1/edits` (the node's requests plus `model`), their answers, the native event stream, and
+ * `/v1/edits` (the node's requests, `model` required), their answers, the native event stream, and
  * the error body every route answers with. (The OpenAI-compatible routes speak OpenAI's formats,
  * defined with them in apps/edge.) Request types are what a client sends (`z.input`: defaults
  * may be left out).
@@ -10,6 +10,7 @@ import { BlockEvent, DoneEvent, EditEvent, StartEvent, StepEvent, VerifyEvent } 
 import {
   EditRequest,
   GenerateFields,
+  ModelName,
   ONE_INPUT,
   ONE_UNMASKING,
   oneInput,
@@ -18,7 +19,7 @@ import {
 } from "./requests.ts";
 import { CodeEdit, Verification } from "./results.ts";
 
-const model = z.string().min(1);
+const model = ModelName;
 
 export const GenerateBody = GenerateFields.extend({
   model,

@@ -1,9 +1,16 @@
 /**
  * What a denoiser node is asked to do: a generation, a verification, an edit. The edge's adapters
  * send these (JSON bodies of `POST {node}/v1/generate`, `/v1/verify`, `/v1/edit`) and every
- * `Backend` takes them; the public native bodies (public.ts) are these plus `model`.
+ * `Backend` takes them; the public native bodies (public.ts) are these with `model` required.
+ *
+ * Each names the model that serves it (`model`): a node may serve several model directories, an
+ * edge several models (one pool of backends per model, adapters/src/router.ts). Absent: the first
+ * model (the node's first; behind an edge, the first model its backends list).
  */
 import { z } from "zod";
+
+/** A model's name, as a node's manifest spells it and `/v1/models` lists it. */
+export const ModelName = z.string().min(1).max(256);
 
 /** One message of a conversation (`/v1/chat/completions`' messages, their text parts joined). */
 export const ChatMessage = z.object({
@@ -14,6 +21,7 @@ export type ChatMessage = z.infer<typeof ChatMessage>;
 
 /** The fields of a generation request (the edge's native endpoint extends them). */
 export const GenerateFields = z.object({
+  model: ModelName.optional(),
   /** The text the model continues (absent: ""). */
   prompt: z.string().default(""),
   /** Infilling: the text that follows the middle the model writes. */
@@ -79,6 +87,7 @@ export type GenerateRequest = z.infer<typeof GenerateRequest>;
 
 /** How plausible the model finds `code` (after `prompt`), and whether it parses. */
 export const VerifyRequest = z.object({
+  model: ModelName.optional(),
   code: z.string().max(200_000),
   prompt: z.string().max(200_000).optional(),
   language: z.literal("python").default("python"),
@@ -102,6 +111,7 @@ const regionsInOrder = (r: { code: string; regions?: { start: number; end: numbe
  */
 export const EditRequest = z
   .object({
+    model: ModelName.optional(),
     code: z.string().max(100_000),
     /** Text the code follows (repair's context; never edited). */
     prompt: z.string().max(100_000).optional(),
@@ -122,17 +132,3 @@ export const EditRequest = z
     path: ["regions"],
   });
 export type EditRequest = z.infer<typeof EditRequest>;
-
-/**
- * Which of a node's models serves a request (a node may serve several model directories);
- * absent: the node's first. Only the node's bodies take it: the public bodies (public.ts) carry
- * their own required `model`, which the edge checks against its model and strips, so the edge's
- * requests to a node are unchanged and go to the node's first model.
- */
-export const ModelChoice = z.object({ model: z.string().min(1).max(256).optional() });
-export const NodeGenerateRequest = GenerateRequest.and(ModelChoice);
-export type NodeGenerateRequest = z.infer<typeof NodeGenerateRequest>;
-export const NodeVerifyRequest = VerifyRequest.and(ModelChoice);
-export type NodeVerifyRequest = z.infer<typeof NodeVerifyRequest>;
-export const NodeEditRequest = EditRequest.and(ModelChoice);
-export type NodeEditRequest = z.infer<typeof NodeEditRequest>;

@@ -5,14 +5,18 @@
  *
  *   GET  /healthz      alive (no secret): models, protocol, generation counts
  *   GET  /readyz       200 once every model is loaded and verified against its sha256, 503 before,
- *                      when a load failed, or while draining
+ *                      when a load failed, or while draining; the ready answer (the protocol's
+ *                      `NodeReadiness`) lists each model with its sha256, context and load: the
+ *                      edge learns from it which models the node serves
  *   GET  /metrics      Prometheus text: tokens, forwards, batch sizes, queue, latencies
  *   POST /v1/generate  a generation as an SSE stream of protocol events
  *   POST /v1/verify    self-verification of a piece of code (JSON)
  *   POST /v1/edit      rewrite marked regions of code, or repair it (JSON)
  *
  * A node serves one or more models; a request names its model (`model`, absent: the first), an
- * unknown one is a 404 `model_not_found`. Each model has its own scheduler: a forward runs one
+ * unknown one is a 404 `model_not_found`. `maxContext` (SPROUT_MAX_CONTEXT) caps every model's
+ * context below its manifest's `context_length`: requests that do not fit get the runtime's 400,
+ * as they would at the manifest's own limit. Each model has its own scheduler: a forward runs one
  * model's session, so a batch can only ever hold one model's rows, and separate schedulers say
  * that without the scheduler knowing of models (each also has its own slots and queue bound).
  * All of a model's work goes through its scheduler: generations, edits and verifications (a
@@ -32,12 +36,13 @@ import {
   WorkCancelledError,
 } from "../../../models/src/index.ts";
 import {
-  NodeEditRequest,
+  EditRequest,
+  GenerateRequest,
   type NodeEvent,
-  NodeGenerateRequest,
-  NodeVerifyRequest,
+  type NodeReadiness,
   PROTOCOL_HEADER,
   PROTOCOL_VERSION,
+  VerifyRequest,
 } from "../../../protocol/src/index.ts";
 import { edgeSecret } from "./auth.ts";
 import { NodeMetrics, type WorkKind } from "./metrics.ts";
@@ -49,6 +54,13 @@ export interface DenoiserAppOptions {
   /** Several models (or their loadings), instead of `model`: the first serves requests naming none. */
   models?: readonly (Model | Promise<Model>)[];
   secret: string;
+  /**
+   * Tokens of context (prompt, suffix and completion; code to edit or verify) any request may
+   * fill, below each manifest's `context_length` (which stays where the model is larger). The
+   * node owns the models it is given: the cap lowers each loaded manifest's `context_length`,
+   * which the runtime reads for every request.
+   */
+  maxContext?: number;
   /** Batching limits (scheduler.ts); the forward is the model's. */
   scheduler?: Omit<SchedulerOptions, "forward" | "onForward">;
   log?: (message: string) => void;
@@ -68,6 +80,8 @@ export class ModelNotFoundError extends Error {
 interface Served {
   model: Model;
   scheduler: Scheduler;
+  /** The manifest's own context_length (the model's may be capped below it). */
+  manifestContext: number;
 }
 
 /** zValidator's hook: the first problem, where it is, as a 400. */
@@ -86,9 +100,13 @@ export function createDenoiserApp({
   model: one,
   models: several,
   secret,
+  maxContext,
   scheduler: limits,
   log = console.error,
 }: DenoiserAppOptions) {
+  if (maxContext !== undefined && !(Number.isInteger(maxContext) && maxContext > 0)) {
+    throw new Error(`maxContext must be a positive integer, not ${maxContext}`);
+  }
   const app = new Hono();
   const metrics = new NodeMetrics();
   /** How generations ended since start, and how many are in flight (shown by /healthz). */
@@ -107,12 +125,15 @@ export function createDenoiserApp({
       const name = model.manifest.name;
       // Two directories of one name could not be told apart by a request.
       if (byName.has(name)) throw new Error(`two model directories are both named ${JSON.stringify(name)}`);
+      const manifestContext = model.manifest.context_length;
+      if (maxContext !== undefined && maxContext < manifestContext)
+        model.manifest.context_length = maxContext;
       const scheduler = new Scheduler({
         ...limits,
         forward: (inputs, options) => model.session.forwardBatch(inputs, options),
         onForward: (stats) => metrics.forward(stats, name),
       });
-      byName.set(name, { model, scheduler });
+      byName.set(name, { model, scheduler, manifestContext });
     }
     served = byName;
   };
@@ -164,12 +185,14 @@ export function createDenoiserApp({
         model: main.model.manifest.name,
         sha256: sha256(main.model),
         ...load(),
-        models: [...served].map(([name, { model, scheduler }]) => ({
+        models: [...served].map(([name, { model, scheduler, manifestContext }]) => ({
           name,
           sha256: sha256(model),
+          context_length: model.manifest.context_length,
+          manifest_context_length: manifestContext,
           ...scheduler.load,
         })),
-      });
+      } satisfies NodeReadiness & Record<string, unknown>);
     }
     const reason = draining
       ? "draining"
@@ -248,14 +271,14 @@ export function createDenoiserApp({
     }
   }
 
-  app.post("/v1/verify", zValidator("json", NodeVerifyRequest, invalidRequest), async (c) => {
+  app.post("/v1/verify", zValidator("json", VerifyRequest, invalidRequest), async (c) => {
     const { code, prompt, threshold, model: name } = c.req.valid("json");
     const target = serving(name);
     const work = await target.model.startVerification({ code, prompt, threshold });
     return c.json(await answer(c, target, "verification", work));
   });
 
-  app.post("/v1/edit", zValidator("json", NodeEditRequest, invalidRequest), async (c) => {
+  app.post("/v1/edit", zValidator("json", EditRequest, invalidRequest), async (c) => {
     const request = c.req.valid("json");
     const target = serving(request.model);
     const { model } = target;
@@ -267,7 +290,7 @@ export function createDenoiserApp({
     return c.json(await answer(c, target, "edit", work));
   });
 
-  app.post("/v1/generate", zValidator("json", NodeGenerateRequest, invalidRequest), async (c) => {
+  app.post("/v1/generate", zValidator("json", GenerateRequest, invalidRequest), async (c) => {
     const request = c.req.valid("json");
     const target = serving(request.model);
     const { model: loaded, scheduler: queue } = target;

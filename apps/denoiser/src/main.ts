@@ -5,6 +5,8 @@
  *   SPROUT_MODELS               model directories, comma-separated (default: the shipped model);
  *                               a request names its model, the first serves requests naming none
  *   SPROUT_MODEL_DIR            one model directory (the older name; not with SPROUT_MODELS)
+ *   SPROUT_MAX_CONTEXT          tokens of context a request may fill, capping every model's manifest
+ *                               context_length (default: each manifest's); /readyz shows the effective one
  *   SPROUT_EXECUTION_PROVIDER   onnxruntime execution provider: cpu (default) or cuda (GPU hosts;
  *                               needs the CUDA build of onnxruntime-node, see apps/denoiser/README.md)
  *   SPROUT_THREADS              intra-op threads for the CPU provider (default: onnxruntime's choice)
@@ -16,7 +18,7 @@
 import { serve } from "@hono/node-server";
 import { loadModel, SHIPPED_MODEL_DIR } from "../../../models/src/index.ts";
 import { createDenoiserApp } from "./app.ts";
-import { modelDirs } from "./config.ts";
+import { maxContext, modelDirs } from "./config.ts";
 
 const env = process.env;
 const secret = env.SPROUT_NODE_SECRET;
@@ -43,8 +45,10 @@ if (provider !== "cpu" && provider !== "cuda") {
 const port = Number(env.PORT ?? 8788);
 const hostname = env.HOST ?? "127.0.0.1";
 let dirs: string[];
+let contextCap: number | undefined;
 try {
   dirs = modelDirs(env, SHIPPED_MODEL_DIR);
+  contextCap = maxContext(env);
 } catch (error) {
   console.error((error as Error).message);
   process.exit(2);
@@ -59,6 +63,7 @@ const loaded = Promise.allSettled(loadings);
 const app = createDenoiserApp({
   models: loadings,
   secret,
+  maxContext: contextCap,
   scheduler: {
     maxBatch: count("SPROUT_MAX_BATCH"),
     maxBatchTokens: count("SPROUT_MAX_BATCH_TOKENS"),
@@ -75,8 +80,12 @@ server.on("error", (error) => {
   process.exit(1);
 });
 Promise.all(loadings).then(
-  (models) =>
-    console.log(`denoiser node: ${models.map((m) => m.manifest.name).join(", ")} loaded and verified; ready`),
+  async (models) => {
+    await app.ready; // the app has capped each model's context by now
+    console.log(
+      `denoiser node: ${models.map((m) => `${m.manifest.name} (context ${m.manifest.context_length})`).join(", ")} loaded and verified; ready`,
+    );
+  },
   () => {}, // reported by the app's /readyz and log
 );
 // Stop accepting, end what is in flight, then release the model (never under a running forward).

@@ -4,7 +4,7 @@ import { loadModel, type Model, SHIPPED_MODEL_DIR, TWIN_MODEL_DIR } from "../../
 import { EditResult, type NodeEvent, Verification } from "../../../protocol/src/index.ts";
 import { nodeEvents, nodePost } from "../../../test/support/node-requests.ts";
 import { createDenoiserApp } from "./app.ts";
-import { modelDirs } from "./config.ts";
+import { maxContext, modelDirs } from "./config.ts";
 
 const SECRET = "node-secret";
 const post = nodePost(SECRET);
@@ -148,6 +148,78 @@ describe("a node serving several models", () => {
       ready: false,
       reason: expect.stringMatching(/both named "sprout-tiny"/),
     });
+  });
+});
+
+describe("a node capping its models' context (SPROUT_MAX_CONTEXT)", () => {
+  // The cap lowers a loaded model's manifest: these models are this test's own.
+  let tiny: Model;
+  let twin: Model;
+  let app: ReturnType<typeof createDenoiserApp>;
+  beforeAll(async () => {
+    [tiny, twin] = await Promise.all([loadModel(SHIPPED_MODEL_DIR), loadModel(TWIN_MODEL_DIR)]);
+    app = createDenoiserApp({ models: [tiny, twin], secret: SECRET, maxContext: 48, log: () => {} });
+    await app.ready;
+  });
+  afterAll(async () => {
+    await tiny.close();
+    await twin.close();
+  });
+
+  it("shows the effective context of each model in /readyz, beside the manifest's", async () => {
+    const ready = await app.request("/readyz");
+    expect(ready.status).toBe(200);
+    expect(await ready.json()).toMatchObject({
+      models: [
+        { name: "sprout-tiny", context_length: 48, manifest_context_length: 512 },
+        { name: "sprout-tiny-ar", context_length: 48, manifest_context_length: 512 },
+      ],
+    });
+  });
+
+  it.each(["sprout-tiny", "sprout-tiny-ar"])(
+    "refuses a %s generation or edit beyond the cap with the clear 400, and serves one within it",
+    async (model) => {
+      const beyond = await app.request("/v1/generate", post({ model, prompt: "x = 1\n", max_tokens: 60 }));
+      expect(beyond.status).toBe(400);
+      const { error } = (await beyond.json()) as { error: { code: string; message: string } };
+      expect(error.code).toBe("invalid_request");
+      expect(error.message).toMatch(/exceeds the context of 48 tokens/);
+      const code = "def f(x):\n    return x + 1\n".repeat(8);
+      const edit = await app.request("/v1/edit", post({ model, code }));
+      expect(edit.status).toBe(400);
+      expect(await edit.json()).toMatchObject({
+        error: { code: "invalid_request", message: expect.stringMatching(/context of 48 tokens/) },
+      });
+      const within = await events(
+        app.request("/v1/generate", post({ model, prompt: "x = 1\n", max_tokens: 8 })),
+      );
+      expect(within.at(-1)).toMatchObject({ type: "done" });
+    },
+  );
+
+  it("leaves a model whose manifest allows less than the cap as it is", async () => {
+    const own = await loadModel(SHIPPED_MODEL_DIR);
+    try {
+      const roomy = createDenoiserApp({ model: own, secret: SECRET, maxContext: 4096, log: () => {} });
+      await roomy.ready;
+      expect(await (await roomy.request("/readyz")).json()).toMatchObject({
+        models: [{ name: "sprout-tiny", context_length: 512, manifest_context_length: 512 }],
+      });
+    } finally {
+      await own.close();
+    }
+  });
+
+  it("reads SPROUT_MAX_CONTEXT as a positive integer, unset as no cap", () => {
+    expect(maxContext({})).toBeUndefined();
+    expect(maxContext({ SPROUT_MAX_CONTEXT: "" })).toBeUndefined();
+    expect(maxContext({ SPROUT_MAX_CONTEXT: "2048" })).toBe(2048);
+    for (const bad of ["0", "-1", "1.5", "lots"]) {
+      expect(() => maxContext({ SPROUT_MAX_CONTEXT: bad })).toThrow(
+        /SPROUT_MAX_CONTEXT must be a positive integer/,
+      );
+    }
   });
 });
 
