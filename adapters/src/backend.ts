@@ -3,8 +3,13 @@
  * `doStream`): a request in, an async stream of the protocol's events out, an AbortSignal
  * honoured. Each implementation maps its own wire onto the protocol's messages
  * (protocol/src): `DenoiserNodeBackend` (a Sprout denoiser node over HTTP),
- * `OpenAiCompatibleBackend` (any OpenAI-compatible upstream) and `BackendPool` (routing among
- * many, with failover); the edge wraps whichever it is given in its metering (apps/edge/src/metered.ts).
+ * `OpenAiCompatibleBackend` (any OpenAI-compatible upstream), `BackendPool` (routing among
+ * many that serve one model, with failover) and `ModelRouter` (one pool per model, each request
+ * to its model's); the edge wraps whichever it is given in its metering (apps/edge/src/metered.ts).
+ *
+ * Every request names its model (`model`; absent: the backend's first). A backend says which
+ * models it serves with `models()`, learnt from the backend itself (a node's /readyz, an
+ * upstream's /v1/models), so that nothing is configured twice.
  */
 import type {
   EditRequest,
@@ -19,6 +24,16 @@ export interface StreamOptions {
   signal?: AbortSignal;
 }
 
+/** A model a backend serves, as its backend says. */
+export interface ServedModel {
+  /** Its name: what requests name in `model` and `/v1/models` lists. */
+  id: string;
+  /** What identifies its weights (a Sprout node: its graph's sha256), where the backend says. */
+  version?: string;
+  /** The tokens of context a request may fill, where the backend says. */
+  context_length?: number;
+}
+
 export interface Backend {
   readonly id: string;
   /** Starts generating; rejects with a `BackendError` when nothing could be started. */
@@ -29,12 +44,18 @@ export interface Backend {
   health?(): Promise<boolean>;
   /** Edits of given code (regions rewritten, or a repair), where the backend can. */
   edit?(request: EditRequest, options?: StreamOptions): Promise<EditResult>;
+  /**
+   * The models it serves, the one serving requests that name none first; rejects (a
+   * `BackendError`) when it cannot say now. A backend without it serves no model by name.
+   */
+  models?(options?: StreamOptions): Promise<ServedModel[]>;
 }
 
 export type BackendErrorCode =
   | "backend_unavailable" // could not reach it, or it is not ready
   | "backend_auth" // it refused our credentials: a configuration error
   | "invalid_request" // it refused the request itself
+  | "model_not_found" // the request names a model it does not serve
   | "bad_response"; // it answered something that breaks the protocol
 
 /**
@@ -46,7 +67,7 @@ export class BackendError extends Error {
   constructor(
     readonly code: BackendErrorCode,
     message: string,
-    readonly status: 400 | 502 | 503,
+    readonly status: 400 | 404 | 502 | 503,
     readonly detail: string = message,
   ) {
     super(message);
@@ -84,3 +105,11 @@ export function refusal(status: number, said: string, id: string): BackendError 
   }
   return new BackendError("backend_unavailable", UNAVAILABLE, 503, detail);
 }
+
+/** A request named `requested`, which is not among `available` (the models served, in order). */
+export const modelNotFound = (requested: string, available: readonly string[]) =>
+  new BackendError(
+    "model_not_found",
+    `The model '${requested}' does not exist. Available models: ${available.join(", ") || "none"}.`,
+    404,
+  );

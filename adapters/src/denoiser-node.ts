@@ -1,8 +1,9 @@
 /**
  * A Sprout denoiser node reached over HTTP. Its wire is the protocol itself (protocol/src): the
  * requests as JSON, the events as SSE, each validated here, and the version in the
- * `sprout-protocol` header of every answer. Runs in workerd and Node: only `fetch`, web streams
- * and eventsource-parser.
+ * `sprout-protocol` header of every answer. A request's `model` travels in its body (the node
+ * answers 404 for one it does not serve); the models it serves are those its /readyz lists.
+ * Runs in workerd and Node: only `fetch`, web streams and eventsource-parser.
  */
 import { EventSourceParserStream } from "eventsource-parser/stream";
 import {
@@ -12,12 +13,22 @@ import {
   type GenerateRequest,
   NodeErrorBody,
   NodeEvent,
+  NodeReadiness,
   PROTOCOL_HEADER,
   PROTOCOL_VERSION,
   Verification,
   type VerifyRequest,
 } from "../../protocol/src/index.ts";
-import { type Backend, BackendError, BROKEN, refusal, type StreamOptions, unreachable } from "./backend.ts";
+import {
+  type Backend,
+  BackendError,
+  BROKEN,
+  refusal,
+  type ServedModel,
+  type StreamOptions,
+  UNAVAILABLE,
+  unreachable,
+} from "./backend.ts";
 
 export interface DenoiserNodeOptions {
   /** Base URL of the node, e.g. `http://127.0.0.1:8788`. */
@@ -57,6 +68,35 @@ export class DenoiserNodeBackend implements Backend {
     } catch {
       return false;
     }
+  }
+
+  /**
+   * The models its /readyz lists (within 2 s): name, graph sha256 as the version, the context a
+   * request may fill. A node that is not ready (loading, draining) cannot say: a 503 BackendError.
+   */
+  async models(options: StreamOptions = {}): Promise<ServedModel[]> {
+    const timeout = AbortSignal.timeout(2_000);
+    const signal = options.signal ? AbortSignal.any([options.signal, timeout]) : timeout;
+    let response: Response;
+    try {
+      response = await this.fetchImpl(new URL("/readyz", this.options.url), { signal });
+    } catch (error) {
+      if (options.signal?.aborted) throw error;
+      throw unreachable(this.id, error);
+    }
+    const body = await response.json().catch(() => null);
+    if (response.status === 503) {
+      throw new BackendError("backend_unavailable", UNAVAILABLE, 503, `${this.id} is not ready`);
+    }
+    const parsed = NodeReadiness.safeParse(body);
+    if (!response.ok || !parsed.success) {
+      throw new BackendError("bad_response", BROKEN, 502, `${this.id} sent a broken /readyz`);
+    }
+    return parsed.data.models.map((m) => ({
+      id: m.name,
+      version: m.sha256,
+      context_length: m.context_length,
+    }));
   }
 
   async verify(request: VerifyRequest, options: StreamOptions = {}): Promise<Verification> {

@@ -11,6 +11,10 @@
  * reports no usage at all). Both send `max_tokens`, which chat servers of open models (vLLM,
  * SGLang) and Inception take.
  *
+ * Models: the one it is configured with (`model`: an upstream that lists dozens, of which one is
+ * wanted), or else every model its `GET {url}/models` lists. A request's `model` is sent as it is
+ * (the configured one where the request names none).
+ *
  * What it cannot do: resume (`committed` ids mean nothing to another tokenizer: such a request is
  * refused, so a pool must not mix these with Sprout nodes for failover), Sprout's dial beyond
  * temperature/top_p/seed/stop/suffix, `verify` and `edit`. Runs in workerd and Node: `fetch`,
@@ -19,14 +23,22 @@
 import { EventSourceParserStream } from "eventsource-parser/stream";
 import { z } from "zod";
 import type { FinishReason, GenerateEvent, GenerateRequest } from "../../protocol/src/index.ts";
-import { type Backend, BackendError, BROKEN, refusal, type StreamOptions, unreachable } from "./backend.ts";
+import {
+  type Backend,
+  BackendError,
+  BROKEN,
+  refusal,
+  type ServedModel,
+  type StreamOptions,
+  unreachable,
+} from "./backend.ts";
 
 export interface OpenAiCompatibleOptions {
   /** Base URL including the version, e.g. `https://api.example.com/v1`. */
   url: string;
   apiKey: string;
-  /** The upstream's model name. */
-  model: string;
+  /** The upstream's model to serve; absent: every model its /models lists. */
+  model?: string;
   fetch?: typeof fetch;
 }
 
@@ -51,6 +63,9 @@ const Chunk = z.object({
   error: z.object({ message: z.string().nullish(), code: z.string().nullish() }).nullish(),
 });
 
+/** What this adapter reads of an upstream's `GET /models`. */
+const ModelList = z.object({ data: z.array(z.object({ id: z.string().min(1) })) });
+
 export class OpenAiCompatibleBackend implements Backend {
   readonly id: string;
   private readonly fetchImpl: typeof fetch;
@@ -60,6 +75,38 @@ export class OpenAiCompatibleBackend implements Backend {
     this.fetchImpl = options.fetch ?? ((input, init) => fetch(input, init));
   }
 
+  private get base(): string {
+    return this.options.url.replace(/\/$/, "");
+  }
+
+  /** The configured model, or every one the upstream's /models lists (within 5 s). */
+  async models({ signal }: StreamOptions = {}): Promise<ServedModel[]> {
+    if (this.options.model) return [{ id: this.options.model }];
+    const timeout = AbortSignal.timeout(5_000);
+    let response: Response;
+    try {
+      response = await this.fetchImpl(`${this.base}/models`, {
+        headers: { authorization: `Bearer ${this.options.apiKey}` },
+        signal: signal ? AbortSignal.any([signal, timeout]) : timeout,
+      });
+    } catch (error) {
+      if (signal?.aborted) throw error;
+      throw unreachable(this.id, error);
+    }
+    const body = await response.json().catch(() => null);
+    if (!response.ok) {
+      throw refusal(
+        response.status,
+        Chunk.safeParse(body).data?.error?.message ?? "(no error body)",
+        this.id,
+      );
+    }
+    const parsed = ModelList.safeParse(body);
+    if (!parsed.success)
+      throw new BackendError("bad_response", BROKEN, 502, `${this.id} sent a broken model list`);
+    return parsed.data.data.map(({ id }) => ({ id }));
+  }
+
   async doStream(
     request: GenerateRequest,
     { signal }: StreamOptions = {},
@@ -67,11 +114,11 @@ export class OpenAiCompatibleBackend implements Backend {
     if (request.committed?.length) {
       throw new BackendError("invalid_request", "This backend cannot resume a generation.", 400);
     }
+    const model = request.model ?? this.options.model;
     let response: Response;
     try {
       const chat = request.messages !== undefined;
-      const base = this.options.url.replace(/\/$/, "");
-      response = await this.fetchImpl(`${base}/${chat ? "chat/completions" : "completions"}`, {
+      response = await this.fetchImpl(`${this.base}/${chat ? "chat/completions" : "completions"}`, {
         method: "POST",
         headers: {
           "content-type": "application/json",
@@ -79,7 +126,7 @@ export class OpenAiCompatibleBackend implements Backend {
           authorization: `Bearer ${this.options.apiKey}`,
         },
         body: JSON.stringify({
-          model: this.options.model,
+          model,
           ...(chat ? { messages: request.messages } : { prompt: request.prompt, suffix: request.suffix }),
           max_tokens: request.max_tokens,
           temperature: request.temperature,
@@ -99,16 +146,16 @@ export class OpenAiCompatibleBackend implements Backend {
       const said = Chunk.safeParse(await response.json().catch(() => null)).data?.error?.message;
       throw refusal(response.status, said ?? "(no error body)", this.id);
     }
-    return this.events(response.body);
+    return this.events(response.body, model ?? "");
   }
 
-  private async *events(body: ReadableStream<BufferSource>): AsyncGenerator<GenerateEvent> {
+  private async *events(body: ReadableStream<BufferSource>, model: string): AsyncGenerator<GenerateEvent> {
     const reader = body
       .pipeThrough(new TextDecoderStream())
       .pipeThrough(new EventSourceParserStream())
       .getReader();
     const broken = (detail: string) => new BackendError("bad_response", BROKEN, 502, `${this.id} ${detail}`);
-    yield { type: "start", model: this.options.model };
+    yield { type: "start", model };
     let index = 0;
     let finish: FinishReason | undefined;
     try {

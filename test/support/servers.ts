@@ -3,7 +3,10 @@ import type { AddressInfo } from "node:net";
 import { serve } from "@hono/node-server";
 import { Hono } from "hono";
 import { createDenoiserApp } from "../../apps/denoiser/src/app.ts";
-import { loadModel, type Model, SHIPPED_MODEL_DIR } from "../../models/src/index.ts";
+import { loadModel, type Model, SHIPPED_MODEL_DIR, TWIN_MODEL_DIR } from "../../models/src/index.ts";
+
+/** The shipped model and its autoregressive twin: two real models, for tests of several. */
+export const TWO_MODEL_DIRS = [SHIPPED_MODEL_DIR, TWIN_MODEL_DIR];
 
 export interface RunningServer {
   url: string;
@@ -28,20 +31,30 @@ export async function listen(app: Hono): Promise<RunningServer> {
 
 export interface RunningNode extends RunningServer {
   secret: string;
+  /** Its first model (the one serving requests that name none). */
   model: Model;
+  models: Model[];
 }
 
-/** The real denoiser node with the shipped model, as the edge would reach it. */
-export async function startDenoiserNode(secret = "test-node-secret"): Promise<RunningNode> {
-  const model = await loadModel(SHIPPED_MODEL_DIR);
-  const server = await listen(createDenoiserApp({ model, secret, log: () => {} }));
+/**
+ * The real denoiser node as the edge would reach it, serving the shipped model or the model
+ * directories given (`models`: already loaded ones, which the caller closes, or directories).
+ */
+export async function startDenoiserNode(
+  secret = "test-node-secret",
+  models: (string | Model)[] = [SHIPPED_MODEL_DIR],
+): Promise<RunningNode> {
+  const loaded = await Promise.all(models.map((m) => (typeof m === "string" ? loadModel(m) : m)));
+  const server = await listen(createDenoiserApp({ models: loaded, secret, log: () => {} }));
   return {
     ...server,
     secret,
-    model,
+    model: loaded[0] as Model,
+    models: loaded,
     close: async () => {
       await server.close();
-      await model.close();
+      // Only what it loaded itself.
+      await Promise.all(loaded.filter((_, i) => typeof models[i] === "string").map((m) => m.close()));
     },
   };
 }
