@@ -25,15 +25,7 @@ describe("wrangler deploy --dry-run", () => {
         env: { ...process.env, WRANGLER_SEND_METRICS: "false", CLOUDFLARE_CF_FETCH_ENABLED: "false" },
       },
     );
-    for (const binding of [
-      "KEY_LIMITER",
-      "VERIFY_CACHE",
-      "API_KEYS",
-      "JOBS",
-      "JOBS_QUEUE",
-      "MODEL_ID",
-      "DENOISER_URL",
-    ]) {
+    for (const binding of ["KEY_LIMITER", "VERIFY_CACHE", "API_KEYS", "JOBS", "JOBS_QUEUE", "DENOISER_URL"]) {
       expect(stdout).toContain(`env.${binding}`);
     }
     expect(stdout).toMatch(/Read \d+ files from the assets directory/);

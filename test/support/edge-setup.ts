@@ -31,7 +31,6 @@ export default async function setup(project: TestProject) {
   const upstreamKey = "sk-upstream-test";
   const edge = createEdgeApp({ backendFor });
   const upstreamEnv = {
-    MODEL_ID: node.model.manifest.name,
     DENOISER_URL: node.url,
     DENOISER_SECRET: node.secret,
     API_KEY_HASHES: createHash("sha256").update(upstreamKey).digest("hex"),

@@ -11,8 +11,11 @@
  * `max_tokens` tokens in all, then `done` with finish reason "length". A prompt "costs" one token
  * per character (prompt and suffix, or the messages' contents), a verification and an edit one per
  * character of code.
+ *
+ * It serves the models its script names (default: `sprout-tiny`), each at version `fake-<id>`;
+ * several, each its own fake, behind a `ModelRouter` make an edge of several models.
  */
-import type { Backend, BackendError, StreamOptions } from "../../adapters/src/index.ts";
+import type { Backend, BackendError, ServedModel, StreamOptions } from "../../adapters/src/index.ts";
 import type {
   EditRequest,
   EditResult,
@@ -31,10 +34,14 @@ export interface FakeScript {
   failWith?: BackendError;
   /** The answer to every verification (default: parses, plausible). */
   verification?: (request: VerifyRequest) => Verification;
+  /** The models it serves (default: `["sprout-tiny"]`). */
+  models?: string[];
+  /** Its id (default "fake backend"). */
+  id?: string;
 }
 
 export class FakeBackend implements Backend {
-  readonly id = "fake backend";
+  readonly id: string;
   /** What it was asked, in order. */
   readonly generations: GenerateRequest[] = [];
   readonly verifications: VerifyRequest[] = [];
@@ -42,7 +49,13 @@ export class FakeBackend implements Backend {
   /** Generations whose signal fired before they ended. */
   cancelled = 0;
 
-  constructor(private readonly script: FakeScript = {}) {}
+  constructor(private readonly script: FakeScript = {}) {
+    this.id = script.id ?? "fake backend";
+  }
+
+  async models(): Promise<ServedModel[]> {
+    return (this.script.models ?? ["sprout-tiny"]).map((id) => ({ id, version: `fake-${id}` }));
+  }
 
   async doStream(
     request: GenerateRequest,

@@ -17,7 +17,6 @@ import type { Env } from "./env.ts";
 const KEY = "sk-test-key";
 const MODEL_ID = "sprout-tiny";
 const env: Env = {
-  MODEL_ID,
   DENOISER_URL: "", // the backend is the fake, injected
   DENOISER_SECRET: "unused",
   API_KEY_HASHES: "",
@@ -79,7 +78,7 @@ describe("auth", () => {
     const response = await app.request("/v1/models", { headers: { authorization: `Bearer ${KEY}` } }, env);
     expect(await response.json()).toMatchObject({
       object: "list",
-      data: [{ id: env.MODEL_ID, object: "model" }],
+      data: [{ id: MODEL_ID, object: "model" }],
     });
   });
 });
@@ -111,7 +110,7 @@ describe("POST /v1/completions", () => {
       total_tokens: 22,
       forward_passes: 3,
     });
-    expect(backend.generations).toEqual([{ prompt: "def f(x):\n", max_tokens: 12 }]);
+    expect(backend.generations).toEqual([{ model: MODEL_ID, prompt: "def f(x):\n", max_tokens: 12 }]);
   });
 
   it("streams one chunk per block, a finish chunk, usage when asked, then [DONE]", async () => {
@@ -204,7 +203,7 @@ describe("POST /v1/completions", () => {
       {
         method: "POST",
         headers: { authorization: `Bearer ${KEY}`, "content-type": "application/x-www-form-urlencoded" },
-        body: JSON.stringify({ model: env.MODEL_ID, prompt: "x" }),
+        body: JSON.stringify({ model: MODEL_ID, prompt: "x" }),
       },
       env,
     );
@@ -227,7 +226,7 @@ describe("POST /v1/completions", () => {
   });
 
   it("answers 413 for a body over 1 MiB", async () => {
-    const response = await post("/v1/completions", { model: env.MODEL_ID, prompt: "x".repeat(1_100_000) });
+    const response = await post("/v1/completions", { model: MODEL_ID, prompt: "x".repeat(1_100_000) });
     expect(response.status).toBe(413);
     expect(await response.json()).toMatchObject({ error: { code: "body_too_large" } });
   });
@@ -240,7 +239,7 @@ describe("POST /v1/completions", () => {
       "denoiser node 127.0.0.1:9 unreachable: connection refused",
     );
     const { post } = edge(new FakeBackend({ failWith: down }));
-    const response = await post("/v1/completions", { model: env.MODEL_ID, prompt: "x" });
+    const response = await post("/v1/completions", { model: MODEL_ID, prompt: "x" });
     expect(response.status).toBe(503);
     const body = await response.json();
     expect(body).toMatchObject({ error: { code: "backend_unavailable" } });
@@ -251,10 +250,10 @@ describe("POST /v1/completions", () => {
     const { post } = edge(
       new FakeBackend({ events: () => [start, { type: "done", finish_reason: "cancelled", usage }] }),
     );
-    const unstreamed = await post("/v1/completions", { model: env.MODEL_ID, prompt: "x" });
+    const unstreamed = await post("/v1/completions", { model: MODEL_ID, prompt: "x" });
     expect(unstreamed.status).toBe(502);
     expect(await unstreamed.json()).toMatchObject({ error: { code: "backend_cancelled" } });
-    const streamed = await post("/v1/completions", { model: env.MODEL_ID, prompt: "x", stream: true });
+    const streamed = await post("/v1/completions", { model: MODEL_ID, prompt: "x", stream: true });
     expect(dataLines(await streamed.text()).map((d) => JSON.parse(d))).toEqual([
       { error: expect.objectContaining({ code: "backend_cancelled" }) },
     ]);
@@ -263,7 +262,7 @@ describe("POST /v1/completions", () => {
   it("accepts what OpenAI accepts: any integer seed, top_p 0, empty stop strings", async () => {
     const { backend, post } = edge();
     const response = await post("/v1/completions", {
-      model: env.MODEL_ID,
+      model: MODEL_ID,
       prompt: "x",
       max_tokens: 4,
       temperature: 1,
@@ -287,7 +286,7 @@ describe("POST /v1/completions", () => {
     });
     const response = await edge(slow).post(
       "/v1/completions",
-      { model: env.MODEL_ID, prompt: "x", stream: true },
+      { model: MODEL_ID, prompt: "x", stream: true },
       { SSE_KEEPALIVE_MS: "50" },
     );
     const raw = await response.text();
@@ -302,7 +301,7 @@ describe("POST /v1/completions", () => {
       events: () => [start, { type: "error", code: "internal", message: "decoding failed on the node" }],
     });
     const response = await edge(failing).post("/v1/completions", {
-      model: env.MODEL_ID,
+      model: MODEL_ID,
       prompt: "x",
       stream: true,
     });
@@ -343,7 +342,7 @@ describe("native endpoints", () => {
   it("streams the denoising as named events: start, steps with the block as it stands, blocks, verify, done", async () => {
     const { backend, post } = edge();
     const response = await post("/v1/generate", {
-      model: env.MODEL_ID,
+      model: MODEL_ID,
       prompt: "def add(a, b):\n",
       max_tokens: 12,
       block_size: 4,
@@ -364,7 +363,12 @@ describe("native endpoints", () => {
     // The edge verifies the text it streamed (through its cache), not the backend's own verify.
     expect(backend.generations[0]?.verify).toBeUndefined();
     expect(backend.verifications).toEqual([
-      { code: "0 1 2 3 4 5 6 7 8 9 10 11 ", prompt: "def add(a, b):\n", language: "python" },
+      {
+        model: MODEL_ID,
+        code: "0 1 2 3 4 5 6 7 8 9 10 11 ",
+        prompt: "def add(a, b):\n",
+        language: "python",
+      },
     ]);
   });
 
@@ -398,7 +402,7 @@ describe("native endpoints", () => {
   it("takes the dial and resumes from the ids of blocks already received", async () => {
     const { backend, post } = edge();
     const request = {
-      model: env.MODEL_ID,
+      model: MODEL_ID,
       prompt: "def parse(line):\n",
       max_tokens: 24,
       block_size: 8,
@@ -425,7 +429,7 @@ describe("native endpoints", () => {
     [{ prompt: "x", edit_rounds: 99 }, /edit_rounds/],
     [{ prompt: 7 }, /prompt/],
   ])("answers 400 for %j", async (body, reason) => {
-    const response = await post("/v1/generate", { model: env.MODEL_ID, ...body });
+    const response = await post("/v1/generate", { model: MODEL_ID, ...body });
     expect(response.status).toBe(400);
     expect(((await response.json()) as { error: { message: string } }).error.message).toMatch(reason);
   });
@@ -443,7 +447,7 @@ describe("native endpoints", () => {
     });
     const { post } = edge(broken);
     const response = await post("/v1/verify", {
-      model: env.MODEL_ID,
+      model: MODEL_ID,
       code: `def f(x):\n    return (x # ${Date.now()}\n`,
     });
     expect(response.status).toBe(200);
@@ -455,7 +459,7 @@ describe("native endpoints", () => {
       score: expect.any(Number),
     });
     expect((await post("/v1/verify", { model: "nope", code: "x" })).status).toBe(404);
-    expect((await post("/v1/verify", { model: env.MODEL_ID })).status).toBe(400);
+    expect((await post("/v1/verify", { model: MODEL_ID })).status).toBe(400);
   });
 });
 
@@ -463,7 +467,7 @@ describe("POST /v1/chat/completions", () => {
   it("answers as a chat completion, and streams the same text as deltas", async () => {
     const { backend, post } = edge();
     const body = {
-      model: env.MODEL_ID,
+      model: MODEL_ID,
       messages: [
         { role: "user", content: "Return the sum of a and b." },
         { role: "assistant", content: "def add(a, b):\n" },
@@ -494,7 +498,7 @@ describe("POST /v1/chat/completions", () => {
   it("sends text parts joined, and no names", async () => {
     const { backend, post } = edge();
     const response = await post("/v1/chat/completions", {
-      model: env.MODEL_ID,
+      model: MODEL_ID,
       messages: [
         { role: "developer", content: "Python.", name: "lead" },
         {
@@ -515,7 +519,7 @@ describe("POST /v1/chat/completions", () => {
   });
 
   it("answers 400 for a conversation without messages", async () => {
-    const response = await post("/v1/chat/completions", { model: env.MODEL_ID, messages: [] });
+    const response = await post("/v1/chat/completions", { model: MODEL_ID, messages: [] });
     expect(response.status).toBe(400);
     expect(await response.json()).toMatchObject({ error: { param: "messages" } });
   });
@@ -572,7 +576,7 @@ describe("POST /v1/edits", () => {
     const { backend, post } = edge();
     const start = code.indexOf("3.14159");
     const rewrite = await post("/v1/edits", {
-      model: env.MODEL_ID,
+      model: MODEL_ID,
       code,
       regions: [{ start, end: start + 7 }],
       max_tokens: 8,
@@ -589,15 +593,15 @@ describe("POST /v1/edits", () => {
     ]);
     expect(rewritten.code).toBe(code.slice(0, start) + rewritten.edits[0]?.after + code.slice(start + 7));
 
-    const repair = await post("/v1/edits", { model: env.MODEL_ID, code, threshold: 1 });
+    const repair = await post("/v1/edits", { model: MODEL_ID, code, threshold: 1 });
     expect(await repair.json()).toMatchObject({
       code,
       edits: [],
       usage: { tokens: code.length, forward_passes: expect.any(Number) },
     });
     expect(backend.edits).toEqual([
-      { code, regions: [{ start, end: start + 7 }], max_tokens: 8 },
-      { code, threshold: 1 },
+      { model: MODEL_ID, code, regions: [{ start, end: start + 7 }], max_tokens: 8 },
+      { model: MODEL_ID, code, threshold: 1 },
     ]);
   });
 
@@ -612,7 +616,7 @@ describe("POST /v1/edits", () => {
     ],
     [[{ start: 0, end: 999 }], "past the end"],
   ])("answers 400 for regions %j (%s)", async (regions) => {
-    const response = await post("/v1/edits", { model: env.MODEL_ID, code, regions });
+    const response = await post("/v1/edits", { model: MODEL_ID, code, regions });
     expect(response.status).toBe(400);
     expect(await response.json()).toMatchObject({ error: { param: "regions" } });
   });

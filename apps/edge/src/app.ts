@@ -57,7 +57,6 @@ export function createEdgeApp({ backendFor }: EdgeAppOptions) {
   app.get("/api", (c) =>
     c.json({
       name: "sprout",
-      model: c.env.MODEL_ID,
       endpoints: [
         "GET /v1/models",
         "POST /v1/completions",
@@ -73,8 +72,8 @@ export function createEdgeApp({ backendFor }: EdgeAppOptions) {
       ],
     }),
   );
-  app.get("/openapi.json", (c) => c.json(openApiDocument(c.env.MODEL_ID)));
-  app.get("/docs", (c) => c.html(docsPage(openApiDocument(c.env.MODEL_ID))));
+  app.get("/openapi.json", (c) => c.json(openApiDocument()));
+  app.get("/docs", (c) => c.html(docsPage(openApiDocument())));
   app.route("/v1", v1);
   app.notFound((c) =>
     respondWithError(c, new ApiError(404, "not_found", `No route ${c.req.method} ${c.req.path}.`)),

@@ -57,7 +57,6 @@ beforeAll(async () => {
   await storeKey(kv, keys.expired, { expires_at: now - 1 });
   await storeKey(kv, keys.verifyOnly, { scopes: ["verify"] });
   env = {
-    MODEL_ID: "sprout-tiny",
     DENOISER_URL: "", // the backend is the fake above
     DENOISER_SECRET: "unused",
     API_KEY_HASHES: await sha256Hex(BOOTSTRAP),

@@ -1,5 +1,5 @@
 /**
- * The pool the worker serves from (backends.ts), built from the bindings, run inside workerd
+ * The router the worker serves from (backends.ts), built from the bindings, run inside workerd
  * against the real denoiser node and a real OpenAI-compatible server (the edge app itself, served
  * by Node in front of the same node; test/support/edge-setup.ts).
  */
@@ -9,7 +9,6 @@ import { completeText } from "./complete-text.ts";
 import type { Env } from "./env.ts";
 
 const env = (overrides: Partial<Env>): Env => ({
-  MODEL_ID: inject("modelId"),
   DENOISER_URL: inject("nodeUrl"),
   DENOISER_SECRET: inject("nodeSecret"),
   API_KEY_HASHES: "",
@@ -47,6 +46,20 @@ describe("backendFor", () => {
     const viaNode = await completeText(backendFor(env({})), request);
     expect(viaUpstream.text.length).toBeGreaterThan(0);
     expect(viaUpstream.text).toBe(viaNode.text);
+  });
+
+  it("learns the models from the members: a node's /readyz, an upstream's /v1/models when none is configured", async () => {
+    const viaNode = await backendFor(env({})).models?.();
+    expect(viaNode).toEqual([
+      { id: inject("modelId"), version: expect.stringMatching(/^[0-9a-f]{64}$/), context_length: 512 },
+    ]);
+    const upstreams = JSON.stringify([{ url: inject("upstreamUrl"), api_key: inject("upstreamKey") }]);
+    const upstream = backendFor(env({ DENOISER_URL: "", UPSTREAMS: upstreams }));
+    expect(await upstream.models?.()).toEqual([{ id: inject("modelId") }]);
+    const request = { model: inject("modelId"), prompt: "def fibonacci(n):\n", max_tokens: 8 };
+    expect((await completeText(upstream, request)).text).toBe(
+      (await completeText(backendFor(env({})), request)).text,
+    );
   });
 
   it("keeps one pool per configuration, so its circuits and load counts outlive a request", () => {

@@ -7,16 +7,15 @@ import type { RateLimitVariables } from "./rate-limit.ts";
 
 /** Bindings of the edge worker (wrangler.toml explains each). */
 export interface Env {
-  /** Id under which the served model is listed at /v1/models. */
-  MODEL_ID: string;
-  /** Base URLs of the denoiser nodes, comma-separated (a pool: see backends.ts). */
+  /**
+   * Base URLs of the denoiser nodes, comma-separated (see backends.ts): the models the edge serves
+   * are those the nodes and upstreams say they serve, one pool per model.
+   */
   DENOISER_URL: string;
-  /** OpenAI-compatible upstreams pooled beside the nodes: JSON `[{url, api_key, model, weight?}]` (a secret). */
+  /** OpenAI-compatible upstreams beside the nodes: JSON `[{url, api_key, model?, weight?}]` (a secret). */
   UPSTREAMS?: string;
   /** Secret shared with the denoiser node (a wrangler secret in production). */
   DENOISER_SECRET: string;
-  /** The served model's version: part of the verification cache's key (change it with the model). */
-  MODEL_VERSION?: string;
   /** API key records by digest (keys.ts; `npm run keys`); optional beside API_KEY_HASHES. */
   API_KEYS?: KVNamespace;
   /** Per-key rate limiters (limiter.ts); without it, limits are not enforced (the app run in Node). */

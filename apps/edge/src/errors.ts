@@ -49,7 +49,12 @@ export function toApiError(error: unknown): ApiError {
   if (error instanceof ApiError) return error;
   if (error instanceof BackendError) {
     if (error.status >= 500) console.error(`edge: backend error ${error.code}: ${error.detail}`);
-    return new ApiError(error.status, error.code, error.message);
+    return new ApiError(
+      error.status,
+      error.code,
+      error.message,
+      error.code === "model_not_found" ? "model" : null,
+    );
   }
   if (error instanceof HTTPException && error.status < 500) {
     // Raised by Hono itself, e.g. "Malformed JSON in request body" from the validator.

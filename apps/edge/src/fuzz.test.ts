@@ -27,7 +27,6 @@ const CONTROL_TOKENS = inject("controlTokens");
 
 beforeAll(async () => {
   env = {
-    MODEL_ID: inject("modelId"),
     DENOISER_URL: inject("nodeUrl"),
     DENOISER_SECRET: inject("nodeSecret"),
     API_KEY_HASHES: await sha256Hex(KEY),
@@ -83,7 +82,8 @@ const VALID: Record<string, (model: string) => Record<string, unknown>> = {
   "/v1/webhooks": () => ({ url: "https://hooks.example.com/sprout" }),
 };
 const PATHS = Object.keys(VALID);
-const validBody = (path: string) => (VALID[path] as (model: string) => Record<string, unknown>)(env.MODEL_ID);
+const validBody = (path: string) =>
+  (VALID[path] as (model: string) => Record<string, unknown>)(inject("modelId"));
 
 /** A valid body with one field replaced by a hostile value, or removed, or an extra field added. */
 function mutated(valid: Record<string, unknown>) {
@@ -205,7 +205,7 @@ describe("text that spells a control token", () => {
             request(
               "POST",
               "/v1/completions",
-              JSON.stringify({ model: env.MODEL_ID, prompt, max_tokens: 1 }),
+              JSON.stringify({ model: inject("modelId"), prompt, max_tokens: 1 }),
             ),
           );
           expect(status).toBe(200);

@@ -35,7 +35,6 @@ async function keyWith(limits: Partial<KeyRecord["limits"]>, backend = new FakeB
   };
   await kv.put(kvKeyFor(digest), JSON.stringify(record));
   const env: Env = {
-    MODEL_ID,
     DENOISER_URL: "",
     DENOISER_SECRET: "unused",
     API_KEY_HASHES: "",

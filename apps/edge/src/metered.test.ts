@@ -104,7 +104,6 @@ describe("the queue consumer", () => {
     };
     await jobs.put(jobKey(job.id), JSON.stringify(job));
     const env: Env = {
-      MODEL_ID: "m",
       DENOISER_URL: "",
       DENOISER_SECRET: "",
       API_KEY_HASHES: "",

@@ -50,6 +50,7 @@ export function metered(backend: Backend, meter: Meter): Backend {
           (result) => result.tokens,
         )),
     health: backend.health?.bind(backend),
+    models: backend.models?.bind(backend),
   };
 }
 

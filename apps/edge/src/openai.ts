@@ -6,6 +6,7 @@
  */
 import type { Context } from "hono";
 import { z } from "zod";
+import type { ServedModel } from "../../../adapters/src/index.ts";
 import type { FinishReason, GenerateRequest, Usage } from "../../../protocol/src/index.ts";
 import { completeText } from "./complete-text.ts";
 import type { EdgeEnv } from "./env.ts";
@@ -50,6 +51,7 @@ export function nodeRequest(
   suffix?: string,
 ): GenerateRequest {
   return {
+    model: body.model,
     prompt,
     suffix,
     max_tokens: maxTokens,
@@ -63,10 +65,26 @@ export function nodeRequest(
   };
 }
 
-export function checkModel(c: Context<EdgeEnv>, model: string): void {
-  if (model !== c.env.MODEL_ID) {
-    throw new ApiError(404, "model_not_found", `The model '${model}' does not exist.`, "model");
+/**
+ * The model a request names, as the backend serves it (absent: the default, the first listed);
+ * a 404 `model_not_found` naming the available models when the backend serves no such model, a
+ * 503 when it cannot say now. Every model route asks this before its work: the backend routes
+ * each request to its model (adapters/src/router.ts), this is what the client is told.
+ */
+export async function checkModel(c: Context<EdgeEnv>, model: string | undefined): Promise<ServedModel> {
+  const backend = c.var.backend;
+  const served = backend.models ? await backend.models() : [];
+  const found = model === undefined ? served[0] : served.find((m) => m.id === model);
+  if (!found) {
+    const available = served.map((m) => m.id).join(", ") || "none";
+    throw new ApiError(
+      404,
+      "model_not_found",
+      `The model '${model ?? ""}' does not exist. Available models: ${available}.`,
+      "model",
+    );
   }
+  return found;
 }
 
 /** How one endpoint spells its objects. */

@@ -29,12 +29,15 @@ const json = (name: string) => ({ "application/json": { schema: ref(name) } });
 const errors = {
   "400": { description: "Invalid body (the message names the field)", content: json("Error") },
   "401": { description: "Missing or unknown API key", content: json("Error") },
-  "404": { description: "Unknown model", content: json("Error") },
+  "404": {
+    description: "Unknown model (code model_not_found, param model; the message names the available models)",
+    content: json("Error"),
+  },
   "413": { description: "Body over 1 MiB", content: json("Error") },
   "503": { description: "No model backend available", content: json("Error") },
 };
 
-export function openApiDocument(modelId: string) {
+export function openApiDocument() {
   return {
     openapi: "3.1.0",
     info: {
@@ -47,8 +50,15 @@ export function openApiDocument(modelId: string) {
     paths: {
       "/v1/models": {
         get: {
-          summary: "The served model",
-          responses: { "200": { description: `A list holding ${modelId}` } },
+          summary:
+            "Every model the edge's backends serve, the default (for a request naming none) first; each request goes only to backends serving its model",
+          responses: {
+            "200": {
+              description:
+                "{object: list, data: [{id, object: model, created, owned_by, context_length?}]}: context_length, where the backends say, is the tokens a request may fill",
+            },
+            ...errors,
+          },
         },
       },
       "/v1/completions": {

@@ -1,9 +1,11 @@
 /**
- * The verification cache: results keyed by a hash of the model, its version, the code and the
- * options. The Cache API (this data centre, fast) sits in front of KV (`VERIFY_CACHE`, global);
+ * The verification cache: results keyed by a hash of the model's name, its version (as its
+ * backend says: a Sprout node's graph sha256, so new weights never get old verdicts), the code
+ * and the options. The Cache API (this data centre, fast) sits in front of KV (`VERIFY_CACHE`, global);
  * both expire after `VERIFY_TTL_SECONDS`. Either is skipped where the runtime lacks it (tests that
  * run the app in Node), and then every verification is computed.
  */
+import type { ServedModel } from "../../../adapters/src/index.ts";
 import type { Verification, VerifyRequest } from "../../../protocol/src/index.ts";
 import { sha256Hex } from "./auth.ts";
 import type { Env } from "./env.ts";
@@ -15,6 +17,7 @@ export type CacheOutcome = "miss" | "hit-edge" | "hit-kv";
 
 export async function cachedVerification(
   env: Env,
+  model: ServedModel,
   request: VerifyRequest,
   compute: () => Promise<Verification>,
   /** Keeps the worker alive for writes after the response (executionCtx.waitUntil). */
@@ -22,8 +25,8 @@ export async function cachedVerification(
 ): Promise<{ verification: Verification; outcome: CacheOutcome }> {
   const key = await sha256Hex(
     JSON.stringify([
-      env.MODEL_ID,
-      env.MODEL_VERSION ?? "",
+      model.id,
+      model.version ?? "",
       request.language,
       request.threshold ?? null,
       request.prompt ?? "",

@@ -98,7 +98,6 @@ beforeAll(() => {
 /** The edge's bindings here: the real node, in-memory KV and the simulated queue; loopback receivers allowed. */
 async function edgeEnv(queue = new SimulatedQueue(), jobs = memoryKv()): Promise<Env> {
   return {
-    MODEL_ID: inject("modelId"),
     DENOISER_URL: inject("nodeUrl"),
     DENOISER_SECRET: inject("nodeSecret"),
     API_KEY_HASHES: await sha256Hex(KEY),

@@ -41,7 +41,7 @@ export const ChatRequest = z.object({
 
 export const chat = new Hono<EdgeEnv>().post("/", jsonBody(ChatRequest), async (c) => {
   const body = c.req.valid("json");
-  checkModel(c, body.model);
+  await checkModel(c, body.model);
   const maxTokens = body.max_completion_tokens ?? body.max_tokens ?? 128;
   const messages = body.messages.map(({ role, content }) => ({ role, content }));
   const request = { ...nodeRequest(body, "", maxTokens), messages };

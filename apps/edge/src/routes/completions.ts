@@ -25,7 +25,7 @@ export const CompletionRequest = z.object({
 
 export const completions = new Hono<EdgeEnv>().post("/", jsonBody(CompletionRequest), async (c) => {
   const body = c.req.valid("json");
-  checkModel(c, body.model);
+  await checkModel(c, body.model);
   // OpenAI treats an empty suffix as none; so does Sprout (infilling needs text after the middle).
   const request = nodeRequest(body, body.prompt, body.max_tokens, body.suffix || undefined);
   return respondOpenAi(c, body, request, {

@@ -4,7 +4,7 @@
  * ranges of `code`), each is rewritten by infilling between the text around it; without, the
  * model repairs the code: it revises the tokens it confidently disagrees with (`threshold`,
  * `rounds`). `edits` gives each change as a range of the original code with its text before and
- * after. The tokens the edit read and wrote are booked against the key (metered.ts).
+ * after. The edit runs on the model the body names. The tokens the edit read and wrote are booked against the key (metered.ts).
  */
 import { Hono } from "hono";
 import { EditsBody, type EditsResponse } from "../../../../protocol/src/index.ts";
@@ -14,8 +14,9 @@ import { checkModel } from "../openai.ts";
 import { jsonBody } from "../validate.ts";
 
 export const edits = new Hono<EdgeEnv>().post("/", jsonBody(EditsBody), async (c) => {
-  const { model, ...request } = c.req.valid("json");
-  checkModel(c, model);
+  const request = c.req.valid("json");
+  const { model } = request;
+  await checkModel(c, model);
   const backend = c.var.backend;
   if (!backend.edit) throw new ApiError(503, "edit_unavailable", "No backend here can edit code.");
   // The client's signal: when it leaves, the node cancels the edit's work (its scheduler drops it).

@@ -21,15 +21,16 @@ const sendEvent = (send: Send, event: NativeEvent) =>
 
 export const generate = new Hono<EdgeEnv>().post("/", jsonBody(GenerateBody), async (c) => {
   // The edge verifies through its cache, so the backend is never asked to.
-  const { model, verify, ...request } = c.req.valid("json");
-  checkModel(c, model);
+  const { verify, ...request } = c.req.valid("json");
+  const model = await checkModel(c, request.model);
   let text = "";
   return streamEvents(c, request, {
     async event(event, send) {
       if (event.type === "verify") return; // not asked for: the edge verifies (below)
       if (event.type === "block") text += event.text;
       if (event.type === "done" && verify && event.finish_reason !== "cancelled") {
-        const { verification, outcome } = await verifyCached(c, {
+        const { verification, outcome } = await verifyCached(c, model, {
+          model: model.id,
           code: text,
           prompt: request.prompt,
           language: "python",

@@ -7,7 +7,9 @@
  *   POST   /v1/jobs          `{type: "completion" | "edit", request}` → 202 `{id, status}`
  *   GET    /v1/jobs/:id      status and, once finished, result or error
  * A job's `request` is the node's generation request (type completion) or edit request (type
- * edit), validated now, run later by the queue consumer through the same adapters.
+ * edit), validated now, run later by the queue consumer through the same adapters; its `model`
+ * (absent: the default, the first /v1/models lists) is checked now (404 for an unknown one) and
+ * stored with the job.
  */
 import { Hono } from "hono";
 import { z } from "zod";
@@ -15,6 +17,7 @@ import { EditRequest, GenerateRequest } from "../../../../protocol/src/index.ts"
 import type { EdgeEnv } from "../env.ts";
 import { ApiError } from "../errors.ts";
 import { JOB_EVENTS, type JobRecord, jobKey, type WebhookRecord, webhookPrefix } from "../jobs.ts";
+import { checkModel } from "../openai.ts";
 import { jsonBody } from "../validate.ts";
 import { refuseWebhookUrl } from "../webhook-url.ts";
 
@@ -77,8 +80,10 @@ export const webhooks = new Hono<EdgeEnv>()
 export const jobs = new Hono<EdgeEnv>()
   .post("/", jsonBody(JobBody), async (c) => {
     const { kv, queue } = storage(c.env);
+    const body = c.req.valid("json");
+    body.request.model = (await checkModel(c, body.request.model)).id;
     const job: JobRecord = {
-      ...c.req.valid("json"),
+      ...body,
       id: `job_${crypto.randomUUID().replaceAll("-", "")}`,
       key_id: c.var.apiKey.id,
       // The consumer books the job's tokens against the key when it has limits (jobs.ts).

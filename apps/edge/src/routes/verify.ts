@@ -7,6 +7,7 @@
  */
 import type { Context } from "hono";
 import { Hono } from "hono";
+import type { ServedModel } from "../../../../adapters/src/index.ts";
 import { VerifyBody, type VerifyRequest, type VerifyResponse } from "../../../../protocol/src/index.ts";
 import type { EdgeEnv } from "../env.ts";
 import { ApiError } from "../errors.ts";
@@ -15,13 +16,14 @@ import { jsonBody } from "../validate.ts";
 import { cachedVerification } from "../verify-cache.ts";
 import { waitUntil } from "../wait-until.ts";
 
-/** Verification of `request` through the cache; the backend computes what the cache lacks. */
-export async function verifyCached(c: Context<EdgeEnv>, request: VerifyRequest) {
+/** Verification of `request` by `model` through the cache; the backend computes what the cache lacks. */
+export async function verifyCached(c: Context<EdgeEnv>, model: ServedModel, request: VerifyRequest) {
   const backend = c.var.backend;
   if (!backend.verify) throw new ApiError(503, "verify_unavailable", "No backend here can verify code.");
   const verify = backend.verify.bind(backend);
   return cachedVerification(
     c.env,
+    model,
     request,
     () => verify(request),
     (work) => waitUntil(c, work),
@@ -29,9 +31,9 @@ export async function verifyCached(c: Context<EdgeEnv>, request: VerifyRequest) 
 }
 
 export const verify = new Hono<EdgeEnv>().post("/", jsonBody(VerifyBody), async (c) => {
-  const { model, ...request } = c.req.valid("json");
-  checkModel(c, model);
-  const { verification, outcome } = await verifyCached(c, request);
+  const request = c.req.valid("json");
+  const model = await checkModel(c, request.model);
+  const { verification, outcome } = await verifyCached(c, model, request);
   c.header("x-sprout-cache", outcome);
   return c.json({ ...verification, cached: outcome !== "miss" } satisfies VerifyResponse);
 });
