@@ -1,19 +1,24 @@
 /**
- * `npm start`: the whole system on this machine — a denoiser node with the shipped model and the
- * edge worker in workerd (wrangler dev) in front of it. Prints the URL and an API key, and stops
- * everything on Ctrl-C.
+ * `npm start`: the whole system on this machine — a denoiser node serving the models
+ * `SPROUT_MODELS` names (comma-separated model directories; default: the shipped
+ * models/sprout-tiny) and the edge worker in workerd (wrangler dev) in front of it, which serves
+ * every model the node serves. Prints the models, the URL and an API key, and stops everything on
+ * Ctrl-C. The node reads the rest of its settings from this environment too (SPROUT_MAX_CONTEXT,
+ * SPROUT_THREADS…: apps/denoiser/src/main.ts).
  *
+ *   SPROUT_MODELS     model directories to serve, comma-separated (SPROUT_MODEL_DIR: one)
  *   SPROUT_API_KEY    use this key instead of a fresh random one
  *   SPROUT_EDGE_PORT  edge port (default 8787); SPROUT_NODE_PORT  node port (default 8788)
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { modelDirs } from "../apps/denoiser/src/config.ts";
+import { NodeReadiness } from "../protocol/src/index.ts";
 
 const root = fileURLToPath(new URL("..", import.meta.url));
 const host = "127.0.0.1";
@@ -113,26 +118,34 @@ for (const [port, what, variable] of [
   }
 }
 
+// What the node will serve: the directories SPROUT_MODELS (or SPROUT_MODEL_DIR) names, else the
+// shipped model; a wrong setting stops here, with the node's own message.
+let dirs: string[];
+try {
+  dirs = modelDirs(process.env, join(root, "models/sprout-tiny"));
+} catch (error) {
+  console.error((error as Error).message);
+  process.exit(2);
+}
+
 const started = performance.now();
 launch("denoiser node", process.execPath, ["--import", "tsx", "apps/denoiser/src/main.ts"], {
   SPROUT_NODE_SECRET: nodeSecret,
+  // The node's default is the shipped model too; named here so that both read one list.
+  ...(process.env.SPROUT_MODEL_DIR ? {} : { SPROUT_MODELS: dirs.join(",") }),
   PORT: String(nodePort),
   HOST: host,
 });
 // Secrets reach wrangler through a private file, never through its command line.
 const envFile = join(secretsDir, "edge.env");
 const keyHash = createHash("sha256").update(apiKey).digest("hex");
-// The verification cache's key includes the model's version: a new model never gets old verdicts.
-// The node serves SPROUT_MODELS or SPROUT_MODEL_DIR when set (it inherits this environment), else
-// the shipped model; the edge's requests name no model, so the node's first serves them.
-const modelDir = modelDirs(process.env, join(root, "models/sprout-tiny"))[0] as string;
-const manifest = JSON.parse(readFileSync(join(modelDir, "manifest.json"), "utf8"));
-const modelVersion = String(manifest.files["denoiser.onnx"].sha256).slice(0, 16);
+// The edge names no model: it serves what the node's /readyz lists (and keys its verification
+// cache by each model's graph sha256, so a new model never gets old verdicts).
 const denoiserUrl = `http://${host}:${nodePort}`;
 writeFileSync(
   envFile,
   // Local development only: webhooks may point at loopback receivers over http.
-  `DENOISER_SECRET=${nodeSecret}\nAPI_KEY_HASHES=${keyHash}\nDENOISER_URL=${denoiserUrl}\nMODEL_VERSION=${modelVersion}\nALLOW_LOOPBACK_WEBHOOKS=1\n`,
+  `DENOISER_SECRET=${nodeSecret}\nAPI_KEY_HASHES=${keyHash}\nDENOISER_URL=${denoiserUrl}\nALLOW_LOOPBACK_WEBHOOKS=1\n`,
   {
     mode: 0o600,
   },
@@ -161,8 +174,24 @@ try {
   console.error((error as Error).message);
   stop(1);
 }
+/** The models the node serves, as its /readyz lists them (what the edge's /v1/models lists too). */
+async function servedModels(): Promise<{ name: string; context_length?: number }[]> {
+  const ready = NodeReadiness.safeParse(
+    await (await fetch(`${denoiserUrl}/readyz`)).json().catch(() => null),
+  );
+  return ready.success ? ready.data.models : dirs.map((dir) => ({ name: dir }));
+}
+
 if (!stopping) {
   const edge = `http://${host}:${edgePort}`;
+  const models = await servedModels();
+  const first = models[0]?.name ?? "sprout-tiny";
+  const modelLines = models
+    .map(
+      (m, i) =>
+        `    ${m.name}${m.context_length ? ` (context ${m.context_length})` : ""}${i === 0 ? "   default" : ""}`,
+    )
+    .join("\n");
   const keyLine = givenKey ? "the key in SPROUT_API_KEY" : `${apiKey}   (set SPROUT_API_KEY to keep one key)`;
   const exportLine = givenKey ? 'export KEY="$SPROUT_API_KEY"' : `export KEY=${apiKey}`;
   console.log(`
@@ -171,10 +200,12 @@ Sprout is ready (${((performance.now() - started) / 1000).toFixed(1)} s).
   edge (OpenAI-compatible): ${edge}/v1
   denoiser node:            ${denoiserUrl}
   API key:                  ${keyLine}
+  models (GET /v1/models):
+${modelLines}
 
   ${exportLine}
   curl ${edge}/v1/completions -H "Authorization: Bearer $KEY" -H "Content-Type: application/json" \\
-    -d '{"model": "sprout-tiny", "prompt": "def fibonacci(n):", "max_tokens": 64, "stream": true}'
+    -d '{"model": "${first}", "prompt": "def fibonacci(n):", "max_tokens": 64, "stream": true}'
 
 Ctrl-C stops everything.`);
 }
