@@ -21,6 +21,8 @@ export class TextTokenizer {
     private readonly tokenizer: Tokenizer,
     private readonly textOnly: Tokenizer,
     added: readonly { id: number; content: string }[],
+    /** The id of the model's unknown token, if it has one. */
+    private readonly unknown: number | undefined,
   ) {
     this.controlTokens = new Map(added.map((t) => [t.content, t.id]));
   }
@@ -30,16 +32,29 @@ export class TextTokenizer {
   }
 
   /** From a parsed `tokenizer.json`. */
-  static fromJson(json: { added_tokens?: { id: number; content: string }[] }): TextTokenizer {
+  static fromJson(json: {
+    added_tokens?: { id: number; content: string }[];
+    model?: { unk_token?: string | null; vocab?: unknown };
+  }): TextTokenizer {
+    const { unk_token: unk, vocab } = json.model ?? {};
+    const unknown =
+      typeof unk === "string" && vocab && typeof vocab === "object" && !Array.isArray(vocab)
+        ? (vocab as Record<string, number>)[unk]
+        : undefined;
     return new TextTokenizer(
       new Tokenizer(json, {}),
       new Tokenizer({ ...json, added_tokens: [] }, {}),
       json.added_tokens ?? [],
+      unknown,
     );
   }
 
   encode(text: string): number[] {
-    return this.textOnly.encode(text, { add_special_tokens: false }).ids;
+    const { ids } = this.textOnly.encode(text, { add_special_tokens: false });
+    // @huggingface/tokenizers gives no id for a word-level tokenizer's unknown words: its unk token.
+    if (!ids.includes(undefined as unknown as number)) return ids;
+    if (this.unknown === undefined) throw new Error("the tokenizer has no id for part of the text");
+    return ids.map((id) => id ?? (this.unknown as number));
   }
 
   /** The text of each token id on its own (computed once). */
