@@ -25,10 +25,14 @@ the fields and never a model's name.
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
+import contextlib
 import json
 import math
+import multiprocessing
 import re
 import shutil
+import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +48,9 @@ INPUTS = [*graph_io.INPUTS, "logit_rows"]
 # ONNX's protobuf cannot hold more than 2 GB: past this the weights go to a side file.
 EXTERNAL_DATA_BYTES = 2 * 1024**3
 EXTERNAL_DATA_FILE = "denoiser.onnx.data"
+EXTERNAL_ALIGNMENT = 4096
+# Past this many bytes of safetensors, the PyTorch side of an import runs in a child process.
+ISOLATE_OVER_BYTES = 2**30
 
 # Each family's decoding conventions, exactly as its own reference sampler does them (see
 # shared/research/open-checkpoints.md for the files and lines). `block_size_field` names the
@@ -116,6 +123,16 @@ FAMILIES: dict[str, dict] = {
         },
     },
 }
+
+
+def progress(message: str) -> None:
+    """A line on stderr while a long import runs (a 1.7B checkpoint takes minutes)."""
+    try:  # Linux: this process's resident memory
+        rss = next(line.split()[1] for line in Path("/proc/self/status").open() if line.startswith("VmRSS:"))
+        memory = f" (resident {int(rss) / 2**20:.1f} GiB)"
+    except (OSError, StopIteration):
+        memory = ""
+    print(f"import: {message}…{memory}", file=sys.stderr, flush=True)
 
 
 class CheckpointError(SystemExit):
@@ -381,32 +398,74 @@ def run_onnx(session, inputs) -> list[np.ndarray]:
     return graph_io.run(session, inputs, INPUTS)
 
 
-def check(model: QwenBlockLM, path: Path) -> float:
-    """Largest |onnx − torch| over the shapes the runtime uses (empty-cache prefill included)."""
-    session = graph_io.session(path)
-    worst = 0.0
+def check_cases(model: QwenBlockLM) -> list[tuple[tuple, tuple]]:
+    """Inputs over the shapes the runtime uses (empty-cache prefill included), each with the
+    PyTorch module's outputs: computed before the module's weights are let go."""
+    cases = []
     for batch, past, time, rows in [(1, 0, 7, 7), (1, 12, 4, 4), (2, 9, 8, 3), (2, 30, 1, 1)]:
         inputs = example_inputs(model, batch, past, time, rows, seed=past + time)
         with torch.no_grad():
-            expected = model(*inputs)
+            cases.append((inputs, tuple(t.numpy() for t in model(*inputs))))
+    return cases
+
+
+def check(cases: list[tuple[tuple, tuple]], path: Path) -> float:
+    """Largest |onnx − torch| over check_cases."""
+    session = graph_io.session(path)
+    worst = 0.0
+    for inputs, expected in cases:
         for e, g in zip(expected, run_onnx(session, inputs), strict=True):
-            worst = max(worst, float(np.abs(e.numpy() - g).max()))
+            worst = max(worst, float(np.abs(e - g).max()))
     return worst
 
 
 def store(staged: Path, out: Path, dtype: str, external_over: int) -> str:
     """Writes the exported graph to `out`: with float16 storage, each weight is stored as float16
-    and widened by a Cast at the graph's start (onnxruntime folds the Casts at load, so the
-    arithmetic stays float32); past `external_over` bytes of weights they go to a side file."""
+    and widened by a Cast at the graph's start (graph_io.widen_from_fp16's layout: onnxruntime
+    folds the Casts at load, so the arithmetic stays float32); past `external_over` bytes of
+    weights they go to a side file. Tensor by tensor: each weight is read from what torch.onnx
+    wrote (its own external files for a graph past 2 GB), converted and written before the next,
+    so a 1.7B model's weights are never all in memory as ONNX tensors at once."""
     import onnx
+    from onnx import TensorProto, external_data_helper, helper, numpy_helper
 
-    graph = onnx.load(str(staged))  # loads any external data torch wrote beside it
-    if dtype == "float16":
-        graph_io.widen_from_fp16(graph)
-    size = sum(len(i.raw_data) for i in graph.graph.initializer)
-    external = size > external_over
-    (out.parent / EXTERNAL_DATA_FILE).unlink(missing_ok=True)
-    onnx.save(graph, str(out), save_as_external_data=external, location=EXTERNAL_DATA_FILE, size_threshold=0)
+    graph = onnx.load(str(staged), load_external_data=False)
+    widen = dtype == "float16"
+
+    def stored_bytes(tensor) -> int:
+        kind = TensorProto.FLOAT16 if widen and tensor.data_type == TensorProto.FLOAT else tensor.data_type
+        return math.prod(tensor.dims) * helper.tensor_dtype_to_np_dtype(kind).itemsize
+
+    external = sum(stored_bytes(t) for t in graph.graph.initializer) > external_over
+    data_path = out.parent / EXTERNAL_DATA_FILE
+    data_path.unlink(missing_ok=True)
+    casts = []
+    with data_path.open("wb") if external else contextlib.nullcontext() as data:
+        for tensor in graph.graph.initializer:
+            array = numpy_helper.to_array(tensor, base_dir=str(staged.parent))
+            name = tensor.name
+            if widen and tensor.data_type == TensorProto.FLOAT:
+                array, name = array.astype(np.float16), name + graph_io.FP16_SUFFIX
+                casts.append(
+                    helper.make_node("Cast", [name], [tensor.name], to=TensorProto.FLOAT, name=f"{tensor.name}.widen")
+                )
+            written = numpy_helper.from_array(array, name)
+            del array
+            if data is not None:
+                # Large weights at page-aligned offsets (onnxruntime can map them rather than copy).
+                align = EXTERNAL_ALIGNMENT if len(written.raw_data) >= 2**20 else 1
+                offset = -(-data.tell() // align) * align
+                data.write(b"\0" * (offset - data.tell()))
+                data.write(written.raw_data)
+                external_data_helper.set_external_data(written, EXTERNAL_DATA_FILE, offset, data.tell() - offset)
+                written.ClearField("raw_data")
+            tensor.CopyFrom(written)
+    if not external:
+        data_path.unlink(missing_ok=True)
+    nodes = casts + list(graph.graph.node)
+    del graph.graph.node[:]
+    graph.graph.node.extend(nodes)
+    onnx.save(graph, str(out))
     onnx.checker.check_model(str(out))
     return EXTERNAL_DATA_FILE if external else ""
 
@@ -520,6 +579,35 @@ def golden(model: QwenBlockLM, special: dict, block: int) -> dict:
     }
 
 
+def trace(
+    source: Path, config: dict, base: str, dtype: str, staged: Path, special: dict, block: int
+) -> tuple[Architecture, list, dict, int]:
+    """The PyTorch side of an import: reads the weights, builds the decoder, exports its graph to
+    `staged` and computes what the graph is checked against (check_cases, the golden file).
+    Returns the architecture, those cases, the golden file and the parameter count."""
+    weights = load_weights(source)
+    a = architecture(config, weights, base)
+    if dtype == "float16":  # rounded first, so the graph still equals this PyTorch module
+        for tensor in weights.values():
+            tensor.copy_(tensor.half())
+    if a.tied_head:
+        weights.pop("lm_head.weight", None)
+    # Built without storage and given the checkpoint's tensors themselves: one copy of a 1.5B
+    # model's weights in memory, not two.
+    with torch.device("meta"):
+        model = QwenBlockLM(a)
+    missing, unexpected = model.load_state_dict(weights, strict=False, assign=True)
+    if missing or unexpected:
+        raise CheckpointError(
+            f"import: weights do not fit a {a.base} decoder: missing {missing[:4]}, unexpected {unexpected[:4]}"
+        )
+    model.inv_freq = rope_frequencies(a)  # the one tensor the checkpoint does not hold
+    model.eval()
+    progress(f"exporting the graph ({a.layers} layers, {a.hidden_size} wide)")
+    export_graph(model, staged)
+    return a, check_cases(model), golden(model, special, block), sum(p.numel() for p in model.parameters())
+
+
 def import_checkpoint(
     source: Path,
     out: Path,
@@ -527,8 +615,10 @@ def import_checkpoint(
     dtype: str = "float16",
     external_over: int = EXTERNAL_DATA_BYTES,
     mask_id: int | None = None,
+    isolate: bool | None = None,
 ) -> dict:
-    """Imports `source` into `out`; returns the manifest written."""
+    """Imports `source` into `out`; returns the manifest written. `isolate`: run the PyTorch side
+    in a child process (default: when the weights pass ISOLATE_OVER_BYTES)."""
     if dtype not in ("float16", "float32"):
         raise CheckpointError(f"import: --dtype {dtype}: float16 or float32")
     if not source.is_dir():
@@ -548,34 +638,28 @@ def import_checkpoint(
     if block is None:
         raise CheckpointError(f"import: config.json has no {family['block_size_field']} (the block size)")
 
-    weights = load_weights(source)
-    a = architecture(config, weights, family["base"])
-    if dtype == "float16":  # rounded first, so the graph still equals this PyTorch module
-        for tensor in weights.values():
-            tensor.copy_(tensor.half())
-    if a.tied_head:
-        weights.pop("lm_head.weight", None)
-    # Built without storage and given the checkpoint's tensors themselves: one copy of a 1.5B
-    # model's weights in memory, not two.
-    with torch.device("meta"):
-        model = QwenBlockLM(a)
-    missing, unexpected = model.load_state_dict(weights, strict=False, assign=True)
-    if missing or unexpected:
-        raise CheckpointError(
-            f"import: weights do not fit a {a.base} decoder: missing {missing[:4]}, unexpected {unexpected[:4]}"
-        )
-    model.inv_freq = rope_frequencies(a)  # the one tensor the checkpoint does not hold
-    model.eval()
     special = special_tokens(source, config, tokenizer_config, generation, family, mask_id)
 
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out) as tmp:
         staged = Path(tmp) / "denoiser.onnx"
-        export_graph(model, staged)
+        job = (source, config, family["base"], dtype, staged, special, int(block))
+        if isolate is None:  # a large checkpoint's PyTorch side runs in a process of its own
+            isolate = sum(f.stat().st_size for f in source.glob("*.safetensors")) > ISOLATE_OVER_BYTES
+        if isolate:
+            # Its memory (the float32 weights, and whatever torch.onnx keeps of them) is all given
+            # back when it exits, before onnxruntime loads the graph for the check.
+            spawn = multiprocessing.get_context("spawn")
+            with concurrent.futures.ProcessPoolExecutor(1, mp_context=spawn) as pool:
+                a, cases, golden_file, parameters = pool.submit(trace, *job).result()
+        else:
+            a, cases, golden_file, parameters = trace(*job)
+        progress(f"storing the weights ({dtype})")
         final = Path(tmp) / "final" / "denoiser.onnx"
         final.parent.mkdir()
         external = store(staged, final, dtype, external_over)
-        worst = check(model, final)
+        progress("checking the graph against PyTorch in onnxruntime")
+        worst = check(cases, final)
         if worst >= 1e-3:
             raise CheckpointError(f"import: the ONNX graph differs from PyTorch by {worst}; nothing written")
         for old in ("denoiser.onnx", EXTERNAL_DATA_FILE):
@@ -583,7 +667,7 @@ def import_checkpoint(
         for f in final.parent.iterdir():
             f.replace(out / f.name)
     shutil.copyfile(source / "tokenizer.json", out / "tokenizer.json")
-    (out / "golden.json").write_text(json.dumps(golden(model, special, int(block))) + "\n")
+    (out / "golden.json").write_text(json.dumps(golden_file) + "\n")
 
     files = ["denoiser.onnx", *([external] if external else []), "tokenizer.json", "golden.json"]
     tensor = {"type": "float32", "shape": ["layers", "batch", "kv_heads", "past", "head_dim"]}
@@ -594,7 +678,7 @@ def import_checkpoint(
         "objective": "diffusion",
         "source": {"family": family["family"], "model_type": model_type, "architectures": config.get("architectures")},
         "license": license_of(source, config),
-        "architecture": manifest_architecture(a, sum(p.numel() for p in model.parameters())),
+        "architecture": manifest_architecture(a, parameters),
         "special_tokens": special,
         "block_size": int(block),
         "block_sizes": [int(block)],

@@ -254,3 +254,14 @@ def test_bad_input_is_a_clear_error(tmp_path):
         import_checkpoint(shards, tmp_path / "out")
     with pytest.raises(CheckpointError, match="not a directory"):
         import_checkpoint(tmp_path / "nowhere", tmp_path / "out")
+
+
+def test_isolated_import_equals_in_process(tmp_path):
+    """A large checkpoint's PyTorch side runs in a child process (its memory all given back before
+    onnxruntime loads the graph): the same graph, golden file and manifest as in process."""
+    make_checkpoint(tmp_path / "hf", "sdar")
+    here = import_checkpoint(tmp_path / "hf", tmp_path / "here", name="x", external_over=1000, isolate=False)
+    child = import_checkpoint(tmp_path / "hf", tmp_path / "child", name="x", external_over=1000, isolate=True)
+    assert child == here
+    for name in ("denoiser.onnx", "denoiser.onnx.data", "golden.json"):
+        assert (tmp_path / "child" / name).read_bytes() == (tmp_path / "here" / name).read_bytes()
