@@ -7,8 +7,10 @@
  *   SPROUT_MODEL_DIR            one model directory (the older name; not with SPROUT_MODELS)
  *   SPROUT_MAX_CONTEXT          tokens of context a request may fill, capping every model's manifest
  *                               context_length (default: each manifest's); /readyz shows the effective one
- *   SPROUT_EXECUTION_PROVIDER   onnxruntime execution provider: cpu (default) or cuda (GPU hosts;
- *                               needs the CUDA build of onnxruntime-node, see apps/denoiser/README.md)
+ *   SPROUT_EXECUTION_PROVIDER   onnxruntime execution provider: cpu (default), cuda (needs the CUDA
+ *                               build of onnxruntime-node) or webgpu (needs libvulkan.so.1 and a Vulkan
+ *                               driver); a GPU provider that cannot start stops the node at startup
+ *                               with one line saying what is missing (apps/denoiser/README.md)
  *   SPROUT_THREADS              intra-op threads for the CPU provider (default: onnxruntime's choice)
  *   SPROUT_MAX_BATCH            sequences in one forward pass, requests holding a slot (default 8; 1: no batching)
  *   SPROUT_MAX_BATCH_TOKENS     padded tokens per forward pass (default 1024)
@@ -17,6 +19,12 @@
  */
 import { serve } from "@hono/node-server";
 import { loadModel, SHIPPED_MODEL_DIR } from "../../../models/src/index.ts";
+import {
+  checkExecutionProvider,
+  type ExecutionProvider,
+  parseExecutionProvider,
+  sessionProviders,
+} from "../../../models/src/providers.ts";
 import { createDenoiserApp } from "./app.ts";
 import { maxContext, modelDirs } from "./config.ts";
 
@@ -37,9 +45,13 @@ function count(name: string): number | undefined {
   }
   return value;
 }
-const provider = env.SPROUT_EXECUTION_PROVIDER ?? "cpu";
-if (provider !== "cpu" && provider !== "cuda") {
-  console.error(`SPROUT_EXECUTION_PROVIDER must be cpu or cuda, not ${JSON.stringify(provider)}`);
+let provider: ExecutionProvider;
+try {
+  provider = parseExecutionProvider(env.SPROUT_EXECUTION_PROVIDER);
+  // A GPU provider that cannot start here stops the node now, in one line (never a CPU fallback).
+  await checkExecutionProvider(provider, env);
+} catch (error) {
+  console.error(`denoiser node: ${(error as Error).message}`);
   process.exit(2);
 }
 const port = Number(env.PORT ?? 8788);
@@ -54,7 +66,7 @@ try {
   process.exit(2);
 }
 const sessionOptions = {
-  executionProviders: provider === "cuda" ? ["cuda", "cpu"] : ["cpu"],
+  executionProviders: sessionProviders(provider),
   intraOpNumThreads: count("SPROUT_THREADS"),
 };
 const loadings = dirs.map((dir) => loadModel(dir, sessionOptions));
