@@ -18,7 +18,6 @@ import { cpus } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import * as ort from "onnxruntime-node";
-import { type ForwardStats, Scheduler } from "../apps/denoiser/src/scheduler.ts";
 import {
   type DecodeOptions,
   loadModel,
@@ -28,6 +27,7 @@ import {
 } from "../models/src/index.ts";
 import { KvCache } from "../models/src/session.ts";
 import { TextTokenizer } from "../models/src/tokenizer.ts";
+import { concurrency as runConcurrent } from "./concurrency.ts";
 import { dialRow, mbppTasks } from "./quality.ts";
 
 const here = (path: string) => fileURLToPath(new URL(path, import.meta.url));
@@ -162,47 +162,22 @@ const tasks = mbppTasks(PROMPT_COUNT);
 const dial = (name: string, which: Model, settings: Partial<DecodeOptions>) =>
   dialRow(name, which, settings, { tasks, twin, tokenizer, maxTokens: MAX_TOKENS });
 
-// 5. Concurrency through the scheduler: `concurrency` requests at a time, 16 in all.
+// 5. Concurrency through the scheduler (bench/concurrency.ts): `level` requests at a time, 16 in all.
 async function concurrency(level: number, maxBatch: number, which: Model = model) {
-  const forwards: ForwardStats[] = [];
-  const scheduler = new Scheduler({
-    forward: (inputs, options) => which.session.forwardBatch(inputs, options),
-    onForward: (stats) => forwards.push(stats),
-    maxBatch,
-    maxQueue: 64,
-  });
   const requests = tasks.slice(0, 16).map((task) => ({ prompt: task.prompt, maxTokens: MAX_TOKENS }));
-  let peakRss = process.memoryUsage().rss;
-  const sampler = setInterval(() => {
-    peakRss = Math.max(peakRss, process.memoryUsage().rss);
-  }, 10);
-  let tokens = 0;
-  const t0 = performance.now();
-  let next = 0;
-  const worker = async () => {
-    while (next < requests.length) {
-      const request = requests[next++] as DecodeOptions;
-      for await (const event of scheduler.submit(which.start(request))) {
-        if (event.type === "done") tokens += event.usage.completion_tokens;
-      }
-    }
-  };
-  await Promise.all(Array.from({ length: level }, worker));
-  const wall = (performance.now() - t0) / 1000;
-  clearInterval(sampler);
-  const tokenForwards = sum(forwards.map((f) => f.tokens));
+  const run = await runConcurrent(which, requests, level, maxBatch);
   const meanContext = 128; // prompts ≈ 60–120 tokens plus up to 64 generated
   return {
-    model: which.manifest.name,
+    model: run.model,
     concurrency: level,
     max_batch: maxBatch,
-    tokens_per_s: tokens / wall,
-    mean_batch: sum(forwards.map((f) => f.sequences)) / forwards.length,
-    token_forwards_per_s: tokenForwards / wall,
-    padded_share: 1 - tokenForwards / sum(forwards.map((f) => f.paddedTokens)),
-    gflops: (tokenForwards * flopsPerToken(meanContext)) / wall / 1e9,
-    forward_share: sum(forwards.map((f) => f.seconds)) / wall,
-    peak_rss_mb: peakRss / 2 ** 20,
+    tokens_per_s: run.tokens_per_s,
+    mean_batch: run.mean_batch,
+    token_forwards_per_s: run.token_forwards_per_s,
+    padded_share: run.padded_share,
+    gflops: (run.token_forwards * flopsPerToken(meanContext)) / run.wall_s / 1e9,
+    forward_share: run.forward_share,
+    peak_rss_mb: run.peak_rss_mb,
   };
 }
 
