@@ -143,7 +143,8 @@ export class DiffusionGeneration extends Generation {
       if (this.block.includes(mask) || this.editRounds > 0) return events;
     } else {
       const threshold = this.options.editThreshold ?? DEFAULT_EDIT_THRESHOLD;
-      const revisions = reviseTokens(this.block, choose, this.eosIds, threshold, this.blockFrom);
+      const from = this.positionsRead()[0] ?? this.block.length;
+      const revisions = reviseTokens(this.block, choose, this.eosIds, threshold, from);
       this.editRound++;
       if (revisions.length > 0) {
         const text = (id: number) => this.tokenizer.decode([id]);
@@ -231,7 +232,10 @@ export class DiffusionGeneration extends Generation {
   private positionsRead(): number[] {
     const { mask } = this.manifest.special_tokens;
     if (this.block.includes(mask)) return this.candidatePositions();
-    return this.block.map((_, i) => i).slice(this.blockFrom);
+    // An edit round re-reads the generated part; under a logit shift, a first position whose
+    // predictor is already cached is not in this forward, so it is left as it is.
+    const first = Math.max(this.blockFrom, this.decoding.logit_shift - this.uncached.length);
+    return this.block.map((_, i) => i).slice(first);
   }
 
   /**

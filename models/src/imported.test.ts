@@ -122,6 +122,13 @@ describe.each(TINY_IMPORTED)("the imported model %s", (name) => {
     expect(rest.finish).toBe(whole.finish);
   });
 
+  it("runs edit rounds under its conventions (under a logit shift, a block's first token stays)", async () => {
+    const model = models[name] as Model;
+    const edited = await alone(model, prompt([5, 9, 3, 7, 1]), 13, { editRounds: 2, editThreshold: 0.5 });
+    expect(edited.finish).toMatch(/^(stop|length)$/);
+    expect(edited.ids.length).toBeGreaterThan(0);
+  });
+
   it("refuses verification and repair, which need Sprout's conventions, with a clear error", async () => {
     const model = models[name] as Model;
     await expect(model.verify({ code: "t1 t2" })).rejects.toThrow(DecodeInputError);
