@@ -60,6 +60,11 @@ export class DiffusionGeneration extends Generation {
     this.eosIds = new Set(this.manifest.special_tokens.eos_ids);
     const length = this.uncached.length; // the prompt and any resumed tokens; nothing is cached yet
     const promptLength = this.prompt.ids.length;
+    if (length < this.decoding.logit_shift) {
+      throw new DecodeInputError(
+        `${this.manifest.name} predicts each token from the one before it: give a prompt (or messages)`,
+      );
+    }
     if (this.decoding.block_alignment === "absolute") this.origin = 0;
     else if (this.decoding.block_alignment === "left_padded") this.origin = promptLength % this.blockSize;
     else this.origin = length % this.blockSize; // Sprout's: blocks follow whatever came before
@@ -140,6 +145,10 @@ export class DiffusionGeneration extends Generation {
         const remaining = state.filter((t) => t === null).length;
         events.push({ type: "step", block: this.blockIndex, step: this.steps, committed, remaining, state });
       }
+      // A full last block (`last_block: full`) is final once every position max_tokens keeps is
+      // committed: later steps would only fill positions that are cut.
+      const kept = this.blockFrom + this.options.maxTokens - this.generated.length;
+      if (this.block.length > kept && !this.block.slice(0, kept).includes(mask)) this.block.length = kept;
       if (this.block.includes(mask) || this.editRounds > 0) return events;
     } else {
       const threshold = this.options.editThreshold ?? DEFAULT_EDIT_THRESHOLD;
@@ -190,7 +199,8 @@ export class DiffusionGeneration extends Generation {
     this.blockFrom = 0;
     if (this.eosIds.has(token)) return this.commitBlock([], true, 0);
     this.fillMasks();
-    if (this.block.length === 1 || !this.block.includes(this.manifest.special_tokens.mask)) {
+    if (this.generated.length + 1 >= this.options.maxTokens) {
+      this.block.length = 1;
       return this.finishBlock(); // max_tokens left room for this one token only
     }
     return [];

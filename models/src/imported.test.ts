@@ -129,10 +129,30 @@ describe.each(TINY_IMPORTED)("the imported model %s", (name) => {
     expect(edited.ids.length).toBeGreaterThan(0);
   });
 
+  it("stops denoising a block once every position max_tokens keeps is committed", async () => {
+    const model = models[name] as Model;
+    const p = prompt([5, 9, 3, 7, 1, 2, 8]);
+    const run = async (maxTokens: number) => {
+      const events: DecodeEvent[] = [];
+      for await (const event of model.generate({ prompt: p, maxTokens, threshold: 1 })) events.push(event);
+      const done = events.find((e) => e.type === "done");
+      return { ids: summary(events).ids, forwards: done?.type === "done" ? done.usage.forward_passes : 0 };
+    };
+    const [short, long] = [await run(2), await run(8)];
+    if (model.manifest.decoding.last_block === "full") {
+      expect(short.ids).toEqual(long.ids.slice(0, 2)); // the same block, cut
+    }
+    expect(short.ids.length).toBe(2);
+    expect(short.forwards).toBeLessThan(long.forwards);
+  });
+
   it("refuses verification and repair, which need Sprout's conventions, with a clear error", async () => {
     const model = models[name] as Model;
     await expect(model.verify({ code: "t1 t2" })).rejects.toThrow(DecodeInputError);
     await expect(model.repair({ code: "t1 t2" })).rejects.toThrow(/Sprout's decoding conventions/);
     expect(() => model.start({ prompt: "t1", suffix: "t2", maxTokens: 4 })).toThrow(/no infilling tokens/);
+    if (model.manifest.decoding.logit_shift === 1) {
+      expect(() => model.start({ prompt: "", maxTokens: 4 })).toThrow(/give a prompt/);
+    }
   });
 });

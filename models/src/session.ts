@@ -219,6 +219,12 @@ export class DenoiserSession {
       attention_mask: new ort.Tensor("bool", mask, [batch, time, width]),
     };
     const asked = inputs.map((i) => i.rows ?? range(i.context.length + i.block.length));
+    inputs.forEach((input, b) => {
+      const length = input.context.length + input.block.length;
+      if (asked[b]?.some((t) => !(Number.isInteger(t) && t >= 0 && t < length))) {
+        throw new RangeError(`logit rows ${asked[b]} fall outside the ${length} new tokens`);
+      }
+    });
     const rowsPerSequence = this.selectsRows ? Math.max(1, ...asked.map((r) => r.length)) : time;
     if (this.selectsRows) {
       const rows = new BigInt64Array(batch * rowsPerSequence);
