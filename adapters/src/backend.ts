@@ -49,6 +49,12 @@ export interface Backend {
    * `BackendError`) when it cannot say now. A backend without it serves no model by name.
    */
   models?(options?: StreamOptions): Promise<ServedModel[]>;
+  /**
+   * The model serving a request that names `requested` (absent: the default); rejects with
+   * `modelNotFound` (404) when none does, asking its members again first where it learns its
+   * models from them (router.ts), so that a model that just came up is found at once.
+   */
+  model?(requested: string | undefined): Promise<ServedModel>;
 }
 
 export type BackendErrorCode =

@@ -31,7 +31,7 @@ import type {
   Verification,
   VerifyRequest,
 } from "../../protocol/src/index.ts";
-import { type Backend, BackendError, type ServedModel, type StreamOptions, UNAVAILABLE } from "./backend.ts";
+import { type Backend, BackendError, type StreamOptions, UNAVAILABLE } from "./backend.ts";
 
 export interface PoolMember {
   backend: Backend;
@@ -140,25 +140,6 @@ export class BackendPool implements Backend {
       unavailable: "No model backend is available; try again shortly.",
     });
     return this.relay(request, opened, tries, options.signal);
-  }
-
-  /**
-   * The models its members serve, in member order, each once (a pool serves one model where a
-   * router built it, router.ts); members that cannot say now are left out, and when none can,
-   * the last one's failure is thrown.
-   */
-  async models(options: StreamOptions = {}): Promise<ServedModel[]> {
-    const answers = await Promise.allSettled(
-      this.members.map((m) => (m.backend.models ? m.backend.models(options) : Promise.resolve([]))),
-    );
-    const models = new Map<string, ServedModel>();
-    let failure: unknown;
-    for (const answer of answers) {
-      if (answer.status === "rejected") failure = answer.reason;
-      else for (const model of answer.value) if (!models.has(model.id)) models.set(model.id, model);
-    }
-    if (models.size === 0 && failure !== undefined) throw failure;
-    return [...models.values()];
   }
 
   /** Verification on the least loaded member that can verify, retried on others like a stream's start. */

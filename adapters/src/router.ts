@@ -120,13 +120,19 @@ export class ModelRouter implements Backend {
     return [...(this.catalog?.pools ?? [])].map(([model, pool]) => ({ model, members: pool.status() }));
   }
 
+  async model(requested: string | undefined): Promise<ServedModel> {
+    return (await this.route(requested)).served;
+  }
+
   /** The pool serving `requested` (absent: the default model) and the model's name. */
-  private async route(requested: string | undefined): Promise<{ pool: BackendPool; model: string }> {
+  private async route(
+    requested: string | undefined,
+  ): Promise<{ pool: BackendPool; model: string; served: ServedModel }> {
     let catalog = await this.current();
     const find = (c: Catalog) => {
-      const model = requested ?? c.models[0]?.id;
-      const pool = model === undefined ? undefined : c.pools.get(model);
-      return pool && model !== undefined ? { pool, model } : undefined;
+      const served = requested === undefined ? c.models[0] : c.models.find((m) => m.id === requested);
+      const pool = served && c.pools.get(served.id);
+      return served && pool ? { pool, model: served.id, served } : undefined;
     };
     let found = find(catalog);
     if (!found && this.now() - catalog.at >= this.retryMs) {

@@ -51,6 +51,7 @@ export function metered(backend: Backend, meter: Meter): Backend {
         )),
     health: backend.health?.bind(backend),
     models: backend.models?.bind(backend),
+    model: backend.model?.bind(backend),
   };
 }
 

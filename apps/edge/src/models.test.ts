@@ -51,6 +51,28 @@ function edge(scripts: { a?: ConstructorParameters<typeof FakeBackend>[0] } = {}
 }
 
 describe("an edge of several models", () => {
+  it("finds a model that came up after the models were learnt at once, not with a 404", async () => {
+    let clock = 0;
+    const script = { id: "a", models: ["alpha"] };
+    const router = new ModelRouter({ members: [{ backend: new FakeBackend(script) }], now: () => clock });
+    const app = createEdgeApp({ backendFor: () => router });
+    const post = (model: string) =>
+      app.request(
+        "/v1/completions",
+        {
+          method: "POST",
+          headers: { authorization: `Bearer ${KEY}`, "content-type": "application/json" },
+          body: JSON.stringify({ model, prompt: "x", max_tokens: 4 }),
+        },
+        env,
+      );
+    expect((await post("alpha")).status).toBe(200); // the models are learnt: alpha only
+    script.models.push("beta"); // the member starts serving beta
+    expect((await post("beta")).status).toBe(404); // asked again too recently
+    clock += 2_000;
+    expect((await post("beta")).status).toBe(200); // an unknown model asks the members again
+  });
+
   it("lists every model any member serves at /v1/models, each once, the default first", async () => {
     const { request } = edge();
     const response = await request("GET", "/v1/models");

@@ -6,7 +6,7 @@
  */
 import type { Context } from "hono";
 import { z } from "zod";
-import type { ServedModel } from "../../../adapters/src/index.ts";
+import { modelNotFound, type ServedModel } from "../../../adapters/src/index.ts";
 import type { FinishReason, GenerateRequest, Usage } from "../../../protocol/src/index.ts";
 import { completeText } from "./complete-text.ts";
 import type { EdgeEnv } from "./env.ts";
@@ -73,15 +73,13 @@ export function nodeRequest(
  */
 export async function checkModel(c: Context<EdgeEnv>, model: string | undefined): Promise<ServedModel> {
   const backend = c.var.backend;
+  if (backend.model) return backend.model(model);
   const served = backend.models ? await backend.models() : [];
   const found = model === undefined ? served[0] : served.find((m) => m.id === model);
   if (!found) {
-    const available = served.map((m) => m.id).join(", ") || "none";
-    throw new ApiError(
-      404,
-      "model_not_found",
-      `The model '${model ?? ""}' does not exist. Available models: ${available}.`,
-      "model",
+    throw modelNotFound(
+      model ?? "",
+      served.map((m) => m.id),
     );
   }
   return found;
