@@ -167,9 +167,9 @@ export class CodeRepair implements Work<EditResult> {
       ...sproutContextStart(manifest, "repair"),
       ...(options.prompt ? tokenizer.encode(options.prompt) : []),
     ];
-    if (context.length + this.original.length > manifest.context_length) {
+    if (context.length + this.original.length > decoder.contextLength) {
       throw new DecodeInputError(
-        `the code (${this.original.length} tokens) does not fit the model's context of ${manifest.context_length} tokens`,
+        `the code (${this.original.length} tokens) does not fit the model's context of ${decoder.contextLength} tokens`,
       );
     }
     this.tokens = context.length + this.original.length;

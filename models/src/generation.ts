@@ -59,6 +59,8 @@ export interface Decoder {
   manifest: Manifest;
   session: DenoiserSession;
   tokenizer: TextTokenizer;
+  /** Tokens of context a request may fill: the manifest's context_length, or a node's cap below it. */
+  contextLength: number;
 }
 
 export const DEFAULT_THRESHOLD = 0.9;
@@ -86,7 +88,7 @@ export abstract class Generation implements Work<DecodeEvent> {
   private blockPicker: { block: number; pick: Pick } | undefined;
 
   constructor(
-    { manifest, tokenizer }: Decoder,
+    { manifest, tokenizer, contextLength }: Decoder,
     protected readonly options: DecodeOptions,
   ) {
     this.manifest = manifest;
@@ -94,9 +96,9 @@ export abstract class Generation implements Work<DecodeEvent> {
     this.blockSize = options.blockSize ?? manifest.block_sizes[0] ?? 32;
     this.prompt = promptTokens(manifest, tokenizer, options.prompt, options.suffix, options.messages);
     const { ids } = this.prompt;
-    if (ids.length + options.maxTokens > manifest.context_length) {
+    if (ids.length + options.maxTokens > contextLength) {
       throw new DecodeInputError(
-        `prompt${options.suffix === undefined ? "" : " and suffix"} (${ids.length} tokens) plus max_tokens (${options.maxTokens}) exceeds the context of ${manifest.context_length} tokens`,
+        `prompt${options.suffix === undefined ? "" : " and suffix"} (${ids.length} tokens) plus max_tokens (${options.maxTokens}) exceeds the context of ${contextLength} tokens`,
       );
     }
     this.stops = (options.stop ?? []).filter((s) => s.length > 0);

@@ -29,8 +29,15 @@ export type { SyntaxResult } from "./syntax.ts";
 export { DEFAULT_VERIFY_THRESHOLD, type Verification, type VerifyOptions } from "./verify.ts";
 export { onlyResult, type Work, WorkCancelledError } from "./work.ts";
 
+export interface LoadOptions extends SessionOptions {
+  /** Caps the context a request may fill below the manifest's context_length (a node's setting). */
+  maxContext?: number;
+}
+
 export interface Model {
   readonly manifest: Manifest;
+  /** Tokens of context a request may fill: the manifest's context_length, or `maxContext` below it. */
+  readonly contextLength: number;
   readonly session: DenoiserSession;
   /**
    * A generation to drive yourself (work.ts: a scheduler batching many; its `start` event comes
@@ -56,17 +63,25 @@ export interface Model {
  * Loads `manifest.json`, verifies every file's sha256, and opens the graph and tokenizer. A
  * block-diffusion model decodes block by block; an autoregressive one (the twin) token by token.
  */
-export async function loadModel(modelDir: string, sessionOptions?: SessionOptions): Promise<Model> {
+export async function loadModel(
+  modelDir: string,
+  { maxContext, ...sessionOptions }: LoadOptions = {},
+): Promise<Model> {
+  if (maxContext !== undefined && !(Number.isInteger(maxContext) && maxContext > 0)) {
+    throw new Error(`maxContext must be a positive integer, not ${maxContext}`);
+  }
   const manifest = await loadManifest(modelDir);
+  const contextLength = Math.min(manifest.context_length, maxContext ?? Number.POSITIVE_INFINITY);
   const tokenizer = await TextTokenizer.fromFile(join(modelDir, TOKENIZER_FILE));
   const session = await DenoiserSession.create(join(modelDir, manifest.graph.file), manifest, sessionOptions);
-  const decoder: Decoder = { manifest, session, tokenizer };
+  const decoder: Decoder = { manifest, session, tokenizer, contextLength };
   const start = (options: DecodeOptions): Generation =>
     manifest.objective === "ar"
       ? new AutoregressiveGeneration(decoder, options)
       : new DiffusionGeneration(decoder, options);
   return {
     manifest,
+    contextLength,
     session,
     start,
     startRewrite: (options) => new RegionRewrite(decoder, options),

@@ -59,7 +59,7 @@ export class CodeVerification implements Work<Verification> {
   private finished = false;
 
   constructor(
-    { manifest, tokenizer }: Decoder,
+    { manifest, tokenizer, contextLength }: Decoder,
     options: VerifyOptions,
     private readonly syntax: SyntaxResult,
   ) {
@@ -70,7 +70,7 @@ export class CodeVerification implements Work<Verification> {
       ...sproutContextStart(manifest, "verification"),
       ...(options.prompt ? tokenizer.encode(options.prompt) : []),
     ];
-    const room = Math.max(0, manifest.context_length - this.context.length);
+    const room = Math.max(0, contextLength - this.context.length);
     this.code = tokenizer.encode(options.code).slice(0, room);
   }
 

@@ -14,9 +14,9 @@
  *   POST /v1/edit      rewrite marked regions of code, or repair it (JSON)
  *
  * A node serves one or more models; a request names its model (`model`, absent: the first), an
- * unknown one is a 404 `model_not_found`. `maxContext` (SPROUT_MAX_CONTEXT) caps every model's
- * context below its manifest's `context_length`: requests that do not fit get the runtime's 400,
- * as they would at the manifest's own limit. Each model has its own scheduler: a forward runs one
+ * unknown one is a 404 `model_not_found`. A model loaded with `maxContext` (SPROUT_MAX_CONTEXT,
+ * main.ts) has its context capped below its manifest's `context_length`: requests that do not fit
+ * get the runtime's 400; /readyz shows both. Each model has its own scheduler: a forward runs one
  * model's session, so a batch can only ever hold one model's rows, and separate schedulers say
  * that without the scheduler knowing of models (each also has its own slots and queue bound).
  * All of a model's work goes through its scheduler: generations, edits and verifications (a
@@ -54,13 +54,6 @@ export interface DenoiserAppOptions {
   /** Several models (or their loadings), instead of `model`: the first serves requests naming none. */
   models?: readonly (Model | Promise<Model>)[];
   secret: string;
-  /**
-   * Tokens of context (prompt, suffix and completion; code to edit or verify) any request may
-   * fill, below each manifest's `context_length` (which stays where the model is larger). The
-   * node owns the models it is given: the cap lowers each loaded manifest's `context_length`,
-   * which the runtime reads for every request.
-   */
-  maxContext?: number;
   /** Batching limits (scheduler.ts); the forward is the model's. */
   scheduler?: Omit<SchedulerOptions, "forward" | "onForward">;
   log?: (message: string) => void;
@@ -80,8 +73,6 @@ export class ModelNotFoundError extends Error {
 interface Served {
   model: Model;
   scheduler: Scheduler;
-  /** The manifest's own context_length (the model's may be capped below it). */
-  manifestContext: number;
 }
 
 /** zValidator's hook: the first problem, where it is, as a 400. */
@@ -100,13 +91,9 @@ export function createDenoiserApp({
   model: one,
   models: several,
   secret,
-  maxContext,
   scheduler: limits,
   log = console.error,
 }: DenoiserAppOptions) {
-  if (maxContext !== undefined && !(Number.isInteger(maxContext) && maxContext > 0)) {
-    throw new Error(`maxContext must be a positive integer, not ${maxContext}`);
-  }
   const app = new Hono();
   const metrics = new NodeMetrics();
   /** How generations ended since start, and how many are in flight (shown by /healthz). */
@@ -125,15 +112,12 @@ export function createDenoiserApp({
       const name = model.manifest.name;
       // Two directories of one name could not be told apart by a request.
       if (byName.has(name)) throw new Error(`two model directories are both named ${JSON.stringify(name)}`);
-      const manifestContext = model.manifest.context_length;
-      if (maxContext !== undefined && maxContext < manifestContext)
-        model.manifest.context_length = maxContext;
       const scheduler = new Scheduler({
         ...limits,
         forward: (inputs, options) => model.session.forwardBatch(inputs, options),
         onForward: (stats) => metrics.forward(stats, name),
       });
-      byName.set(name, { model, scheduler, manifestContext });
+      byName.set(name, { model, scheduler });
     }
     served = byName;
   };
@@ -185,11 +169,11 @@ export function createDenoiserApp({
         model: main.model.manifest.name,
         sha256: sha256(main.model),
         ...load(),
-        models: [...served].map(([name, { model, scheduler, manifestContext }]) => ({
+        models: [...served].map(([name, { model, scheduler }]) => ({
           name,
           sha256: sha256(model),
-          context_length: model.manifest.context_length,
-          manifest_context_length: manifestContext,
+          context_length: model.contextLength,
+          manifest_context_length: model.manifest.context_length,
           ...scheduler.load,
         })),
       } satisfies NodeReadiness & Record<string, unknown>);

@@ -65,17 +65,17 @@ try {
   console.error((error as Error).message);
   process.exit(2);
 }
-const sessionOptions = {
+const loadOptions = {
+  maxContext: contextCap,
   executionProviders: sessionProviders(provider),
   intraOpNumThreads: count("SPROUT_THREADS"),
 };
-const loadings = dirs.map((dir) => loadModel(dir, sessionOptions));
+const loadings = dirs.map((dir) => loadModel(dir, loadOptions));
 // Every loading is awaited (one failing must not leave another's session unreleased at exit).
 const loaded = Promise.allSettled(loadings);
 const app = createDenoiserApp({
   models: loadings,
   secret,
-  maxContext: contextCap,
   scheduler: {
     maxBatch: count("SPROUT_MAX_BATCH"),
     maxBatchTokens: count("SPROUT_MAX_BATCH_TOKENS"),

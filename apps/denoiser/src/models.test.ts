@@ -152,13 +152,16 @@ describe("a node serving several models", () => {
 });
 
 describe("a node capping its models' context (SPROUT_MAX_CONTEXT)", () => {
-  // The cap lowers a loaded model's manifest: these models are this test's own.
+  // The node loads its models with the cap (main.ts: loadModel's maxContext), as here.
   let tiny: Model;
   let twin: Model;
   let app: ReturnType<typeof createDenoiserApp>;
   beforeAll(async () => {
-    [tiny, twin] = await Promise.all([loadModel(SHIPPED_MODEL_DIR), loadModel(TWIN_MODEL_DIR)]);
-    app = createDenoiserApp({ models: [tiny, twin], secret: SECRET, maxContext: 48, log: () => {} });
+    [tiny, twin] = await Promise.all([
+      loadModel(SHIPPED_MODEL_DIR, { maxContext: 48 }),
+      loadModel(TWIN_MODEL_DIR, { maxContext: 48 }),
+    ]);
+    app = createDenoiserApp({ models: [tiny, twin], secret: SECRET, log: () => {} });
     await app.ready;
   });
   afterAll(async () => {
@@ -199,9 +202,9 @@ describe("a node capping its models' context (SPROUT_MAX_CONTEXT)", () => {
   );
 
   it("leaves a model whose manifest allows less than the cap as it is", async () => {
-    const own = await loadModel(SHIPPED_MODEL_DIR);
+    const own = await loadModel(SHIPPED_MODEL_DIR, { maxContext: 4096 });
     try {
-      const roomy = createDenoiserApp({ model: own, secret: SECRET, maxContext: 4096, log: () => {} });
+      const roomy = createDenoiserApp({ model: own, secret: SECRET, log: () => {} });
       await roomy.ready;
       expect(await (await roomy.request("/readyz")).json()).toMatchObject({
         models: [{ name: "sprout-tiny", context_length: 512, manifest_context_length: 512 }],
