@@ -68,9 +68,9 @@ export interface ChatOptions {
 }
 
 /**
- * The token ids of a conversation's prompt. With a chat template: the rendered template (see the
- * module comment), all of it, for the model to continue. Without: `<|bos|>` and `chatPrompt`'s
- * text encoded as text (what `promptTokens` gives that text before token healing).
+ * The token ids of a conversation's prompt under the model's chat template: the rendered
+ * template (see the module comment), all of it, for the model to continue. (A model without a
+ * template reads `chatPrompt`'s text as a completion prompt: prompt.ts's `promptTokens`.)
  * Throws DecodeInputError when the template refuses the conversation (`raise_exception`).
  */
 export function chatPromptIds(
@@ -80,16 +80,12 @@ export function chatPromptIds(
   options: ChatOptions = {},
 ): number[] {
   if (messages.length === 0) throw new DecodeInputError("a conversation needs at least one message");
-  const special = manifest.special_tokens as Record<string, unknown>;
-  if (!hasChatTemplate(manifest)) {
-    const bos = typeof special.bos === "number" ? [special.bos] : [];
-    return [...bos, ...tokenizer.encode(chatPrompt(messages))];
-  }
-  const source = manifest.chat_template as string;
-  const tokenText = (id: unknown) => (typeof id === "number" ? tokenizer.decode([id]) : undefined);
-  const eos = special.eos ?? (Array.isArray(special.eos_ids) ? special.eos_ids[0] : undefined);
-  const bosToken = tokenText(special.bos);
-  const eosToken = tokenText(eos);
+  const source = manifest.chat_template;
+  if (!source) throw new Error("chatPromptIds needs a model with a chat template");
+  const tokenText = (id: number | null | undefined) =>
+    typeof id === "number" ? tokenizer.decode([id]) : undefined;
+  const bosToken = tokenText(manifest.special_tokens.bos);
+  const eosToken = tokenText(manifest.special_tokens.eos);
 
   const controls = tokenizer.controlTokens;
   const finder = controlFinder(controls);
