@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { loadModel, SHIPPED_MODEL_DIR } from "./index.ts";
-import { loadManifest, ModelIntegrityError } from "./manifest.ts";
+import { DecodingSchema, loadManifest, ModelIntegrityError, SPROUT_DECODING } from "./manifest.ts";
 
 describe("the model manifest", () => {
   let copy: string | undefined;
@@ -26,5 +26,14 @@ describe("the model manifest", () => {
     const tokenizer = join(copy, "tokenizer.json");
     writeFileSync(tokenizer, readFileSync(tokenizer, "utf8").replace('"<|mask|>"', '"<|MASK|>"'));
     await expect(loadModel(copy)).rejects.toBeInstanceOf(ModelIntegrityError);
+  });
+
+  it("gives a manifest without decoding conventions Sprout's, and refuses an impossible set", async () => {
+    const manifest = await loadManifest(SHIPPED_MODEL_DIR);
+    expect(manifest.decoding).toEqual(SPROUT_DECODING);
+    expect(manifest.special_tokens.eos_ids).toEqual([manifest.special_tokens.eos]);
+    const firstTokenPass = { ...SPROUT_DECODING, commit: "pass_yields_next_first_token" };
+    expect(DecodingSchema.safeParse(firstTokenPass).success).toBe(false); // needs logit_shift 1
+    expect(DecodingSchema.safeParse({ ...firstTokenPass, logit_shift: 1 }).success).toBe(true);
   });
 });

@@ -19,61 +19,65 @@ const Id = z.number().int().nonnegative();
  * gets Sprout's: blocks right after the prompt, a causal prompt, the finished block's keys/values
  * written by the next block's first step, confidence-threshold unmasking, token healing.
  */
-export const DecodingSchema = z.object({
-  /** 0: the logit at i predicts the token at i; 1: the logit at i−1 does (as in an AR model). */
-  logit_shift: z.union([z.literal(0), z.literal(1)]),
-  /**
-   * Where blocks fall: `after_prompt` (the first block starts right after the prompt),
-   * `absolute` (blocks of block_size from position 0: the first block holds the prompt's tail)
-   * or `left_padded` (the prompt left-padded with pad, which is neither attended nor given a
-   * position, to whole blocks: the same as blocks ending where the prompt does).
-   */
-  block_alignment: z.enum(["after_prompt", "absolute", "left_padded"]),
-  /** How committed tokens attend: causally, or block-causally (a whole block sees itself). */
-  prompt_attention: z.enum(["causal", "block_causal"]),
-  /**
-   * How a finished block's keys/values are written: `fused` or `pass` (the block rides along,
-   * committed, in the next block's first forward: under a block-causal mask that computes exactly
-   * the keys/values a pass of its own would), or `pass_yields_next_first_token` (a pass of its
-   * own whose last logit gives the next block's first token, which is never a mask).
-   */
-  commit: z.enum(["fused", "pass", "pass_yields_next_first_token"]),
-  /** The family's unmasking rule (unmask.ts) and its threshold. */
-  unmasking: z.enum([
-    "threshold",
-    "low_confidence_dynamic",
-    "threshold_with_forced_argmax",
-    "top_k_per_step",
-  ]),
-  confidence_threshold: z.number().min(0).max(1).nullable(),
-  /** Denoising steps per block for the rules that split a block's masks over steps. */
-  steps: z.number().int().positive().nullable(),
-  /** Masks are unmasked one sub-block at a time, left to right. */
-  sub_block_size: z.number().int().positive().nullable(),
-  /** The first generated token must begin with the prompt's last token, which is given back. */
-  token_healing: z.boolean(),
-  /** A prompt starts with bos (Sprout's); Qwen's tokenizers add nothing, so imported ones do not. */
-  add_bos: z.boolean(),
-  /**
-   * `block_with_eos`: generation ends with the block holding an end token, cut there;
-   * `eos_unmasked_with_no_masks_before`: it ends the moment an end token is unmasked with no mask
-   * before it, mid-block.
-   */
-  stop: z.enum(["block_with_eos", "eos_unmasked_with_no_masks_before"]),
-  /** Once an end token is unmasked, the masks after it are settled as end tokens (Sprout's). */
-  settle_after_eos: z.boolean(),
-  /**
-   * The last block under max_tokens: `partial` (only as many masks as tokens are left) or `full`
-   * (a whole block denoised, then cut to max_tokens, as SDAR's and Fast-dLLM v2's samplers do).
-   */
-  last_block: z.enum(["partial", "full"]),
-  /**
-   * Control tokens are never chosen (Sprout's). Imported families choose from the whole
-   * vocabulary, as their samplers do (their models never pick their mask token; sampling at a
-   * temperature never draws it).
-   */
-  suppress_control_tokens: z.boolean(),
-});
+export const DecodingSchema = z
+  .object({
+    /** 0: the logit at i predicts the token at i; 1: the logit at i−1 does (as in an AR model). */
+    logit_shift: z.union([z.literal(0), z.literal(1)]),
+    /**
+     * Where blocks fall: `after_prompt` (the first block starts right after the prompt),
+     * `absolute` (blocks of block_size from position 0: the first block holds the prompt's tail)
+     * or `left_padded` (the prompt left-padded with pad, which is neither attended nor given a
+     * position, to whole blocks: the same as blocks ending where the prompt does).
+     */
+    block_alignment: z.enum(["after_prompt", "absolute", "left_padded"]),
+    /** How committed tokens attend: causally, or block-causally (a whole block sees itself). */
+    prompt_attention: z.enum(["causal", "block_causal"]),
+    /**
+     * How a finished block's keys/values are written: `fused` or `pass` (the block rides along,
+     * committed, in the next block's first forward: under a block-causal mask that computes exactly
+     * the keys/values a pass of its own would), or `pass_yields_next_first_token` (a pass of its
+     * own whose last logit gives the next block's first token, which is never a mask).
+     */
+    commit: z.enum(["fused", "pass", "pass_yields_next_first_token"]),
+    /** The family's unmasking rule (unmask.ts) and its threshold. */
+    unmasking: z.enum([
+      "threshold",
+      "low_confidence_dynamic",
+      "threshold_with_forced_argmax",
+      "top_k_per_step",
+    ]),
+    confidence_threshold: z.number().min(0).max(1).nullable(),
+    /** Denoising steps per block for the rules that split a block's masks over steps. */
+    steps: z.number().int().positive().nullable(),
+    /** Masks are unmasked one sub-block at a time, left to right. */
+    sub_block_size: z.number().int().positive().nullable(),
+    /** The first generated token must begin with the prompt's last token, which is given back. */
+    token_healing: z.boolean(),
+    /** A prompt starts with bos (Sprout's); Qwen's tokenizers add nothing, so imported ones do not. */
+    add_bos: z.boolean(),
+    /**
+     * `block_with_eos`: generation ends with the block holding an end token, cut there;
+     * `eos_unmasked_with_no_masks_before`: it ends the moment an end token is unmasked with no mask
+     * before it, mid-block.
+     */
+    stop: z.enum(["block_with_eos", "eos_unmasked_with_no_masks_before"]),
+    /** Once an end token is unmasked, the masks after it are settled as end tokens (Sprout's). */
+    settle_after_eos: z.boolean(),
+    /**
+     * The last block under max_tokens: `partial` (only as many masks as tokens are left) or `full`
+     * (a whole block denoised, then cut to max_tokens, as SDAR's and Fast-dLLM v2's samplers do).
+     */
+    last_block: z.enum(["partial", "full"]),
+    /**
+     * Control tokens are never chosen (Sprout's). Imported families choose from the whole
+     * vocabulary, as their samplers do (their models never pick their mask token; sampling at a
+     * temperature never draws it).
+     */
+    suppress_control_tokens: z.boolean(),
+  })
+  .refine((d) => d.commit !== "pass_yields_next_first_token" || d.logit_shift === 1, {
+    message: "a commit pass yields the next block's first token only under logit_shift 1",
+  });
 export type Decoding = z.infer<typeof DecodingSchema>;
 
 /** Sprout's own conventions (models trained here; their manifests carry no `decoding`). */
