@@ -159,6 +159,27 @@ describe("the model router", () => {
     expect((await router.models()).map((m) => m.id)).toEqual(["tiny", "twin"]);
   });
 
+  it("refreshes the models in the background: no request waits on a member that is slow to answer", async () => {
+    let now = 0;
+    let hang = false;
+    const a = member("a", ["tiny"]);
+    const slow = {
+      ...a.backend,
+      models: () => (hang ? new Promise<never>(() => {}) : (a.backend.models?.() ?? Promise.resolve([]))),
+    };
+    const router = new ModelRouter({ members: [{ backend: slow }], refreshMs: 1_000, now: () => now });
+    expect((await router.models()).map((m) => m.id)).toEqual(["tiny"]);
+    hang = true;
+    now = 5_000; // stale: a refresh starts, and never answers
+    expect((await router.models()).map((m) => m.id)).toEqual(["tiny"]);
+    await collect(await router.doStream({ model: "tiny", prompt: "x", max_tokens: 1 }));
+    hang = false;
+    now = 7_000; // the hung round is given up on after refreshMs: the next one answers
+    await router.models();
+    await new Promise((resolve) => setTimeout(resolve, 0));
+    expect((await router.models()).map((m) => m.id)).toEqual(["tiny"]);
+  });
+
   it("answers 503 while no member can say what it serves, and serves once one can", async () => {
     let now = 0;
     let says: string[] | "down" = "down";

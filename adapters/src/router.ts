@@ -16,7 +16,8 @@
  *   order given — the first serving requests that name no model (`model` absent: the first
  *   node's first model, as a node's own default). The request is sent on with that name.
  * - Discovery: members are asked at the first request and again once the catalog is older than
- *   `refreshMs` (all at once; concurrent requests share one round). A member that cannot say now
+ *   `refreshMs` (all at once; concurrent requests share one round; requests do not wait for a
+ *   refresh, they use the catalog they have meanwhile). A member that cannot say now
  *   (down, loading) keeps what it said last, so a node that dies stays in its pools, whose
  *   circuits and failover deal with it; one that never answered is in no pool until it does. A
  *   request for a model not in the catalog asks again at once (at most every `retryMs`), so a
@@ -75,7 +76,7 @@ export class ModelRouter implements Backend {
   /** Each model's pool, by its members: kept while they stay the same, so its circuits last. */
   private readonly poolsByMembers = new Map<string, BackendPool>();
   private catalog: Catalog | undefined;
-  private discovering: Promise<Catalog> | undefined;
+  private discovering: { round: Promise<Catalog>; since: number } | undefined;
 
   constructor({ members, refreshMs = 30_000, retryMs = 2_000, ...poolOptions }: RouterOptions) {
     if (members.length === 0) throw new Error("a model router needs at least one member");
@@ -148,14 +149,18 @@ export class ModelRouter implements Backend {
   }
 
   /**
-   * The catalog, asked anew when it is stale (an empty one after `retryMs`); a 503 when no
-   * member has ever said what it serves.
+   * The catalog. A stale one is asked anew in the background while requests keep using it (no
+   * request waits on a slow member's answer); a request waits only while there is none yet (or
+   * it is empty, after `retryMs`). A 503 when no member has ever said what it serves.
    */
   private async current(): Promise<Catalog> {
     const last = this.catalog;
     const age = last ? this.now() - last.at : Number.POSITIVE_INFINITY;
-    const stale = !last || age >= (last.models.length === 0 ? this.retryMs : this.refreshMs);
-    const catalog = stale ? await this.discover() : last;
+    if (last && last.models.length > 0) {
+      if (age >= this.refreshMs) this.discover().catch(() => {}); // a failed round keeps `last`
+      return last;
+    }
+    const catalog = !last || age >= this.retryMs ? await this.discover() : last;
     if (catalog.models.length === 0) {
       throw new BackendError(
         "backend_unavailable",
@@ -167,12 +172,20 @@ export class ModelRouter implements Backend {
     return catalog;
   }
 
-  /** One round of asking every member (shared by the requests that arrive meanwhile). */
+  /**
+   * One round of asking every member (shared by the requests that arrive meanwhile). A round
+   * still unsettled after `refreshMs` is given up on and a new one started: a round started in
+   * the background of a request whose I/O the runtime has since dropped must not block the rest.
+   */
   private discover(): Promise<Catalog> {
-    this.discovering ??= this.ask().finally(() => {
-      this.discovering = undefined;
-    });
-    return this.discovering;
+    const now = this.now();
+    if (!this.discovering || now - this.discovering.since >= this.refreshMs) {
+      const round = this.ask().finally(() => {
+        if (this.discovering?.round === round) this.discovering = undefined;
+      });
+      this.discovering = { round, since: now };
+    }
+    return this.discovering.round;
   }
 
   private async ask(): Promise<Catalog> {
