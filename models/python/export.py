@@ -1,12 +1,19 @@
 """Exports a trained checkpoint to ONNX and writes the model manifest.
 
     python models/python/export.py --checkpoint runs/sprout/checkpoint.pt --out models/sprout-tiny
+    python models/python/export.py --from-model-dir models/sprout-tiny --out DIR   # re-export
 
-Writes `denoiser.onnx` (one graph: logits plus the new tokens' keys/values, given a KV cache and
-an attention mask), `manifest.json` (the seam the TypeScript runtime reads: special ids, shapes,
-inputs/outputs, sha256 of every file, provenance) and `golden.json` (a fixed input and the logits
-PyTorch gives for it, so the TypeScript side can check that it runs the same model).
+Writes `denoiser.onnx` (one graph: logits for the rows asked for (`logit_rows`) plus the new
+tokens' keys/values, given a KV cache and an attention mask), `manifest.json` (the seam the
+TypeScript runtime reads: special ids, shapes, inputs/outputs, sha256 of every file, provenance)
+and `golden.json` (a fixed input and the logits PyTorch gives for it, so the TypeScript side can
+check that it runs the same model).
 The graph is staged and checked against PyTorch with onnxruntime before it replaces the old one.
+
+`--from-model-dir` re-exports a shipped model when its training run is gone (a new graph
+contract): the weights are read back from its graph (weights.from_model_dir), the new graph must
+hold the same weights bit for bit and give the old graph's logits on every row asked for, and the
+manifest is the old one with the graph's entry, the files' sha256s and a `lineage` record updated.
 """
 
 from __future__ import annotations
@@ -25,11 +32,18 @@ from graph_io import AXES, INPUTS, sha256
 from model import Denoiser, ModelConfig, block_mask, causal_mask
 from tokenizer import load_tokenizer, special_ids
 from train import logged_step
-from weights import load_checkpoint
+from weights import from_model_dir, load_checkpoint
+
+# Shapes the runtime uses (batch, past, time, causal, rows asked for; None: all of them): the
+# empty-cache prefill, a block step, a batched step asking a subset (context riding along), one token.
+CHECK_SHAPES = [(1, 0, 7, True, None), (1, 12, 4, False, None), (3, 9, 16, False, 5), (2, 30, 1, True, None)]
 
 
-def example_inputs(model: Denoiser, batch: int, past: int, time: int, causal: bool, *, low: int, seed: int = 0):
-    """Random inputs of one forward; ids from `low` up (above the control tokens)."""
+def example_inputs(
+    model: Denoiser, batch: int, past: int, time: int, causal: bool, *, low: int, seed: int = 0, rows: int | None = None
+):
+    """Random inputs of one forward; ids from `low` up (above the control tokens); `rows` of the
+    `time` rows asked for, in random order (all of them, in order, when None)."""
     c = model.config
     g = torch.Generator().manual_seed(seed)
     ids = torch.randint(low, c.vocab_size, (batch, time), generator=g)
@@ -37,25 +51,58 @@ def example_inputs(model: Denoiser, batch: int, past: int, time: int, causal: bo
     shape = (c.n_layers, batch, c.n_heads, past, c.head_dim)
     past_key, past_value = torch.randn(shape, generator=g), torch.randn(shape, generator=g)
     mask = (causal_mask if causal else block_mask)(batch, past, time).contiguous()
-    return ids, positions, past_key, past_value, mask
+    if rows is None:
+        logit_rows = torch.from_numpy(graph_io.all_rows(batch, time))
+    else:
+        logit_rows = torch.stack([torch.randperm(time, generator=g)[:rows] for _ in range(batch)])
+    return ids, positions, past_key, past_value, mask, logit_rows
 
 
 def export(model: Denoiser, path: Path, low: int) -> None:
-    inputs = example_inputs(model, batch=2, past=5, time=3, causal=False, low=low)
+    inputs = example_inputs(model, batch=2, past=5, time=3, causal=False, low=low, rows=2)
     graph_io.export_onnx(model, inputs, path, INPUTS, AXES)
 
 
 def check(model: Denoiser, path: Path, low: int) -> float:
-    """Largest |onnx − torch| over shapes the runtime uses, the empty-cache prefill included."""
+    """Largest |onnx − torch| over CHECK_SHAPES."""
     session = graph_io.session(path)
     worst = 0.0
-    for batch, past, time, causal in [(1, 0, 7, True), (1, 12, 4, False), (3, 9, 16, False), (2, 30, 1, True)]:
-        inputs = example_inputs(model, batch, past, time, causal, seed=past + time, low=low)
+    for batch, past, time, causal, rows in CHECK_SHAPES:
+        inputs = example_inputs(model, batch, past, time, causal, seed=past + time, low=low, rows=rows)
         with torch.no_grad():
             expected = model(*inputs)
         got = graph_io.run(session, inputs, INPUTS)
         for e, g in zip(expected, got, strict=True):
             worst = max(worst, float(np.abs(e.numpy() - g).max()))
+    return worst
+
+
+def same_weights(old: Path, new: Path) -> bool:
+    """Whether two graphs hold the same initializers: names, types, shapes and bytes."""
+    import onnx
+    from onnx import numpy_helper
+
+    def weights(path: Path) -> dict[str, np.ndarray]:
+        return {t.name: numpy_helper.to_array(t) for t in onnx.load(str(path)).graph.initializer}
+
+    a, b = weights(old), weights(new)
+    return a.keys() == b.keys() and all(a[k].dtype == b[k].dtype and np.array_equal(a[k], b[k]) for k in a)
+
+
+def against_previous(model: Denoiser, old: Path, new: Path, low: int) -> float:
+    """Largest |new − old| over CHECK_SHAPES, of the logits on the rows the new graph is asked for
+    (the old graph computing every row) and of the new keys/values."""
+    old_session, new_session = graph_io.session(old), graph_io.session(new)
+    worst = 0.0
+    for batch, past, time, causal, rows in CHECK_SHAPES:
+        inputs = example_inputs(model, batch, past, time, causal, seed=past + time + 1, low=low, rows=rows)
+        named = {name: t.numpy() for name, t in zip(INPUTS, inputs, strict=True)}
+        logit_rows = named.pop(graph_io.LOGIT_ROWS)
+        before = old_session.run(graph_io.OUTPUTS, graph_io.feeds(old_session, named))
+        after = new_session.run(graph_io.OUTPUTS, {**named, graph_io.LOGIT_ROWS: logit_rows})
+        asked = np.take_along_axis(before[0], logit_rows[..., None], axis=1)
+        for e, g in zip([asked, *before[1:]], after, strict=True):
+            worst = max(worst, float(np.abs(e - g).max()))
     return worst
 
 
@@ -88,10 +135,12 @@ def golden(model: Denoiser, tokenizer: Tokenizer, graph=None) -> dict:
     with torch.no_grad():
         pk, pv = model.empty_cache(1)
         ids = torch.tensor([prompt])
-        _, k, v = run(ids, torch.arange(len(prompt))[None], pk, pv, causal_mask(1, 0, len(prompt)).contiguous())
+        last = torch.tensor([[len(prompt) - 1]])  # a prefill's logits go unread: one row
+        _, k, v = run(ids, torch.arange(len(prompt))[None], pk, pv, causal_mask(1, 0, len(prompt)).contiguous(), last)
         block = torch.full((1, 4), mask_id)
         positions = torch.arange(len(prompt), len(prompt) + 4)[None]
-        logits, _, _ = run(block, positions, k, v, block_mask(1, len(prompt), 4))
+        every = torch.from_numpy(graph_io.all_rows(1, 4))
+        logits, _, _ = run(block, positions, k, v, block_mask(1, len(prompt), 4), every)
     return {
         "prompt_ids": prompt,
         "block_ids": block[0].tolist(),
@@ -160,9 +209,120 @@ def corpus_licenses(data: dict) -> dict | None:
     return json.loads(corpus_json.read_text()).get("licenses_kept")
 
 
+FP16_WEIGHTS = "float16 storage, float32 arithmetic (onnxruntime folds the widening Casts at load)"
+
+
+def export_checked(model: Denoiser, staged: Path, low: int, *, fp16: bool) -> float:
+    """Exports `model` to `staged` (float16 storage if `fp16`, its weights already rounded) and
+    returns max |onnx − torch|; refuses (and removes the file) past 1e-3."""
+    export(model, staged, low)
+    worst = check(model, staged, low)
+    if worst < 1e-3 and fp16:
+        store_fp16(staged)
+        worst = check(model, staged, low)
+    if worst >= 1e-3:
+        staged.unlink()
+        raise SystemExit(f"ONNX output differs from PyTorch by {worst}; nothing written")
+    return worst
+
+
+def graph_entry(weights: str, worst: float) -> dict:
+    """The manifest's `graph`: the graph contract (graph_io) in the runtime's words."""
+    cache = {"type": "float32", "shape": ["layers", "batch", "heads", "past", "head_dim"]}
+    new = {"type": "float32", "shape": ["layers", "batch", "heads", "time", "head_dim"]}
+    return {
+        "file": "denoiser.onnx",
+        "opset": 17,
+        "inputs": {
+            "input_ids": {"type": "int64", "shape": ["batch", "time"]},
+            "positions": {"type": "int64", "shape": ["batch", "time"]},
+            "past_key": cache,
+            "past_value": cache,
+            "attention_mask": {
+                "type": "bool",
+                "shape": ["batch", "time", "past+time"],
+                "meaning": "true where token may attend; past first, then the new tokens",
+            },
+            graph_io.LOGIT_ROWS: graph_io.LOGIT_ROWS_SPEC,
+        },
+        "outputs": {"logits": graph_io.LOGITS_SPEC, "new_key": new, "new_value": new},
+        "weights": weights,
+        "max_abs_diff_vs_torch": worst,
+    }
+
+
+def file_entries(directory: Path, files: list[str]) -> dict:
+    return {name: {"sha256": sha256(directory / name), "bytes": (directory / name).stat().st_size} for name in files}
+
+
+def reexport(model_dir: Path, out: Path) -> None:
+    """`--from-model-dir`: the model at `model_dir` written again to `out` under today's graph
+    contract, from its own graph's weights. Refused unless the new graph holds the same weights
+    bit for bit and gives the old graph's logits (on the rows asked for) and keys/values within
+    1e-5. The manifest is the old one (training record, evaluation) with the graph's entry and the
+    files' sha256s replaced, and a `lineage` entry saying what was re-exported from what."""
+    import shutil
+
+    manifest = json.loads((model_dir / "manifest.json").read_text())
+    old_graph = model_dir / manifest["graph"]["file"]
+    stored = manifest["graph"]["weights"]
+    if stored not in ("float32", FP16_WEIGHTS):
+        raise SystemExit(f"cannot re-export {stored} weights from the graph (only float32 or float16 storage)")
+    if manifest.get("objective", "diffusion") not in ("diffusion", "ar"):
+        raise SystemExit(f"not a Sprout model: objective {manifest.get('objective')}")
+    state = from_model_dir(model_dir)
+    model = Denoiser(ModelConfig(**state["config"]))
+    model.load_state_dict(state["model"])
+    model.eval()
+    out.mkdir(parents=True, exist_ok=True)
+    if out.resolve() != model_dir.resolve():
+        shutil.copy(model_dir / "tokenizer.json", out / "tokenizer.json")
+    tokenizer = load_tokenizer(out / "tokenizer.json")
+    low = max(special_ids(tokenizer).all()) + 1
+
+    staged = out / "denoiser.onnx.tmp"
+    worst = export_checked(model, staged, low, fp16=stored == FP16_WEIGHTS)
+    if not same_weights(old_graph, staged):
+        staged.unlink()
+        raise SystemExit(f"the re-exported graph's weights differ from {old_graph}'s; nothing written")
+    drift = against_previous(model, old_graph, staged, low)
+    if drift > 1e-5:
+        staged.unlink()
+        raise SystemExit(f"the re-exported graph differs from {old_graph} by {drift}; nothing written")
+    previous = {
+        "graph_sha256": manifest["files"][manifest["graph"]["file"]]["sha256"],
+        "inputs": list(manifest["graph"]["inputs"]),
+    }
+    staged.replace(out / "denoiser.onnx")
+    print(f"re-exported {out / 'denoiser.onnx'} ({stored}); max |onnx - torch| = {worst:.2e}, vs before {drift:.2e}")
+    (out / "golden.json").write_text(json.dumps(golden(model, tokenizer)) + "\n")
+    files = ["tokenizer.json", "denoiser.onnx", "golden.json"]
+    manifest["graph"] = graph_entry(stored, worst)
+    manifest["files"] = file_entries(out, files)
+    manifest["lineage"] = [
+        *manifest.get("lineage", []),
+        {
+            "re_exported_from": previous,
+            "by": "export.py --from-model-dir",
+            "why": "graph contract: the logit_rows input (final norm and head only on the rows asked for)",
+            "weights": "unchanged: read from the previous graph, the same initializers bit for bit",
+            "max_abs_diff_vs_previous_graph": drift,
+        },
+    ]
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    print(f"wrote {out / 'manifest.json'}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--checkpoint", type=Path, required=True, help="checkpoint.pt, or a directory of weight parts")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--checkpoint", type=Path, help="checkpoint.pt, or a directory of weight parts")
+    source.add_argument(
+        "--from-model-dir",
+        type=Path,
+        help="re-export a model directory from its own graph's weights (no training run needed): "
+        "same weights, today's graph contract; its manifest is kept, with a lineage record",
+    )
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--name", default="sprout-tiny")
     parser.add_argument(
@@ -185,6 +345,11 @@ def main() -> None:
         help="the training data's folder (its data.json), when it is not where the run saw it (a GPU run)",
     )
     args = parser.parse_args()
+    if args.from_model_dir is not None:
+        if args.int8 or args.fp16 or args.data:
+            parser.error("--from-model-dir keeps the model's own weight storage; --int8/--fp16/--data do not apply")
+        reexport(args.from_model_dir, args.out)
+        return
 
     state = load_checkpoint(args.checkpoint)
     config = ModelConfig(**state["config"])
@@ -203,18 +368,8 @@ def main() -> None:
 
     onnx_path = args.out / "denoiser.onnx"
     staged = args.out / "denoiser.onnx.tmp"
-    export(model, staged, low)
-    worst = check(model, staged, low)
-    if worst >= 1e-3:
-        staged.unlink()
-        raise SystemExit(f"ONNX output differs from PyTorch by {worst}; nothing written")
-    weights = "float32"
-    if args.fp16:
-        store_fp16(staged)
-        worst, weights = (
-            check(model, staged, low),
-            "float16 storage, float32 arithmetic (onnxruntime folds the widening Casts at load)",
-        )
+    worst = export_checked(model, staged, low, fp16=args.fp16)
+    weights = FP16_WEIGHTS if args.fp16 else "float32"
     if args.int8:
         from onnxruntime.quantization import QuantType, quantize_dynamic
 
@@ -255,28 +410,7 @@ def main() -> None:
         # Trained windows bound the relative distances the model has seen: that is its context.
         "context_length": int(state["args"]["length"]),
         "block_sizes": [int(b) for b in state["args"]["block_sizes"]],
-        "graph": {
-            "file": "denoiser.onnx",
-            "opset": 17,
-            "inputs": {
-                "input_ids": {"type": "int64", "shape": ["batch", "time"]},
-                "positions": {"type": "int64", "shape": ["batch", "time"]},
-                "past_key": {"type": "float32", "shape": ["layers", "batch", "heads", "past", "head_dim"]},
-                "past_value": {"type": "float32", "shape": ["layers", "batch", "heads", "past", "head_dim"]},
-                "attention_mask": {
-                    "type": "bool",
-                    "shape": ["batch", "time", "past+time"],
-                    "meaning": "true where token may attend; past first, then the new tokens",
-                },
-            },
-            "outputs": {
-                "logits": {"type": "float32", "shape": ["batch", "time", "vocab"]},
-                "new_key": {"type": "float32", "shape": ["layers", "batch", "heads", "time", "head_dim"]},
-                "new_value": {"type": "float32", "shape": ["layers", "batch", "heads", "time", "head_dim"]},
-            },
-            "weights": weights,
-            "max_abs_diff_vs_torch": worst,
-        },
+        "graph": graph_entry(weights, worst),
         "training": {
             "recipe": recipe(state["args"], records),
             "steps": state["step"],
@@ -294,9 +428,7 @@ def main() -> None:
             "final_val_loss": evals[-1]["val_loss"] if evals else None,
             "base": base_training(state["args"]),
         },
-        "files": {
-            name: {"sha256": sha256(args.out / name), "bytes": (args.out / name).stat().st_size} for name in files
-        },
+        "files": file_entries(args.out, files),
     }
     (args.out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     print(f"wrote {args.out / 'manifest.json'}")

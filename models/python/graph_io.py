@@ -10,7 +10,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-INPUTS = ["input_ids", "positions", "past_key", "past_value", "attention_mask"]
+# `logit_rows` (int64 [batch, rows], indices into time) picks the rows the final norm and the
+# vocabulary head run on: decoding reads a block's masked rows, not the context riding along.
+# Graphs written before it (sprout-tiny-ar) lack it; `feeds` asks such a graph for every row.
+LOGIT_ROWS = "logit_rows"
+INPUTS = ["input_ids", "positions", "past_key", "past_value", "attention_mask", LOGIT_ROWS]
 OUTPUTS = ["logits", "new_key", "new_value"]
 # Which dimensions vary: past_key/value are [layers, batch, heads, past, head_dim].
 AXES = {
@@ -19,10 +23,19 @@ AXES = {
     "past_key": {1: "batch", 3: "past"},
     "past_value": {1: "batch", 3: "past"},
     "attention_mask": {0: "batch", 1: "time", 2: "past_plus_time"},
-    "logits": {0: "batch", 1: "time"},
+    LOGIT_ROWS: {0: "batch", 1: "rows"},
+    "logits": {0: "batch", 1: "rows"},
     "new_key": {1: "batch", 3: "time"},
     "new_value": {1: "batch", 3: "time"},
 }
+# The manifest's entries for the two tensors logit_rows concerns (export.py and
+# import_checkpoint.py write the same words).
+LOGIT_ROWS_SPEC = {
+    "type": "int64",
+    "shape": ["batch", "rows"],
+    "meaning": "indices into time of the rows whose logits are computed",
+}
+LOGITS_SPEC = {"type": "float32", "shape": ["batch", "rows", "vocab"]}
 # A weight stored in half precision is named `<name>.fp16` and widened to `<name>` by a Cast.
 FP16_SUFFIX = ".fp16"
 
@@ -68,9 +81,24 @@ def session(path: Path):
     return onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
 
 
-def run(graph_session, inputs, input_names: list[str]) -> list[np.ndarray]:
+def run(graph_session, inputs, input_names: list[str] = INPUTS) -> list[np.ndarray]:
     """The graph's outputs for torch inputs given in `input_names` order."""
     return graph_session.run(OUTPUTS, {name: t.numpy() for name, t in zip(input_names, inputs, strict=True)})
+
+
+def all_rows(batch: int, time: int) -> np.ndarray:
+    """`logit_rows` asking for every row: [batch, time] of 0 … time-1."""
+    return np.tile(np.arange(time, dtype=np.int64), (batch, 1))
+
+
+def feeds(graph_session, named: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """`named` (numpy arrays by input name, without logit_rows) completed for this graph: a graph
+    that selects rows is asked for all of them, so its logits are [batch, time, vocab] like those
+    of a graph without the input."""
+    if LOGIT_ROWS in named or LOGIT_ROWS not in {i.name for i in graph_session.get_inputs()}:
+        return named
+    batch, time = named["input_ids"].shape
+    return {**named, LOGIT_ROWS: all_rows(batch, time)}
 
 
 def sha256(path: Path) -> str:

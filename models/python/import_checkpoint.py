@@ -13,9 +13,9 @@ The graph is written from `QwenBlockLM` below, a small PyTorch module of the Qwe
 whose parameter names are the checkpoints' own, exported with torch.onnx: the same route as
 export.py, so the graph keeps the runtime's KV-cache contract (past keys/values in, the new
 tokens' keys/values out, a bool attention mask the caller builds), and any block-causal layout is
-the caller's mask rather than code in the graph. Two differences from sprout-tiny's graph: the
-cache is GQA-shaped (`kv_heads`, not `heads`), and an extra input `logit_rows` picks the rows the
-head is computed for, since a 150k-token head over every row of a block is most of a step's work.
+the caller's mask rather than code in the graph. One difference from sprout-tiny's graph: the
+cache is GQA-shaped (`kv_heads`, not `heads`). Both take `logit_rows`, the rows the head is
+computed for: a 150k-token head over every row of a block is most of a step's work.
 
 The families differ in how they are decoded, not in their weights. Those conventions are written
 into the manifest as data (`decoding`), looked up here once by `model_type`; the runtime follows
@@ -43,8 +43,8 @@ from torch import nn
 
 import graph_io
 
-# The shipped graph's contract (graph_io), plus the rows the head is computed for.
-INPUTS = [*graph_io.INPUTS, "logit_rows"]
+# The graph contract (graph_io), the rows the head is computed for included.
+INPUTS = graph_io.INPUTS
 # ONNX's protobuf cannot hold more than 2 GB: past this the weights go to a side file.
 EXTERNAL_DATA_BYTES = 2 * 1024**3
 EXTERNAL_DATA_FILE = "denoiser.onnx.data"
@@ -390,8 +390,7 @@ def example_inputs(model: QwenBlockLM, batch: int, past: int, time: int, rows: i
 
 
 def export_graph(model: QwenBlockLM, path: Path) -> None:
-    axes = {**graph_io.AXES, "logit_rows": {0: "batch", 1: "rows"}, "logits": {0: "batch", 1: "rows"}}
-    graph_io.export_onnx(model, example_inputs(model, batch=2, past=5, time=3, rows=2), path, INPUTS, axes)
+    graph_io.export_onnx(model, example_inputs(model, batch=2, past=5, time=3, rows=2), path, INPUTS, graph_io.AXES)
 
 
 def run_onnx(session, inputs) -> list[np.ndarray]:
@@ -699,14 +698,10 @@ def import_checkpoint(
                     "shape": ["batch", "time", "past+time"],
                     "meaning": "true where token may attend; past first, then the new tokens",
                 },
-                "logit_rows": {
-                    "type": "int64",
-                    "shape": ["batch", "rows"],
-                    "meaning": "indices into time of the rows whose logits are computed",
-                },
+                graph_io.LOGIT_ROWS: graph_io.LOGIT_ROWS_SPEC,
             },
             "outputs": {
-                "logits": {"type": "float32", "shape": ["batch", "rows", "vocab"]},
+                "logits": graph_io.LOGITS_SPEC,
                 "new_key": {**tensor, "shape": ["layers", "batch", "kv_heads", "time", "head_dim"]},
                 "new_value": {**tensor, "shape": ["layers", "batch", "kv_heads", "time", "head_dim"]},
             },

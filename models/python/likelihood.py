@@ -17,6 +17,7 @@ import onnxruntime
 from tokenizers import Tokenizer
 
 import corpus
+import graph_io
 from model import training_mask
 from tokenizer import special_ids
 
@@ -96,13 +97,16 @@ def two_stream_logits(
     past = np.zeros((arch["n_layers"], batch, arch["n_heads"], 0, arch["head_dim"]), dtype=np.float32)
     (logits,) = session.run(
         ["logits"],
-        {
-            "input_ids": ids,
-            "positions": np.ascontiguousarray(positions),
-            "past_key": past,
-            "past_value": past,
-            "attention_mask": mask,
-        },
+        graph_io.feeds(
+            session,
+            {
+                "input_ids": ids,
+                "positions": np.ascontiguousarray(positions),
+                "past_key": past,
+                "past_value": past,
+                "attention_mask": mask,
+            },
+        ),
     )
     return logits[:, length:]
 
@@ -124,13 +128,16 @@ def causal_logits(session: onnxruntime.InferenceSession, clean: np.ndarray, arch
     mask = np.tril(np.ones((length, length), dtype=bool))[None]
     (logits,) = session.run(
         ["logits"],
-        {
-            "input_ids": clean[None].astype(np.int64),
-            "positions": np.arange(length)[None],
-            "past_key": past,
-            "past_value": past,
-            "attention_mask": mask,
-        },
+        graph_io.feeds(
+            session,
+            {
+                "input_ids": clean[None].astype(np.int64),
+                "positions": np.arange(length)[None],
+                "past_key": past,
+                "past_value": past,
+                "attention_mask": mask,
+            },
+        ),
     )
     return logits[0]
 

@@ -136,9 +136,14 @@ class Denoiser(nn.Module):
         shape = (c.n_layers, batch, c.n_heads, 0, c.head_dim)
         return torch.zeros(shape, device=device), torch.zeros(shape, device=device)
 
-    def forward(self, input_ids, positions, past_key, past_value, attention_mask):
-        hidden, new_keys, new_values = self.hidden_states(input_ids, positions, past_key, past_value, attention_mask)
-        return self.logits(hidden), new_keys, new_values
+    def forward(self, input_ids, positions, past_key, past_value, attention_mask, logit_rows=None):
+        """The exported graph's forward. `logit_rows` ([batch, rows] int64, indices into time):
+        the rows whose logits are computed (the final norm and the head run on those only, as in
+        import_checkpoint.py's QwenBlockLM); absent, every row. Logits are [batch, rows, vocab]."""
+        x, new_keys, new_values = self.trunk(input_ids, positions, past_key, past_value, attention_mask)
+        if logit_rows is not None:
+            x = torch.gather(x, 1, logit_rows.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
+        return self.logits(self.final_norm(x)), new_keys, new_values
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
         return F.linear(hidden, self.embed.weight)  # tied input/output embeddings
@@ -149,6 +154,11 @@ class Denoiser(nn.Module):
         Returns final hidden states [batch, time, d_model] (logits via `logits`) and the new tokens'
         keys/values [layers, batch, heads, time, head_dim] (the caller appends them to its cache when
         the tokens are committed)."""
+        x, new_keys, new_values = self.trunk(input_ids, positions, past_key, past_value, attention_mask)
+        return self.final_norm(x), new_keys, new_values
+
+    def trunk(self, input_ids, positions, past_key, past_value, attention_mask):
+        """`hidden_states` before the final norm (a per-row norm: rows may be picked first)."""
         cos, sin = rotary_tables(positions, self.config.head_dim, self.config.rope_base)
         x = self.embed(input_ids)
         new_keys, new_values = [], []
@@ -156,7 +166,7 @@ class Denoiser(nn.Module):
             x, k, v = block(x, cos, sin, past_key[layer], past_value[layer], attention_mask)
             new_keys.append(k)
             new_values.append(v)
-        return self.final_norm(x), torch.stack(new_keys), torch.stack(new_values)
+        return x, torch.stack(new_keys), torch.stack(new_values)
 
 
 def causal_mask(batch: int, past: int, time: int, device=None) -> torch.Tensor:

@@ -31,6 +31,7 @@ from pathlib import Path
 import torch
 from tokenizers import Tokenizer
 
+import graph_io
 from model import Denoiser, ModelConfig, block_mask, causal_mask
 from tokenizer import load_tokenizer, special_ids
 from weights import load_checkpoint
@@ -64,7 +65,7 @@ def onnx_forward(path: Path):
             "past_value": past_v.numpy(),
             "attention_mask": (causal_mask if causal else block_mask)(1, past, time).contiguous().numpy(),
         }
-        return [torch.from_numpy(x) for x in session.run(["logits", "new_key", "new_value"], feeds)]
+        return [torch.from_numpy(x) for x in session.run(graph_io.OUTPUTS, graph_io.feeds(session, feeds))]
 
     return forward
 

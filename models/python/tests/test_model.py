@@ -26,6 +26,20 @@ def test_cache_is_exact_however_the_context_is_chunked():
     torch.testing.assert_close(torch.cat([k1, k2], dim=3), k_all, atol=1e-5, rtol=1e-5)
 
 
+def test_logit_rows_pick_rows_of_the_full_logits_and_leave_the_cache_alone():
+    model = make_model()
+    ids = torch.randint(4, 64, (2, 6))
+    inputs = (ids, torch.arange(6).expand(2, 6), *model.empty_cache(2), causal_mask(2, 0, 6))
+    rows = torch.tensor([[5, 0, 5], [2, 3, 4]])  # any order, repeats allowed
+    with torch.no_grad():
+        full, k, v = model(*inputs)
+        some, k_some, v_some = model(*inputs, rows)
+    assert some.shape == (2, 3, CONFIG.vocab_size)
+    torch.testing.assert_close(some, torch.gather(full, 1, rows[..., None].expand(-1, -1, CONFIG.vocab_size)))
+    torch.testing.assert_close(k_some, k)
+    torch.testing.assert_close(v_some, v)
+
+
 def test_training_layout_matches_cached_block_decoding():
     model = make_model()
     length, block = 8, 4

@@ -96,6 +96,9 @@ def test_train_resumes_and_exports(tmp_path: Path):
 
     assert manifest["objective"] == "diffusion" and manifest["training"]["tokens"] == 4 * 2 * 32
     assert manifest["graph"]["weights"] == "float32"
+    assert manifest["graph"]["inputs"]["logit_rows"]["shape"] == ["batch", "rows"]
+    assert manifest["graph"]["outputs"]["logits"]["shape"] == ["batch", "rows", "vocab"]
+    reexported_from_its_own_graph(model_dir, tmp_path / "again")
 
     # The GPU path: bf16 weight parts from step 2 export too.
     run("export.py", "--checkpoint", str(tmp_path / "weights"), "--out", str(model_dir), "--name", "test-tiny")
@@ -121,6 +124,43 @@ def test_train_resumes_and_exports(tmp_path: Path):
         manifest["files"]["denoiser.onnx"]["sha256"]
         == hashlib.sha256((model_dir / "denoiser.onnx").read_bytes()).hexdigest()
     )
+
+
+def reexported_from_its_own_graph(model_dir: Path, out: Path) -> None:
+    """export.py --from-model-dir: the same weights, the old manifest plus lineage, and the same
+    logits on the rows asked for as with every row."""
+    import onnx
+    import onnxruntime
+    from onnx import numpy_helper
+
+    run("export.py", "--from-model-dir", str(model_dir), "--out", str(out))
+    before, after = (json.loads((d / "manifest.json").read_text()) for d in (model_dir, out))
+    assert after["training"] == before["training"] and after["name"] == before["name"]
+    (lineage,) = after["lineage"]
+    assert lineage["re_exported_from"]["graph_sha256"] == before["files"]["denoiser.onnx"]["sha256"]
+    assert lineage["max_abs_diff_vs_previous_graph"] <= 1e-5
+    for name, entry in after["files"].items():
+        assert hashlib.sha256((out / name).read_bytes()).hexdigest() == entry["sha256"]
+    weights = [
+        {t.name: numpy_helper.to_array(t) for t in onnx.load(str(d / "denoiser.onnx")).graph.initializer}
+        for d in (model_dir, out)
+    ]
+    assert weights[0].keys() == weights[1].keys()
+    assert all(np.array_equal(weights[0][k], weights[1][k]) for k in weights[0])
+
+    session = onnxruntime.InferenceSession(str(out / "denoiser.onnx"), providers=["CPUExecutionProvider"])
+    arch = after["architecture"]
+    empty = np.zeros((arch["n_layers"], 1, arch["n_heads"], 0, arch["head_dim"]), dtype=np.float32)
+    feeds = {
+        "input_ids": np.array([[1, 400, 401, 402, 3, 3]]),
+        "positions": np.arange(6)[None],
+        "past_key": empty,
+        "past_value": empty,
+        "attention_mask": np.tril(np.ones((6, 6), dtype=bool))[None],
+    }
+    (every,) = session.run(["logits"], {**feeds, "logit_rows": np.arange(6)[None]})
+    (some,) = session.run(["logits"], {**feeds, "logit_rows": np.array([[5, 1]])})
+    np.testing.assert_allclose(some[0], every[0, [5, 1]], atol=1e-5)
 
 
 def test_a_resumed_run_trains_exactly_as_one_that_never_stopped(tmp_path: Path):
