@@ -11,12 +11,16 @@
  *   the node's for the short stream, paired per round; per event: how much more that difference
  *   grows with the long stream, divided by the events it has more. Includes the edge's own
  *   loopback hop to the node, which any deployment pays too.
+ * - wrangler dev: the same rounds (at most 60) through `wrangler dev`, as `npm start` runs the
+ *   edge: what its proxy adds on top, for comparison with bench/edge.ts.
  * - in process (Node, the same V8): the edge's app called with `app.fetch`, its node reached
  *   through an injected `fetch` that answers from memory; no socket at all, the edge's own code
  *   only: the same differences, from many more samples.
  *
  * Prints a table and writes bench/results/edge-cost.json; the table goes into the README.
  */
+
+import { spawn } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { cpus, tmpdir } from "node:os";
@@ -30,6 +34,7 @@ import { createEdgeApp } from "../apps/edge/src/app.ts";
 import type { Env } from "../apps/edge/src/env.ts";
 import { fakeNodeEvents, startFakeNode } from "../test/support/fake-node.ts";
 import { quantiles } from "../test/support/load.ts";
+import { freePort } from "../test/support/sprout.ts";
 
 const here = (path: string) => fileURLToPath(new URL(path, import.meta.url));
 const ROUNDS = Number(process.env.EDGE_COST_ROUNDS ?? 150);
@@ -179,12 +184,66 @@ const mf = new Miniflare({
 const edgeUrl = await mf.ready;
 const callEdge = (path: string, init: RequestInit) => fetch(new URL(path, edgeUrl), init);
 let workerd: Samples;
+let wranglerDev: Samples;
 try {
   workerd = await measure(callEdge, callNode, ROUNDS, 10);
-} finally {
   await mf.dispose();
+  wranglerDev = await underWranglerDev();
+} finally {
+  await mf.dispose().catch(() => {});
   rmSync(bundleDir, { recursive: true, force: true });
   await fakeNode.close();
+}
+
+/** The same rounds through `wrangler dev` (as `npm start` runs the edge): its proxy in front. */
+async function underWranglerDev(): Promise<Samples> {
+  const port = await freePort();
+  const envFile = join(bundleDir, "edge.env");
+  writeFileSync(
+    envFile,
+    `DENOISER_SECRET=${secret}\nAPI_KEY_HASHES=${keyHash}\nDENOISER_URL=${fakeNode.url}\n`,
+    {
+      mode: 0o600,
+    },
+  );
+  const child = spawn(
+    here("../node_modules/.bin/wrangler"),
+    [
+      "dev",
+      "--ip",
+      "127.0.0.1",
+      "--port",
+      String(port),
+      "--env-file",
+      envFile,
+      "--show-interactive-dev-session=false",
+    ],
+    {
+      cwd: here(".."),
+      env: { ...process.env, WRANGLER_SEND_METRICS: "false", CLOUDFLARE_CF_FETCH_ENABLED: "false" },
+      stdio: "ignore",
+      detached: true,
+    },
+  );
+  try {
+    const base = `http://127.0.0.1:${port}`;
+    const deadline = Date.now() + 120_000;
+    for (;;) {
+      const up = await fetch(`${base}/openapi.json`).then(
+        (r) => r.ok,
+        () => false,
+      );
+      if (up) break;
+      if (Date.now() > deadline || child.exitCode !== null) throw new Error("wrangler dev did not start");
+      await new Promise((r) => setTimeout(r, 300));
+    }
+    const call = (path: string, init: RequestInit) => fetch(new URL(path, base), init);
+    return await measure(call, callNode, Math.min(ROUNDS, 60), 5);
+  } finally {
+    try {
+      if (child.pid) process.kill(-child.pid, "SIGTERM"); // its group: workerd runs beneath it
+    } catch {}
+  }
 }
 
 // --- in process: the edge's app with its node in memory ----------------------------------------
@@ -234,6 +293,8 @@ const inProcess = await measure(callApp, callMemoryNode, IN_PROCESS_ROUNDS, 50);
 const rows = {
   workerd_native: costs(workerd, "native"),
   workerd_openai: costs(workerd, "openai"),
+  wrangler_dev_native: costs(wranglerDev, "native"),
+  wrangler_dev_openai: costs(wranglerDev, "openai"),
   in_process_native: costs(inProcess, "native"),
   in_process_openai: costs(inProcess, "openai"),
 };
@@ -247,6 +308,8 @@ const node = {
 const label: Record<keyof typeof rows, string> = {
   workerd_native: "workerd (Miniflare), native /v1/generate",
   workerd_openai: "workerd (Miniflare), OpenAI /v1/completions",
+  wrangler_dev_native: "wrangler dev (its proxy in front), native /v1/generate",
+  wrangler_dev_openai: "wrangler dev (its proxy in front), OpenAI /v1/completions",
   in_process_native: "in process (Node), native /v1/generate",
   in_process_openai: "in process (Node), OpenAI /v1/completions",
 };
@@ -271,7 +334,7 @@ const result = {
   date: new Date().toISOString(),
   machine: { cpus: cpus().length, cpu: cpus()[0]?.model, node: process.version },
   blocks: { short: SHORT, long: LONG, block_size: BLOCK },
-  rounds: { workerd: ROUNDS, in_process: IN_PROCESS_ROUNDS },
+  rounds: { workerd: ROUNDS, wrangler_dev: Math.min(ROUNDS, 60), in_process: IN_PROCESS_ROUNDS },
   node,
   ...rows,
 };
