@@ -108,3 +108,51 @@ export const GenerateEvent = z.discriminatedUnion("type", [
   ErrorEvent,
 ]);
 export type GenerateEvent = z.infer<typeof GenerateEvent>;
+
+const isCount = (value: unknown): value is number =>
+  typeof value === "number" && Number.isSafeInteger(value) && value >= 0;
+
+/**
+ * `NodeEvent.safeParse(value)`'s answer, cheaply for the events every stream is made of (`start`,
+ * `block`, `done`, and `step` with `emit_steps`): hand-written checks of exactly the fields of
+ * their schemas (a new object of those fields, unknown keys dropped, as zod does); the rarer
+ * events (`edit`, `verify`, `error`) through the schema itself. The adapter reads every event of every stream with it
+ * (adapters/src/denoiser-node.ts); protocol.test.ts holds it to the schema's verdict on
+ * arbitrary values. Undefined: not an event of this protocol.
+ */
+export function parseNodeEvent(value: unknown): NodeEvent | undefined {
+  if (typeof value !== "object" || value === null || Array.isArray(value)) return undefined;
+  const event = value as Record<string, unknown>;
+  if (event.type === "block") {
+    const { index, text, tokens, steps, ids } = event;
+    if (!isCount(index) || typeof text !== "string" || !isCount(tokens) || !isCount(steps)) return undefined;
+    if (!Array.isArray(ids)) return undefined;
+    for (const id of ids) if (!isCount(id)) return undefined;
+    return { type: "block", index, text, tokens, steps, ids: ids as number[] };
+  }
+  if (event.type === "step") {
+    const { block, step, committed, remaining, state } = event;
+    if (!isCount(block) || !isCount(step) || step === 0 || !isCount(committed) || !isCount(remaining))
+      return undefined;
+    if (!Array.isArray(state)) return undefined;
+    for (const token of state) if (token !== null && typeof token !== "string") return undefined;
+    return { type: "step", block, step, committed, remaining, state: state as (string | null)[] };
+  }
+  if (event.type === "start") {
+    const { model, prompt_tokens, block_size } = event;
+    if (typeof model !== "string" || !isCount(prompt_tokens) || !isCount(block_size) || block_size === 0)
+      return undefined;
+    return { type: "start", model, prompt_tokens, block_size };
+  }
+  if (event.type === "done") {
+    const { finish_reason, usage } = event;
+    if (finish_reason !== "stop" && finish_reason !== "length" && finish_reason !== "cancelled")
+      return undefined;
+    if (typeof usage !== "object" || usage === null || Array.isArray(usage)) return undefined;
+    const { prompt_tokens, completion_tokens, forward_passes } = usage as Record<string, unknown>;
+    if (!isCount(prompt_tokens) || !isCount(completion_tokens) || !isCount(forward_passes)) return undefined;
+    return { type: "done", finish_reason, usage: { prompt_tokens, completion_tokens, forward_passes } };
+  }
+  const parsed = NodeEvent.safeParse(value);
+  return parsed.success ? parsed.data : undefined;
+}
