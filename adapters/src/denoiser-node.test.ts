@@ -69,6 +69,19 @@ describe("DenoiserNodeBackend against the real node", () => {
   });
 });
 
+/** A whole stream, as a node writes it: a multi-byte character in a block, two events of one kind. */
+const wholeEvents: GenerateEvent[] = [
+  { type: "start", model: "m", prompt_tokens: 1, block_size: 2 },
+  { type: "block", index: 0, text: "é =", tokens: 2, steps: 1, ids: [7, 8] },
+  { type: "block", index: 1, text: " 1\n", tokens: 2, steps: 2, ids: [9, 10] },
+  {
+    type: "done",
+    finish_reason: "length",
+    usage: { prompt_tokens: 1, completion_tokens: 4, forward_passes: 3 },
+  },
+];
+const wholeStream = wholeEvents.map((e) => `event: ${e.type}\ndata: ${JSON.stringify(e)}\n\n`).join("");
+
 describe("DenoiserNodeBackend against broken nodes", () => {
   let fake: RunningServer;
   beforeAll(async () => {
@@ -76,10 +89,26 @@ describe("DenoiserNodeBackend against broken nodes", () => {
     const app = new Hono().post("/v1/generate", async (c) => {
       const { prompt } = await c.req.json();
       const version = prompt === "old" ? "1" : String(PROTOCOL_VERSION);
-      const sse = (body: string) =>
+      const sse = (body: string | ReadableStream) =>
         c.body(body, 200, { "content-type": "text/event-stream", [PROTOCOL_HEADER]: version });
       if (prompt === "garbage") return sse("event: block\ndata: {not json\n\n");
       if (prompt === "off-protocol") return sse('event: block\ndata: {"type":"block","index":-1}\n\n');
+      if (prompt === "trickle" || prompt === "bunched" || prompt === "cut-mid-event") {
+        // A whole stream one byte per chunk, or in one chunk; or cut inside its last event.
+        let text = wholeStream;
+        if (prompt === "cut-mid-event") text = text.slice(0, text.lastIndexOf("event: done") + 20);
+        const bytes = new TextEncoder().encode(text);
+        const chunks = prompt === "trickle" ? [...bytes].map((b) => Uint8Array.of(b)) : [bytes];
+        return sse(
+          new ReadableStream({
+            pull(controller) {
+              const chunk = chunks.shift();
+              if (chunk) controller.enqueue(chunk);
+              else controller.close();
+            },
+          }),
+        );
+      }
       if (prompt === "cut" || prompt === "old") {
         return sse('event: start\ndata: {"type":"start","model":"m","prompt_tokens":1,"block_size":4}\n\n');
       }
@@ -91,10 +120,19 @@ describe("DenoiserNodeBackend against broken nodes", () => {
 
   const backend = () => new DenoiserNodeBackend({ url: fake.url, secret: "s" });
 
+  it.each(["trickle", "bunched"])(
+    "reads the same events however the stream is cut into chunks (%s)",
+    async (prompt) => {
+      const events = await collect(await backend().doStream({ prompt, max_tokens: 4 }));
+      expect(events).toEqual(wholeEvents);
+    },
+  );
+
   it.each([
     ["garbage", /not JSON/],
     ["off-protocol", /outside protocol v2/],
     ["cut", /closed the stream/],
+    ["cut-mid-event", /closed the stream/],
   ])("rejects a node that sends %s", async (prompt, message) => {
     const stream = await backend().doStream({ prompt, max_tokens: 4 });
     await expect(collect(stream)).rejects.toMatchObject({

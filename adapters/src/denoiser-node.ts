@@ -5,17 +5,18 @@
  * answers 404 for one it does not serve); the models it serves are those its /readyz lists.
  * Runs in workerd and Node: only `fetch`, web streams and eventsource-parser.
  */
-import { EventSourceParserStream } from "eventsource-parser/stream";
+import { createParser, type EventSourceMessage } from "eventsource-parser";
 import {
   type EditRequest,
   EditResult,
   type GenerateEvent,
   type GenerateRequest,
   NodeErrorBody,
-  NodeEvent,
+  type NodeEvent,
   NodeReadiness,
   PROTOCOL_HEADER,
   PROTOCOL_VERSION,
+  parseNodeEvent,
   Verification,
   type VerifyRequest,
 } from "../../protocol/src/index.ts";
@@ -153,34 +154,63 @@ async function errorFromResponse(response: Response, id: string): Promise<Backen
   return refusal(response.status, parsed.success ? parsed.data.error.message : "(no error body)", id);
 }
 
+/**
+ * The node's SSE stream as protocol events. The body is read chunk by chunk and fed to one SSE
+ * parser (no stream stages per event); each event is checked with `parseNodeEvent`, the
+ * protocol's schema (cheaply for the events of every stream): a node is trusted by its secret,
+ * yet a broken or cut stream is still a `bad_response` that the pool fails over from.
+ */
 async function* parseEvents(body: ReadableStream<BufferSource>, id: string): AsyncGenerator<GenerateEvent> {
-  const messages = body.pipeThrough(new TextDecoderStream()).pipeThrough(new EventSourceParserStream());
-  const reader = messages.getReader();
+  const reader = body.getReader();
+  const decoder = new TextDecoder();
+  const messages: EventSourceMessage[] = [];
+  const parser = createParser({ onEvent: (message) => messages.push(message) });
+  let finished = false;
   try {
     for (;;) {
       const { done, value } = await reader.read();
       if (done) break;
-      let json: unknown;
-      try {
-        json = JSON.parse(value.data);
-      } catch {
-        throw new BackendError("bad_response", BROKEN, 502, `${id} sent an event that is not JSON`);
+      parser.feed(decoder.decode(value, { stream: true }));
+      // Taken out before yielding: the consumer may stop at any one of them.
+      const ready = messages.splice(0);
+      for (const message of ready) {
+        const event = toEvent(message, id);
+        if (event.type === "done" || event.type === "error") finished = true;
+        yield event;
+        if (finished) return;
       }
-      const event = NodeEvent.safeParse(json);
-      if (!event.success || event.data.type !== value.event) {
-        throw new BackendError(
-          "bad_response",
-          BROKEN,
-          502,
-          `${id} sent an event outside protocol v${PROTOCOL_VERSION}`,
-        );
-      }
-      yield event.data;
-      if (event.data.type === "done" || event.data.type === "error") return;
     }
     throw new BackendError("bad_response", BROKEN, 502, `${id} closed the stream before it was done`);
   } finally {
-    // Cancelling the body tells the node we are gone (it stops decoding).
-    await reader.cancel().catch(() => {});
+    if (finished) {
+      // A node ends its stream after `done`: the end is read, not cancelled (cancelling a body
+      // costs workerd more than the rest of a short request). Anything else there is cancelled.
+      void reader
+        .read()
+        .then(({ done }) => (done ? reader.releaseLock() : reader.cancel()))
+        .catch(() => {});
+    } else {
+      // Cancelling the body tells the node we are gone (it stops decoding).
+      await reader.cancel().catch(() => {});
+    }
   }
+}
+
+function toEvent(message: EventSourceMessage, id: string): NodeEvent {
+  let json: unknown;
+  try {
+    json = JSON.parse(message.data);
+  } catch {
+    throw new BackendError("bad_response", BROKEN, 502, `${id} sent an event that is not JSON`);
+  }
+  const event = parseNodeEvent(json);
+  if (event === undefined || event.type !== message.event) {
+    throw new BackendError(
+      "bad_response",
+      BROKEN,
+      502,
+      `${id} sent an event outside protocol v${PROTOCOL_VERSION}`,
+    );
+  }
+  return event;
 }
