@@ -167,7 +167,7 @@ export class BackendPool implements Backend {
           this.settings.idleMs,
           `${backend.id} did not answer in time`,
         );
-        this.release(attempt);
+        this.finish(attempt);
         return answer;
       };
     };
@@ -308,7 +308,7 @@ export class BackendPool implements Backend {
           sent.block(event);
           break;
         case "done":
-          this.release(attempt);
+          this.finish(attempt);
           yield sent.done(event);
           return;
       }
@@ -339,10 +339,21 @@ export class BackendPool implements Backend {
     );
   }
 
-  /** Ends an attempt: frees its slot and records how it went for the member's circuit. */
+  /**
+   * A member answered in full (a stream's `done`, a call's answer): its slot is freed and its
+   * circuit closed. Nothing is left to abort (in workerd aborting a finished fetch's signal
+   * costs more than the rest of the request): its stream, if any, is only closed.
+   */
+  private finish(attempt: Attempt): void {
+    if (attempt.end(false)) this.record(attempt.member);
+  }
+
+  /** Ends an attempt, aborting its work: frees its slot and records how it went for the member's circuit. */
   private release(attempt: Attempt, error?: unknown): void {
-    if (!attempt.end()) return;
-    const member = attempt.member;
+    if (attempt.end(true)) this.record(attempt.member, error);
+  }
+
+  private record(member: MemberState, error?: unknown): void {
     if (error === undefined) {
       member.failures = 0;
       member.openUntil = 0;
@@ -417,6 +428,13 @@ class Sent {
   }
 }
 
+/** A wait of an attempt: when it times out, with what, and how to tell the waiter. */
+interface Wait {
+  deadline: number;
+  detail: string;
+  reject: (error: BackendError) => void;
+}
+
 /**
  * One try of one member: it holds a slot on the member (`inFlight`) until it ends, has its own
  * abort signal (tied to the client's), and times its reads.
@@ -426,6 +444,10 @@ class Attempt {
   private readonly controller = new AbortController();
   private iterator: AsyncIterator<GenerateEvent> | undefined;
   private ended = false;
+  /** What it waits for now (a stream's next event, a call's answer), and its timer. */
+  private waiting: Wait | undefined;
+  private watchdog: ReturnType<typeof setTimeout> | undefined;
+  private watchdogAt = 0;
 
   constructor(
     readonly member: MemberState,
@@ -449,28 +471,60 @@ class Attempt {
     return result.done ? undefined : result.value;
   }
 
-  /** `promise`, or a 503 BackendError after `ms`, this attempt aborted first. */
-  async within<T>(promise: Promise<T>, ms: number, detail: string): Promise<T> {
+  /**
+   * `promise`, or a 503 BackendError after `ms`, this attempt aborted first. One timer per
+   * attempt (the watchdog), not one per wait: a stream waits once per event, and a wait whose
+   * deadline is later than the watchdog's leaves it be; when it fires, it re-arms for the wait
+   * then in progress, if that one still has time.
+   */
+  within<T>(promise: Promise<T>, ms: number, detail: string): Promise<T> {
     promise.catch(() => {}); // if the timeout wins, the abort it causes rejects this one: expected
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => {
-        this.abort();
-        reject(new BackendError("backend_unavailable", UNAVAILABLE, 503, detail));
-      }, ms);
+    return new Promise<T>((resolve, reject) => {
+      const wait: Wait = { deadline: Date.now() + ms, detail, reject };
+      this.waiting = wait;
+      this.arm(wait.deadline);
+      promise.then(
+        (value) => {
+          if (this.waiting === wait) this.waiting = undefined;
+          resolve(value);
+        },
+        (error: unknown) => {
+          if (this.waiting === wait) this.waiting = undefined;
+          reject(error);
+        },
+      );
     });
-    try {
-      return await Promise.race([promise, timeout]);
-    } finally {
-      clearTimeout(timer);
-    }
   }
 
-  /** Aborts it and frees its slot; false when it had already ended. */
-  end(): boolean {
+  /** The watchdog fires by `deadline` at the latest. */
+  private arm(deadline: number): void {
+    if (this.watchdog !== undefined && this.watchdogAt <= deadline) return;
+    clearTimeout(this.watchdog);
+    this.watchdogAt = deadline;
+    this.watchdog = setTimeout(() => this.bark(), Math.max(0, deadline - Date.now()));
+  }
+
+  private bark(): void {
+    this.watchdog = undefined;
+    const wait = this.waiting;
+    if (!wait || this.ended) return;
+    if (Date.now() < wait.deadline) {
+      this.arm(wait.deadline);
+      return;
+    }
+    this.waiting = undefined;
+    this.abort();
+    wait.reject(new BackendError("backend_unavailable", UNAVAILABLE, 503, wait.detail));
+  }
+
+  /** Frees its slot, aborting its work (or, where it finished, closing its stream); false when it had already ended. */
+  end(abort: boolean): boolean {
     if (this.ended) return false;
     this.ended = true;
-    this.abort();
+    clearTimeout(this.watchdog);
+    this.watchdog = undefined;
+    if (abort) this.abort();
+    else void this.iterator?.return?.().catch(() => {});
     this.member.inFlight--;
     return true;
   }
