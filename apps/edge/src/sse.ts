@@ -1,29 +1,29 @@
 /**
- * Writing an SSE stream with keep-alive: after `everyMs` of silence (15 s unless `SSE_KEEPALIVE_MS`
- * says otherwise) a `: ping` comment goes out, so proxies and clients do not drop a stream
- * whose model is still thinking. Comments are invisible to SSE parsers (and to OpenAI clients).
+ * Writing SSE by hand: the text of one message (`event:` and `data:` lines, as Hono's `writeSSE`
+ * writes them), and the keep-alive period: after that long without a byte (15 s unless
+ * `SSE_KEEPALIVE_MS` says otherwise) a `: ping` comment goes out, so proxies and clients do not
+ * drop a stream whose model is still thinking. Comments are invisible to SSE parsers (and to
+ * OpenAI clients). The stream itself is stream-events.ts's.
  */
-import type { SSEMessage, SSEStreamingApi } from "hono/streaming";
 import type { Env } from "./env.ts";
 
-export function sseWriter(stream: SSEStreamingApi, env: Env) {
-  const everyMs = Number(env.SSE_KEEPALIVE_MS ?? 15_000);
-  let last = Date.now();
-  const timer = setInterval(
-    () => {
-      if (Date.now() - last < everyMs || stream.closed || stream.aborted) return;
-      last = Date.now();
-      void stream.write(": ping\n\n").catch(() => {});
-    },
-    Math.max(10, Math.floor(everyMs / 4)),
-  );
-  return {
-    send(message: SSEMessage) {
-      last = Date.now();
-      return stream.writeSSE(message);
-    },
-    stop() {
-      clearInterval(timer);
-    },
-  };
+export interface SseMessage {
+  /** The event's name (`event:`); absent: a plain `message`. */
+  event?: string;
+  data: string;
 }
+
+export const PING = ": ping\n\n";
+
+const lineBreak = /\r\n|\r|\n/;
+
+/** One message as SSE text; data with line breaks becomes several `data:` lines. */
+export function sseText({ event, data }: SseMessage): string {
+  const lines = lineBreak.test(data) ? data.split(lineBreak).join("\ndata: ") : data;
+  if (event === undefined || event === "") return `data: ${lines}\n\n`;
+  if (lineBreak.test(event)) throw new Error('event must not contain "\\r" or "\\n"');
+  return `event: ${event}\ndata: ${lines}\n\n`;
+}
+
+/** Milliseconds of silence before a `: ping`. */
+export const keepAliveMs = (env: Env): number => Number(env.SSE_KEEPALIVE_MS ?? 15_000);
