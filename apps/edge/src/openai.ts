@@ -133,22 +133,23 @@ export async function respondOpenAi(
     });
   }
 
+  // A chunk is `{...envelope, choices: [choice], usage: null}` (with include_usage, OpenAI sends
+  // `usage: null` on every chunk but the last); the envelope's JSON is written once per stream.
+  const head = JSON.stringify(envelope(shape.chunkObject)).slice(0, -1);
+  const tail = includeUsage ? ',"usage":null}' : "}";
   const chunk = (text: string, finish: string | null, first = false) => ({
-    ...envelope(shape.chunkObject),
-    choices: [shape.chunkChoice(text, finish, first)],
-    // With include_usage, OpenAI sends `usage: null` on every chunk but the last.
-    ...(includeUsage ? { usage: null } : {}),
+    data: `${head},"choices":[${JSON.stringify(shape.chunkChoice(text, finish, first))}]${tail}`,
   });
   const data = (value: unknown) => ({ data: JSON.stringify(value) });
   let first = true;
   return streamEvents(c, request, {
     async event(event, send) {
       if (event.type === "block" && event.text) {
-        await send(data(chunk(event.text, null, first)));
+        await send(chunk(event.text, null, first));
         first = false;
       }
       if (event.type === "done") {
-        await send(data(chunk("", toOpenAiFinish(event.finish_reason), first)));
+        await send(chunk("", toOpenAiFinish(event.finish_reason), first));
         if (includeUsage)
           await send(
             data({ ...envelope(shape.chunkObject), choices: [], usage: toOpenAiUsage(event.usage) }),
