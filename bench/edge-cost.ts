@@ -11,6 +11,9 @@
  *   the node's for the short stream, paired per round; per event: how much more that difference
  *   grows with the long stream, divided by the events it has more. Includes the edge's own
  *   loopback hop to the node, which any deployment pays too.
+ * - the floor: in the same rounds, a worker that only forwards the request to the node and its
+ *   answer back (one hop through workerd, no JS per event): the edge's rows beyond it are the
+ *   edge's own code.
  * - wrangler dev: the same rounds (at most 60) through `wrangler dev`, as `npm start` runs the
  *   edge: what its proxy adds on top, for comparison with bench/edge.ts.
  * - in process (Node, the same V8): the edge's app called with `app.fetch`, its node reached
@@ -64,9 +67,10 @@ const bodies = {
     stream_options: { include_usage: true },
   }),
 };
-type Path = "node" | "native" | "openai";
+type Path = "node" | "forward" | "native" | "openai";
 const route: Record<Path, string> = {
   node: "/v1/generate",
+  forward: "/v1/generate",
   native: "/v1/generate",
   openai: "/v1/completions",
 };
@@ -82,7 +86,7 @@ async function timed(
   const response = await call(route[path], {
     method: "POST",
     headers: {
-      authorization: `Bearer ${path === "node" ? secret : key}`,
+      authorization: `Bearer ${path === "node" || path === "forward" ? secret : key}`,
       "content-type": "application/json",
     },
     body,
@@ -101,20 +105,31 @@ async function timed(
   return ms;
 }
 
+type Caller = (path: string, init: RequestInit) => Promise<Response>;
 interface Samples {
   node: { short: number[]; long: number[] };
+  forward: { short: number[]; long: number[] };
   native: { short: number[]; long: number[] };
   openai: { short: number[]; long: number[] };
 }
 
+/** Rounds of each path in turn (the forwarding worker's only where given), short and long. */
 async function measure(
-  call: (path: string, init: RequestInit) => Promise<Response>,
-  callNode: (path: string, init: RequestInit) => Promise<Response>,
+  call: Caller,
+  callNode: Caller,
   rounds: number,
   warmup: number,
+  callForward?: Caller,
 ): Promise<Samples> {
+  const callers: Record<Path, Caller | undefined> = {
+    node: callNode,
+    forward: callForward,
+    native: call,
+    openai: call,
+  };
   const samples: Samples = {
     node: { short: [], long: [] },
+    forward: { short: [], long: [] },
     native: { short: [], long: [] },
     openai: { short: [], long: [] },
   };
@@ -123,8 +138,10 @@ async function measure(
       ["short", SHORT],
       ["long", LONG],
     ] as const) {
-      for (const path of ["node", "native", "openai"] as const) {
-        const ms = await timed(path === "node" ? callNode : call, path, blocks);
+      for (const path of ["node", "forward", "native", "openai"] as const) {
+        const caller = callers[path];
+        if (!caller) continue;
+        const ms = await timed(caller, path, blocks);
         if (round >= 0) samples[path][length].push(ms);
       }
     }
@@ -133,11 +150,11 @@ async function measure(
 }
 
 const extraEvents = LONG - SHORT;
-/** The edge's per-request and per-event cost for one route, paired by round with the node's. */
-function costs(samples: Samples, path: "native" | "openai") {
-  const perRequest = samples[path].short.map((ms, i) => ms - (samples.node.short[i] as number));
+/** The per-request and per-event cost of one path beyond `base`'s (the node alone), paired by round. */
+function costs(samples: Samples, path: "forward" | "native" | "openai", base: "node" | "forward" = "node") {
+  const perRequest = samples[path].short.map((ms, i) => ms - (samples[base].short[i] as number));
   const perEvent = samples[path].long.map(
-    (ms, i) => (ms - (samples.node.long[i] as number) - (perRequest[i] as number)) / extraEvents,
+    (ms, i) => (ms - (samples[base].long[i] as number) - (perRequest[i] as number)) / extraEvents,
   );
   const r = quantiles(perRequest);
   const e = quantiles(perEvent);
@@ -183,14 +200,30 @@ const mf = new Miniflare({
 } as ConstructorParameters<typeof Miniflare>[0]);
 const edgeUrl = await mf.ready;
 const callEdge = (path: string, init: RequestInit) => fetch(new URL(path, edgeUrl), init);
+/** The floor of any worker in front of the node: one that forwards the request and its answer untouched. */
+const forwarder = new Miniflare({
+  modules: true,
+  compatibilityDate: workerOptions.compatibilityDate,
+  bindings: { NODE_URL: fakeNode.url },
+  script: `export default {
+    fetch(request, env) {
+      const { pathname } = new URL(request.url);
+      return fetch(new URL(pathname, env.NODE_URL), { method: request.method, headers: request.headers, body: request.body });
+    },
+  };`,
+});
+const forwarderUrl = await forwarder.ready;
+const callForward = (path: string, init: RequestInit) => fetch(new URL(path, forwarderUrl), init);
 let workerd: Samples;
 let wranglerDev: Samples;
 try {
-  workerd = await measure(callEdge, callNode, ROUNDS, 10);
+  workerd = await measure(callEdge, callNode, ROUNDS, 10, callForward);
   await mf.dispose();
+  await forwarder.dispose();
   wranglerDev = await underWranglerDev();
 } finally {
   await mf.dispose().catch(() => {});
+  await forwarder.dispose().catch(() => {});
   rmSync(bundleDir, { recursive: true, force: true });
   await fakeNode.close();
 }
@@ -291,8 +324,11 @@ const inProcess = await measure(callApp, callMemoryNode, IN_PROCESS_ROUNDS, 50);
 
 // --- report -------------------------------------------------------------------------------------
 const rows = {
+  workerd_forward: costs(workerd, "forward"),
   workerd_native: costs(workerd, "native"),
   workerd_openai: costs(workerd, "openai"),
+  workerd_native_beyond_forward: costs(workerd, "native", "forward"),
+  workerd_openai_beyond_forward: costs(workerd, "openai", "forward"),
   wrangler_dev_native: costs(wranglerDev, "native"),
   wrangler_dev_openai: costs(wranglerDev, "openai"),
   in_process_native: costs(inProcess, "native"),
@@ -306,8 +342,11 @@ const node = {
   },
 };
 const label: Record<keyof typeof rows, string> = {
+  workerd_forward: "workerd (Miniflare), a worker that only forwards (the floor)",
   workerd_native: "workerd (Miniflare), native /v1/generate",
   workerd_openai: "workerd (Miniflare), OpenAI /v1/completions",
+  workerd_native_beyond_forward: "workerd, native, beyond the forwarding worker",
+  workerd_openai_beyond_forward: "workerd, OpenAI, beyond the forwarding worker",
   wrangler_dev_native: "wrangler dev (its proxy in front), native /v1/generate",
   wrangler_dev_openai: "wrangler dev (its proxy in front), OpenAI /v1/completions",
   in_process_native: "in process (Node), native /v1/generate",
