@@ -114,6 +114,23 @@ export interface ForwardResult {
   batchRow: number;
 }
 
+/**
+ * Milliseconds a batched forward spent in each of its parts, added up over the forwards it is
+ * passed to (bench/step-profile.ts).
+ */
+export interface StepProfile {
+  /** Token ids, positions, attention mask and logit rows. */
+  inputs: number;
+  /** The caches side by side as the graph's past keys/values. */
+  past: number;
+  /** The denoiser graph. */
+  graph: number;
+  /** The greedy statistics (pick.onnx). */
+  pick: number;
+  /** Each sequence's rows of logits and statistics. */
+  results: number;
+}
+
 export interface SessionOptions {
   /** onnxruntime execution providers in order of preference, e.g. `["cuda", "cpu"]`. */
   executionProviders?: string[];
@@ -179,7 +196,16 @@ export class DenoiserSession {
    * A graph with a `logit_rows` input computes the head only for the rows asked for (padded to
    * the most any sequence asks, with row 0); one without computes every row.
    */
-  async forwardBatch(inputs: readonly ForwardInput[], { stats = false } = {}): Promise<ForwardResult[]> {
+  async forwardBatch(
+    inputs: readonly ForwardInput[],
+    { stats = false, profile }: { stats?: boolean; profile?: StepProfile } = {},
+  ): Promise<ForwardResult[]> {
+    let clock = performance.now();
+    const lap = (part: keyof StepProfile) => {
+      const now = performance.now();
+      if (profile) profile[part] += now - clock;
+      clock = now;
+    };
     const { n_layers: layers, kv_heads: heads, head_dim: headDim } = this.manifest.architecture;
     const maxPosition = this.manifest.architecture.max_positions - 1;
     const batch = inputs.length;
@@ -210,7 +236,9 @@ export class DenoiserSession {
         mask.fill(1, rowMask + past, rowMask + past + sees);
       }
     });
+    lap("inputs");
     const [pastKey, pastValue] = this.batchedPast(inputs, past, [layers, heads, headDim]);
+    lap("past");
     const feeds: Record<string, ort.Tensor> = {
       input_ids: new ort.Tensor("int64", ids, [batch, time]),
       positions: new ort.Tensor("int64", positions, [batch, time]),
@@ -235,13 +263,16 @@ export class DenoiserSession {
       });
       feeds.logit_rows = new ort.Tensor("int64", rows, [batch, rowsPerSequence]);
     }
+    lap("inputs");
     const out = await this.session.run(feeds);
+    lap("graph");
     const { logits, new_key, new_value } = out;
     if (!logits || !new_key || !new_value) throw new Error("denoiser graph is missing an output");
     const vocab = this.manifest.architecture.vocab_size;
     const all = logits.data as Float32Array;
     const rowStats = stats ? await this.rowStats(logits, batch * rowsPerSequence) : undefined;
-    return inputs.map((_, b) => {
+    lap("pick");
+    const results = inputs.map((_, b): ForwardResult => {
       // Where each asked-for row is in the graph's output for this sequence.
       const at = this.selectsRows ? asked[b]?.map((_, k) => k) : asked[b];
       const base = b * rowsPerSequence;
@@ -259,6 +290,8 @@ export class DenoiserSession {
         batchRow: b,
       };
     });
+    lap("results");
+    return results;
   }
 
   /**
