@@ -77,6 +77,39 @@ describe("the ONNX graph under onnxruntime-node", () => {
     await session.release();
   });
 
+  it("gives each row what one padded graph run gives it when a batch is split by length", async () => {
+    const manifest = await loadManifest(SHIPPED_MODEL_DIR);
+    const graph = join(SHIPPED_MODEL_DIR, manifest.graph.file);
+    const vocab = manifest.architecture.vocab_size;
+    const split = await DenoiserSession.create(graph, manifest, { forwardCostTokens: 0 });
+    const together = await DenoiserSession.create(graph, manifest, {
+      forwardCostTokens: Number.POSITIVE_INFINITY,
+    });
+    const prefill = await together.forward(golden.prompt_ids, [], KvCache.empty(manifest));
+    const cache = KvCache.empty(manifest).append(prefill.newKey, prefill.newValue);
+    const inputs = [
+      { context: [], block: golden.block_ids, cache, rows: [1, 2, 3] },
+      { context: golden.prompt_ids, block: golden.block_ids, cache: KvCache.empty(manifest) },
+      { context: [], block: golden.block_ids.slice(0, 4), cache: cache.prefix(3), rows: [0, 2] },
+    ];
+    const [a, b] = await Promise.all([
+      split.forwardBatch(inputs, { stats: true }),
+      together.forwardBatch(inputs, { stats: true }),
+    ]);
+    for (const [i, input] of inputs.entries()) {
+      const rows = input.rows?.length ?? input.context.length + input.block.length;
+      const [x, y] = [a[i], b[i]];
+      if (!x?.stats || !y?.stats) throw new Error("no statistics came back");
+      expect(x.logits.length).toBe(rows * vocab);
+      expect(x.stats.topId.length).toBe(rows); // statistics only for the rows asked for
+      expect([...x.stats.topId]).toEqual([...y.stats.topId]);
+      for (let k = 0; k < x.logits.length; k += 101)
+        expect(x.logits[k]).toBeCloseTo(y.logits[k] as number, 4);
+    }
+    await split.release();
+    await together.release();
+  });
+
   it("computes in onnxruntime the greedy choice, confidence and entropy JavaScript would", async () => {
     const { manifest, session, vocab } = await open();
     const [result] = await session.forwardBatch(

@@ -12,72 +12,14 @@
  */
 import { fileURLToPath } from "node:url";
 import * as ort from "onnxruntime-node";
+import { KvCache, PastBuffers } from "./kv.ts";
 import type { Manifest } from "./manifest.ts";
 import { bannedTokenIds } from "./prompt.ts";
 
+export { KvCache };
+
 /** Per-row argmax, log-probability and entropy (written by models/python/pick_graph.py). */
 const PICK_GRAPH = fileURLToPath(new URL("./pick.onnx", import.meta.url));
-
-/** Keys and values of committed tokens, `[layers, 1, kv_heads, length, head_dim]` each. */
-export class KvCache {
-  private constructor(
-    readonly key: ort.Tensor,
-    readonly value: ort.Tensor,
-    readonly length: number,
-  ) {}
-
-  static empty(manifest: Manifest): KvCache {
-    const { n_layers, kv_heads, head_dim } = manifest.architecture;
-    const dims = [n_layers, 1, kv_heads, 0, head_dim];
-    return new KvCache(
-      new ort.Tensor("float32", new Float32Array(0), dims),
-      new ort.Tensor("float32", new Float32Array(0), dims),
-      0,
-    );
-  }
-
-  /**
-   * A new cache: this one's tokens followed by the first `count` positions of row `batchRow` of
-   * a forward's `[layers, batch, heads, time, head_dim]` keys/values.
-   */
-  append(addedKey: ort.Tensor, addedValue: ort.Tensor, count = addedKey.dims[3] ?? 0, batchRow = 0): KvCache {
-    if (count < 0 || count > (addedKey.dims[3] ?? 0)) {
-      throw new RangeError(`cannot append ${count} positions from ${addedKey.dims[3]}`);
-    }
-    return new KvCache(
-      appendOnLengthAxis(this.key, addedKey, count, batchRow),
-      appendOnLengthAxis(this.value, addedValue, count, batchRow),
-      this.length + count,
-    );
-  }
-}
-
-/** The first `length` positions of a cache, as a cache of its own (a copy). */
-export function cachePrefix(cache: KvCache, length: number, manifest: Manifest): KvCache {
-  if (length === cache.length) return cache;
-  return KvCache.empty(manifest).append(cache.key, cache.value, length);
-}
-
-/** `a` (batch 1) followed on the length axis by `take` positions of batch row `row` of `b`. */
-function appendOnLengthAxis(a: ort.Tensor, b: ort.Tensor, take: number, row: number): ort.Tensor {
-  const [layers = 0, , heads = 0, lengthA = 0, headDim = 0] = a.dims;
-  const [, batchB = 1, , lengthB = 0] = b.dims;
-  const dataA = a.data as Float32Array;
-  const dataB = b.data as Float32Array;
-  const out = new Float32Array(layers * heads * (lengthA + take) * headDim);
-  const strideA = lengthA * headDim;
-  const strideB = lengthB * headDim;
-  for (let layer = 0; layer < layers; layer++) {
-    for (let head = 0; head < heads; head++) {
-      const r = layer * heads + head;
-      const fromB = ((layer * batchB + row) * heads + head) * strideB;
-      const base = r * (strideA + take * headDim);
-      out.set(dataA.subarray(r * strideA, (r + 1) * strideA), base);
-      out.set(dataB.subarray(fromB, fromB + take * headDim), base + strideA);
-    }
-  }
-  return new ort.Tensor("float32", out, [layers, 1, heads, lengthA + take, headDim]);
-}
 
 /** What one sequence puts into a forward pass. */
 export interface ForwardInput {
@@ -115,32 +57,62 @@ export interface ForwardResult {
 }
 
 /**
- * Milliseconds a batched forward spent in each of its parts, added up over the forwards it is
- * passed to (bench/step-profile.ts).
+ * Where batched forwards spent their time, added up over the forwards it is passed to
+ * (bench/step-profile.ts). `newStepProfile()` gives an empty one.
  */
 export interface StepProfile {
-  /** Token ids, positions, attention mask and logit rows. */
-  inputs: number;
-  /** The caches side by side as the graph's past keys/values. */
-  past: number;
-  /** The denoiser graph. */
-  graph: number;
-  /** The greedy statistics (pick.onnx). */
-  pick: number;
-  /** Each sequence's rows of logits and statistics. */
-  results: number;
+  /** Milliseconds in each part. */
+  ms: {
+    /** Token ids, positions, attention mask and logit rows. */
+    inputs: number;
+    /** The caches side by side as the graph's past keys/values (copying what is new). */
+    past: number;
+    /** The denoiser graph. */
+    graph: number;
+    /** The greedy statistics (pick.onnx), the asked-for rows gathered for it included. */
+    pick: number;
+    /** Each sequence's rows of logits. */
+    results: number;
+  };
+  /** Graph runs, the token slots they computed (padding included), and the rows the pick graph read. */
+  runs: number;
+  slots: number;
+  pickedRows: number;
+}
+
+export function newStepProfile(): StepProfile {
+  return { ms: { inputs: 0, past: 0, graph: 0, pick: 0, results: 0 }, runs: 0, slots: 0, pickedRows: 0 };
 }
 
 export interface SessionOptions {
   /** onnxruntime execution providers in order of preference, e.g. `["cuda", "cpu"]`. */
   executionProviders?: string[];
   intraOpNumThreads?: number;
+  /**
+   * What one more forward costs, in token slots (one token through the graph, padding
+   * included): forwardBatch splits a batch into forwards of similar lengths when that saves
+   * more padded slots than this per extra forward. Default: `CPU_FORWARD_COST_TOKENS` when the
+   * CPU provider is the first choice (a forward's cost there is mostly per token), else
+   * Infinity (never split: on a GPU a forward's cost is mostly per call).
+   */
+  forwardCostTokens?: number;
 }
+
+/**
+ * A forward's own cost on this kind of CPU, in token slots (bench/step-profile.ts: 8 × 32 plus
+ * one 64 in one forward against two).
+ */
+export const CPU_FORWARD_COST_TOKENS = 32;
 
 export class DenoiserSession {
   /** 0 for ids the model may produce, -inf for banned ones (prompt.ts's bannedTokenIds). */
   private readonly bias: ort.Tensor;
-  private lastPast: { caches: KvCache[]; key: ort.Tensor; value: ort.Tensor } | undefined;
+  private readonly pasts: PastBuffers;
+  /**
+   * Where the pick graph's rows are gathered, reused (a fresh array of that size costs more in
+   * page faults than the copy); `undefined` while a pick run reads it.
+   */
+  private pickRows: Float32Array | undefined;
   /** Whether the graph computes logits only for the rows it is given (`logit_rows`). */
   private readonly selectsRows: boolean;
 
@@ -148,7 +120,10 @@ export class DenoiserSession {
     private readonly session: ort.InferenceSession,
     private readonly pick: ort.InferenceSession,
     readonly manifest: Manifest,
+    private readonly forwardCostTokens: number,
   ) {
+    const { n_layers: layers, kv_heads: heads, head_dim: headDim } = manifest.architecture;
+    this.pasts = new PastBuffers({ layers, heads, headDim });
     const bias = Float32Array.from(bannedTokenIds(manifest), (banned) =>
       banned ? Number.NEGATIVE_INFINITY : 0,
     );
@@ -159,7 +134,7 @@ export class DenoiserSession {
   static async create(
     graphPath: string,
     manifest: Manifest,
-    { executionProviders = ["cpu"], intraOpNumThreads }: SessionOptions = {},
+    { executionProviders = ["cpu"], intraOpNumThreads, forwardCostTokens }: SessionOptions = {},
   ): Promise<DenoiserSession> {
     const options: ort.InferenceSession.SessionOptions = {
       executionProviders,
@@ -171,7 +146,10 @@ export class DenoiserSession {
     };
     const session = await ort.InferenceSession.create(graphPath, options);
     const pick = await ort.InferenceSession.create(PICK_GRAPH, options);
-    return new DenoiserSession(session, pick, manifest);
+    const cost =
+      forwardCostTokens ??
+      (executionProviders[0] === "cpu" ? CPU_FORWARD_COST_TOKENS : Number.POSITIVE_INFINITY);
+    return new DenoiserSession(session, pick, manifest, cost);
   }
 
   /**
@@ -189,29 +167,83 @@ export class DenoiserSession {
   }
 
   /**
-   * One forward pass for several sequences at once (batching). Rows are padded to the longest
-   * input and the longest cache; the attention mask hides the padding, so each row computes
-   * what it would alone. A padded query attends only to itself, which keeps its (discarded)
-   * values finite. A batch of one with nothing to pad passes its cache through without a copy.
-   * A graph with a `logit_rows` input computes the head only for the rows asked for (padded to
-   * the most any sequence asks, with row 0); one without computes every row.
+   * One forward pass for several sequences at once (batching). Sequences of similar length go
+   * into one graph run: rows are padded to its longest input and longest cache, and the
+   * attention mask hides the padding, so each row computes what it would alone (a padded query
+   * attends only to itself, which keeps its discarded values finite). Sequences of quite
+   * different lengths (one bringing a prefill or a committed block, the rest only their block)
+   * run in separate graph runs when that saves more padding than a run costs
+   * (`forwardCostTokens`). A graph with a `logit_rows` input computes the head only for the
+   * rows asked for (padded to the most any sequence asks, with row 0); one without computes
+   * every row. The greedy statistics, when asked for, are computed for the asked-for rows only,
+   * in one pick-graph run for the whole batch.
    */
   async forwardBatch(
     inputs: readonly ForwardInput[],
     { stats = false, profile }: { stats?: boolean; profile?: StepProfile } = {},
   ): Promise<ForwardResult[]> {
     let clock = performance.now();
-    const lap = (part: keyof StepProfile) => {
+    const lap = (part: keyof StepProfile["ms"]) => {
       const now = performance.now();
-      if (profile) profile[part] += now - clock;
+      if (profile) profile.ms[part] += now - clock;
       clock = now;
     };
-    const { n_layers: layers, kv_heads: heads, head_dim: headDim } = this.manifest.architecture;
+    if (inputs.length === 0) return [];
+    const asked = inputs.map((input) => {
+      const length = input.context.length + input.block.length;
+      const rows = input.rows ?? range(length);
+      if (rows.some((t) => !(Number.isInteger(t) && t >= 0 && t < length))) {
+        throw new RangeError(`logit rows ${rows} fall outside the ${length} new tokens`);
+      }
+      return rows;
+    });
+    const lengths = inputs.map((i) => i.context.length + i.block.length);
+    const results: ForwardResult[] = new Array(inputs.length);
+    for (const group of splitByLength(lengths, this.forwardCostTokens)) {
+      const out = await this.run(
+        group.map((b) => inputs[b] as ForwardInput),
+        group.map((b) => asked[b] as readonly number[]),
+        lap,
+        profile,
+      );
+      group.forEach((b, k) => {
+        results[b] = out[k] as ForwardResult;
+      });
+    }
+    if (stats) {
+      const all = await this.rowStats(results.map((r) => r.logits));
+      if (profile) profile.pickedRows += all.topId.length;
+      let at = 0;
+      for (const result of results) {
+        const rows = result.logits.length / this.manifest.architecture.vocab_size;
+        result.stats = {
+          topId: all.topId.subarray(at, at + rows),
+          topLogprob: all.topLogprob.subarray(at, at + rows),
+          entropy: all.entropy.subarray(at, at + rows),
+        };
+        at += rows;
+      }
+      lap("pick");
+    }
+    return results;
+  }
+
+  /** One graph run over sequences padded to the longest; each gets its asked-for rows of logits. */
+  private async run(
+    inputs: readonly ForwardInput[],
+    asked: readonly (readonly number[])[],
+    lap: (part: keyof StepProfile["ms"]) => void,
+    profile: StepProfile | undefined,
+  ): Promise<ForwardResult[]> {
     const maxPosition = this.manifest.architecture.max_positions - 1;
     const batch = inputs.length;
     const time = Math.max(...inputs.map((i) => i.context.length + i.block.length));
     const past = Math.max(...inputs.map((i) => i.cache.length));
     const width = past + time;
+    if (profile) {
+      profile.runs++;
+      profile.slots += batch * time;
+    }
     const pad = BigInt(this.manifest.special_tokens.pad ?? 0);
     const ids = new BigInt64Array(batch * time).fill(pad);
     const positions = new BigInt64Array(batch * time);
@@ -236,24 +268,12 @@ export class DenoiserSession {
         mask.fill(1, rowMask + past, rowMask + past + sees);
       }
     });
-    lap("inputs");
-    const [pastKey, pastValue] = this.batchedPast(inputs, past, [layers, heads, headDim]);
-    lap("past");
+    const rowsPerSequence = this.selectsRows ? Math.max(1, ...asked.map((r) => r.length)) : time;
     const feeds: Record<string, ort.Tensor> = {
       input_ids: new ort.Tensor("int64", ids, [batch, time]),
       positions: new ort.Tensor("int64", positions, [batch, time]),
-      past_key: pastKey,
-      past_value: pastValue,
       attention_mask: new ort.Tensor("bool", mask, [batch, time, width]),
     };
-    const asked = inputs.map((i) => i.rows ?? range(i.context.length + i.block.length));
-    inputs.forEach((input, b) => {
-      const length = input.context.length + input.block.length;
-      if (asked[b]?.some((t) => !(Number.isInteger(t) && t >= 0 && t < length))) {
-        throw new RangeError(`logit rows ${asked[b]} fall outside the ${length} new tokens`);
-      }
-    });
-    const rowsPerSequence = this.selectsRows ? Math.max(1, ...asked.map((r) => r.length)) : time;
     if (this.selectsRows) {
       const rows = new BigInt64Array(batch * rowsPerSequence);
       asked.forEach((r, b) => {
@@ -264,27 +284,27 @@ export class DenoiserSession {
       feeds.logit_rows = new ort.Tensor("int64", rows, [batch, rowsPerSequence]);
     }
     lap("inputs");
-    const out = await this.session.run(feeds);
+    const buffer = this.pasts.acquire(
+      inputs.map((i) => i.cache),
+      past,
+    );
+    lap("past");
+    let out: ort.InferenceSession.OnnxValueMapType;
+    try {
+      out = await this.session.run({ ...feeds, past_key: buffer.key, past_value: buffer.value });
+    } finally {
+      this.pasts.release(buffer);
+    }
     lap("graph");
     const { logits, new_key, new_value } = out;
     if (!logits || !new_key || !new_value) throw new Error("denoiser graph is missing an output");
     const vocab = this.manifest.architecture.vocab_size;
     const all = logits.data as Float32Array;
-    const rowStats = stats ? await this.rowStats(logits, batch * rowsPerSequence) : undefined;
-    lap("pick");
     const results = inputs.map((_, b): ForwardResult => {
       // Where each asked-for row is in the graph's output for this sequence.
-      const at = this.selectsRows ? asked[b]?.map((_, k) => k) : asked[b];
-      const base = b * rowsPerSequence;
+      const at = this.selectsRows ? (asked[b] ?? []).map((_, k) => k) : (asked[b] ?? []);
       return {
-        logits: gatherRows(all, vocab, base, at ?? []),
-        ...(rowStats && {
-          stats: {
-            topId: gatherRows(rowStats.topId, 1, base, at ?? []),
-            topLogprob: gatherRows(rowStats.topLogprob, 1, base, at ?? []),
-            entropy: gatherRows(rowStats.entropy, 1, base, at ?? []),
-          },
-        }),
+        logits: gatherRows(all, vocab, b * rowsPerSequence, at),
         newKey: new_key,
         newValue: new_value,
         batchRow: b,
@@ -294,33 +314,34 @@ export class DenoiserSession {
     return results;
   }
 
-  /**
-   * The caches of a batch as `[layers, batch, heads, past, head_dim]`, each row padded with zeros.
-   * A batch of one passes its cache through; a batch with the same caches as the last one (most
-   * steps: caches change only when a block is committed) reuses the last copy.
-   */
-  private batchedPast(
-    inputs: readonly ForwardInput[],
-    past: number,
-    shape: [number, number, number],
-  ): [ort.Tensor, ort.Tensor] {
-    const only = inputs[0]?.cache;
-    if (inputs.length === 1 && only) return [only.key, only.value];
-    const caches = inputs.map((i) => i.cache);
-    const last = this.lastPast;
-    if (last && last.caches.length === caches.length && last.caches.every((c, i) => c === caches[i])) {
-      return [last.key, last.value];
-    }
-    const [key, value] = concatenateCaches(caches, past, shape);
-    this.lastPast = { caches, key, value };
-    return [key, value];
-  }
-
-  /** Greedy statistics of every row of `logits` in one onnxruntime call (pick.onnx). */
-  private async rowStats(logits: ort.Tensor, rows: number): Promise<RowStats> {
+  /** Greedy statistics of each array of logit rows, all in one onnxruntime call (pick.onnx), in order. */
+  private async rowStats(logits: readonly Float32Array[]): Promise<RowStats> {
     const vocab = this.manifest.architecture.vocab_size;
-    const input = new ort.Tensor("float32", logits.data as Float32Array, [rows, vocab]);
-    const { top_id, top_logprob, entropy } = await this.pick.run({ logits: input, bias: this.bias });
+    const rows = logits.reduce((n, l) => n + l.length / vocab, 0);
+    // One array of rows: the only one as it is, else the rows copied together into a reused
+    // array (a fresh one that size costs more in page faults than the copy itself).
+    let data = logits[0] ?? new Float32Array(0);
+    let scratch: Float32Array | undefined;
+    if (logits.length > 1) {
+      scratch =
+        this.pickRows && this.pickRows.length >= rows * vocab
+          ? this.pickRows
+          : new Float32Array(rows * vocab);
+      this.pickRows = undefined; // while the pick graph reads it, a concurrent forward gathers elsewhere
+      data = scratch.subarray(0, rows * vocab);
+      let at = 0;
+      for (const l of logits) {
+        data.set(l, at);
+        at += l.length;
+      }
+    }
+    let out: ort.InferenceSession.OnnxValueMapType;
+    try {
+      out = await this.pick.run({ logits: new ort.Tensor("float32", data, [rows, vocab]), bias: this.bias });
+    } finally {
+      if (scratch && (this.pickRows?.length ?? -1) < scratch.length) this.pickRows = scratch;
+    }
+    const { top_id, top_logprob, entropy } = out;
     if (!top_id || !top_logprob || !entropy) throw new Error("pick graph is missing an output");
     return {
       topId: top_id.data as BigInt64Array,
@@ -374,28 +395,31 @@ function gatherRows<T extends Float32Array | BigInt64Array>(
   return out;
 }
 
-/** Caches side by side as `[layers, batch, heads, past, head_dim]`, each padded with zeros to `past`. */
-function concatenateCaches(
-  caches: readonly KvCache[],
-  past: number,
-  [layers, heads, headDim]: [number, number, number],
-): [ort.Tensor, ort.Tensor] {
-  const batch = caches.length;
-  const dims = [layers, batch, heads, past, headDim];
-  const key = new Float32Array(layers * batch * heads * past * headDim);
-  const value = new Float32Array(key.length);
-  caches.forEach((cache, row) => {
-    const from = cache.length * headDim;
-    const sourceKey = cache.key.data as Float32Array;
-    const sourceValue = cache.value.data as Float32Array;
-    for (let layer = 0; layer < layers; layer++) {
-      for (let head = 0; head < heads; head++) {
-        const source = (layer * heads + head) * from;
-        const target = ((layer * batch + row) * heads + head) * past * headDim;
-        key.set(sourceKey.subarray(source, source + from), target);
-        value.set(sourceValue.subarray(source, source + from), target);
+/**
+ * Sequences (by input length) in groups, each one graph run, that minimise the padded token
+ * slots plus `runCost` per run: sorted by length, a group is a run of neighbours (dynamic
+ * programming over the split points). Each group lists its sequences in their original order.
+ */
+export function splitByLength(lengths: readonly number[], runCost: number): number[][] {
+  const order = lengths.map((_, i) => i).sort((a, b) => (lengths[a] as number) - (lengths[b] as number));
+  if (!Number.isFinite(runCost) || order.length <= 1) return [lengths.map((_, i) => i)];
+  // best[k]: the cheapest way to run the k shortest; cut[k]: where its last group starts.
+  const best = [0];
+  const cut = [0];
+  for (let k = 1; k <= order.length; k++) {
+    const longest = lengths[order[k - 1] as number] as number;
+    best[k] = Number.POSITIVE_INFINITY;
+    for (let j = 0; j < k; j++) {
+      const cost = (best[j] as number) + runCost + (k - j) * longest;
+      if (cost < (best[k] as number)) {
+        best[k] = cost;
+        cut[k] = j;
       }
     }
-  });
-  return [new ort.Tensor("float32", key, dims), new ort.Tensor("float32", value, dims)];
+  }
+  const groups: number[][] = [];
+  for (let k = order.length; k > 0; k = cut[k] as number) {
+    groups.unshift(order.slice(cut[k], k).sort((a, b) => a - b));
+  }
+  return groups;
 }

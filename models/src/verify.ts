@@ -15,7 +15,7 @@ import type { Verification } from "../../protocol/src/index.ts";
 import type { Decoder } from "./generation.ts";
 import type { Manifest } from "./manifest.ts";
 import { bannedTokenIds, sproutContextStart } from "./prompt.ts";
-import { cachePrefix, type ForwardInput, type ForwardResult, KvCache } from "./session.ts";
+import { type ForwardInput, type ForwardResult, KvCache } from "./session.ts";
 import { checkPythonSyntax, type SyntaxResult } from "./syntax.ts";
 import type { Work } from "./work.ts";
 
@@ -117,7 +117,7 @@ export class CodeVerification implements Work<Verification> {
     const rows: NonNullable<typeof this.rows> = [];
     for (let start = 0; start < this.code.length; start += this.blockSize) {
       const block = this.code.slice(start, start + this.blockSize);
-      const before = cachePrefix(cache, this.context.length + start, this.manifest);
+      const before = cache.prefix(this.context.length + start);
       for (const parity of [0, 1]) {
         const masked = block.map((id, i) => (i % 2 === parity ? mask : id));
         if (masked.includes(mask))

@@ -1,0 +1,238 @@
+/**
+ * The KV cache of committed tokens, and the batched past a forward feeds the graph.
+ *
+ * A sequence's keys/values live in a `KvStorage`: per (layer, kv head) a run of positions with
+ * room to grow (doubling, up to the model's positions), so committing a block copies that
+ * block only, not the whole cache. A `KvCache` is a length over a storage: caches are immutable
+ * values, and appending returns a new one. Positions a storage holds are never rewritten:
+ * appending to the newest cache of a storage writes after them in place; appending to an older
+ * (shorter) one, whose later positions another cache owns, copies it into a storage of its own
+ * first. A prefix of a cache is the same storage, shorter (no copy).
+ *
+ * The graph takes the past of a batch as `[layers, batch, kv_heads, past, head_dim]`. A
+ * `PastBuffers` keeps the last few such tensors and what each row holds (which storage, how
+ * many of its positions), so a step copies only the positions that are new since a buffer's
+ * last use: nothing on most steps, the committed block after a commit. Positions after a row's
+ * cache are masked out in the forward, so whatever they hold (zeros, or an earlier occupant's
+ * finite keys/values) contributes exact zeros: the forward computes what it would on a fresh copy.
+ */
+import * as ort from "onnxruntime-node";
+import type { Manifest } from "./manifest.ts";
+
+/** One sequence's keys and values: per (layer, kv head) `capacity` positions of `headDim` floats. */
+class KvStorage {
+  key: Float32Array;
+  value: Float32Array;
+  /** Positions written (by the newest cache over this storage); they never change. */
+  written = 0;
+
+  constructor(
+    /** layers × kv heads */
+    readonly runs: number,
+    readonly headDim: number,
+    /** The most positions a storage ever needs (the model's positions): growth stops there. */
+    private readonly limit: number,
+    public capacity: number,
+  ) {
+    this.key = new Float32Array(runs * capacity * headDim);
+    this.value = new Float32Array(runs * capacity * headDim);
+  }
+
+  /** Room for `positions`: the capacity doubles (never beyond the limit unless asked for more). */
+  reserve(positions: number): void {
+    if (positions <= this.capacity) return;
+    const capacity = Math.max(positions, Math.min(2 * this.capacity, this.limit));
+    const key = new Float32Array(this.runs * capacity * this.headDim);
+    const value = new Float32Array(key.length);
+    for (let run = 0; run < this.runs; run++) {
+      const from = run * this.capacity * this.headDim;
+      const to = run * capacity * this.headDim;
+      key.set(this.key.subarray(from, from + this.written * this.headDim), to);
+      value.set(this.value.subarray(from, from + this.written * this.headDim), to);
+    }
+    this.key = key;
+    this.value = value;
+    this.capacity = capacity;
+  }
+
+  /** A storage of its own holding the first `length` positions of this one. */
+  fork(length: number, room: number): KvStorage {
+    const copy = new KvStorage(this.runs, this.headDim, this.limit, Math.max(length, room));
+    copy.written = length;
+    for (let run = 0; run < this.runs; run++) {
+      const from = run * this.capacity * this.headDim;
+      const to = run * copy.capacity * this.headDim;
+      copy.key.set(this.key.subarray(from, from + length * this.headDim), to);
+      copy.value.set(this.value.subarray(from, from + length * this.headDim), to);
+    }
+    return copy;
+  }
+
+  /**
+   * Copies positions [from, to) into row `row` of `[layers, batch, heads, past, head_dim]` arrays
+   * (runs = layers × heads, in that order, as here).
+   */
+  copyInto(
+    key: Float32Array,
+    value: Float32Array,
+    heads: number,
+    batch: number,
+    row: number,
+    past: number,
+    from: number,
+    to: number,
+  ): void {
+    if (to <= from) return;
+    const d = this.headDim;
+    for (let run = 0; run < this.runs; run++) {
+      const layer = Math.floor(run / heads);
+      const head = run % heads;
+      const source = (run * this.capacity + from) * d;
+      const target = (((layer * batch + row) * heads + head) * past + from) * d;
+      key.set(this.key.subarray(source, source + (to - from) * d), target);
+      value.set(this.value.subarray(source, source + (to - from) * d), target);
+    }
+  }
+}
+
+/** Keys and values of a sequence's committed tokens: the first `length` positions of a storage. */
+export class KvCache {
+  private constructor(
+    /** @internal read by PastBuffers */
+    readonly storage: KvStorage,
+    readonly length: number,
+    private readonly heads: number,
+  ) {}
+
+  static empty(manifest: Manifest): KvCache {
+    const { n_layers, kv_heads, head_dim, max_positions } = manifest.architecture;
+    return new KvCache(new KvStorage(n_layers * kv_heads, head_dim, max_positions, 0), 0, kv_heads);
+  }
+
+  /**
+   * A new cache: this one's tokens followed by the first `count` positions of row `batchRow` of
+   * a forward's `[layers, batch, heads, time, head_dim]` keys/values.
+   */
+  append(addedKey: ort.Tensor, addedValue: ort.Tensor, count = addedKey.dims[3] ?? 0, batchRow = 0): KvCache {
+    const [, batch = 1, heads = 0, time = 0, headDim = 0] = addedKey.dims;
+    if (count < 0 || count > time) {
+      throw new RangeError(`cannot append ${count} positions from ${time}`);
+    }
+    if (heads !== this.heads || headDim !== this.storage.headDim) {
+      throw new RangeError(`keys of ${heads} heads × ${headDim} do not fit this cache`);
+    }
+    const length = this.length + count;
+    // The newest cache of its storage writes on in place; an older one copies what it owns first.
+    const storage =
+      this.storage.written === this.length ? this.storage : this.storage.fork(this.length, length);
+    storage.reserve(length);
+    const keys = addedKey.data as Float32Array;
+    const values = addedValue.data as Float32Array;
+    for (let run = 0; run < storage.runs; run++) {
+      const layer = Math.floor(run / heads);
+      const head = run % heads;
+      const source = ((layer * batch + batchRow) * heads + head) * time * headDim;
+      const target = (run * storage.capacity + this.length) * headDim;
+      storage.key.set(keys.subarray(source, source + count * headDim), target);
+      storage.value.set(values.subarray(source, source + count * headDim), target);
+    }
+    storage.written = length;
+    return new KvCache(storage, length, this.heads);
+  }
+
+  /** The first `length` positions, as a cache of their own (the same storage: no copy). */
+  prefix(length: number): KvCache {
+    if (!(Number.isInteger(length) && length >= 0 && length <= this.length)) {
+      throw new RangeError(`no prefix of ${length} positions in a cache of ${this.length}`);
+    }
+    return length === this.length ? this : new KvCache(this.storage, length, this.heads);
+  }
+
+  /** The keys as one tensor, `[layers, 1, kv_heads, length, head_dim]` (a copy, for inspection). */
+  get key(): ort.Tensor {
+    return this.tensors().key;
+  }
+
+  /** The values, as `key`. */
+  get value(): ort.Tensor {
+    return this.tensors().value;
+  }
+
+  private tensors(): { key: ort.Tensor; value: ort.Tensor } {
+    const { runs, headDim } = this.storage;
+    const key = new Float32Array(runs * this.length * headDim);
+    const value = new Float32Array(key.length);
+    this.storage.copyInto(key, value, this.heads, 1, 0, this.length, 0, this.length);
+    const dims = [runs / this.heads, 1, this.heads, this.length, headDim];
+    return { key: new ort.Tensor("float32", key, dims), value: new ort.Tensor("float32", value, dims) };
+  }
+}
+
+/** One batched past tensor pair and what each of its rows holds. */
+interface PastBuffer {
+  batch: number;
+  past: number;
+  key: ort.Tensor;
+  value: ort.Tensor;
+  /** Per row: the storage whose first `length` positions it holds. */
+  held: { storage: KvStorage | undefined; length: number }[];
+  /** Fed to a forward that has not finished: not to be written. */
+  busy: boolean;
+}
+
+/** Recent batched pasts, reused so that a step copies only what changed (see the top of this file). */
+export class PastBuffers {
+  private buffers: PastBuffer[] = [];
+
+  constructor(
+    private readonly shape: { layers: number; heads: number; headDim: number },
+    /** Buffers kept (a batch split into forwards of similar length uses one per forward). */
+    private readonly keep = 4,
+  ) {}
+
+  /**
+   * The caches side by side as `[layers, batch, heads, past, head_dim]`; `past` is at least the
+   * longest. Marked busy until `release` (a concurrent forward gets another buffer).
+   */
+  acquire(caches: readonly KvCache[], past: number): PastBuffer {
+    const batch = caches.length;
+    const fits = this.buffers.filter((b) => !b.busy && b.batch === batch && b.past === past);
+    // The buffer whose rows already hold most of these caches.
+    const matching = (b: PastBuffer) => caches.filter((c, row) => b.held[row]?.storage === c.storage).length;
+    let buffer = fits.sort((a, b) => matching(b) - matching(a))[0];
+    if (!buffer) {
+      const { layers, heads, headDim } = this.shape;
+      const dims = [layers, batch, heads, past, headDim];
+      const size = layers * batch * heads * past * headDim;
+      buffer = {
+        batch,
+        past,
+        key: new ort.Tensor("float32", new Float32Array(size), dims),
+        value: new ort.Tensor("float32", new Float32Array(size), dims),
+        held: Array.from({ length: batch }, () => ({ storage: undefined, length: 0 })),
+        busy: false,
+      };
+    }
+    const key = buffer.key.data as Float32Array;
+    const value = buffer.value.data as Float32Array;
+    caches.forEach((cache, row) => {
+      const held = buffer.held[row] as PastBuffer["held"][number];
+      const { heads } = this.shape;
+      if (held.storage === cache.storage) {
+        // Positions a storage holds never change: only those beyond what the row has are new.
+        cache.storage.copyInto(key, value, heads, batch, row, past, held.length, cache.length);
+        held.length = Math.max(held.length, cache.length);
+      } else {
+        cache.storage.copyInto(key, value, heads, batch, row, past, 0, cache.length);
+        buffer.held[row] = { storage: cache.storage, length: cache.length };
+      }
+    });
+    buffer.busy = true;
+    this.buffers = [buffer, ...this.buffers.filter((b) => b !== buffer)].slice(0, this.keep);
+    return buffer;
+  }
+
+  release(buffer: PastBuffer): void {
+    buffer.busy = false;
+  }
+}
