@@ -7,7 +7,9 @@
  * and garbage collection (V8's pauses, as PerformanceObserver reports them). Also the shapes
  * the graph saw: rows, new tokens and past, real and padded.
  *
- *   npx tsx bench/step-profile.ts [concurrent=8] [requests=16] [maxBatch=16] [runs=3]
+ *   npx tsx bench/step-profile.ts [concurrent=8] [requests=16] [maxBatch=16] [runs=3] [forwardCostTokens]
+ *
+ * (forwardCostTokens: the session option; Infinity never splits a batch into graph runs).
  *
  * Prints a table (the median of `runs` runs in this process, per forward) and writes
  * bench/results/step-profile.json.
@@ -17,16 +19,16 @@ import { PerformanceObserver } from "node:perf_hooks";
 import { fileURLToPath } from "node:url";
 import { Scheduler } from "../apps/denoiser/src/scheduler.ts";
 import { type DecodeEvent, loadModel, SHIPPED_MODEL_DIR, type Work } from "../models/src/index.ts";
-import { KvCache, type StepProfile } from "../models/src/session.ts";
+import { KvCache, newStepProfile } from "../models/src/session.ts";
 import { mbppTasks } from "./quality.ts";
 
-const [CONCURRENT = 8, REQUESTS = 16, MAX_BATCH = 16, RUNS = 3] = process.argv.slice(2).map(Number);
+const [CONCURRENT = 8, REQUESTS = 16, MAX_BATCH = 16, RUNS = 3, COST] = process.argv.slice(2).map(Number);
 const MAX_TOKENS = 64;
 const here = (path: string) => fileURLToPath(new URL(path, import.meta.url));
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] as number;
 const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
 
-const model = await loadModel(SHIPPED_MODEL_DIR);
+const model = await loadModel(SHIPPED_MODEL_DIR, COST === undefined ? {} : { forwardCostTokens: COST });
 const prompts = mbppTasks(REQUESTS).map((task) => task.prompt);
 
 // Cache appends happen inside each generation's take(): timed by wrapping KvCache.append.
@@ -54,7 +56,7 @@ interface Shape {
 }
 
 async function run() {
-  const profile: StepProfile = { inputs: 0, past: 0, graph: 0, pick: 0, results: 0 };
+  const profile = newStepProfile();
   const shapes: Shape[] = [];
   let takeMs = 0;
   let forwardMs = 0;
@@ -112,11 +114,11 @@ async function run() {
   const forwards = shapes.length;
   const per = (ms: number) => ms / forwards;
   const parts = {
-    "ids, positions, mask": per(profile.inputs),
-    "batched past": per(profile.past),
-    graph: per(profile.graph),
-    "pick graph": per(profile.pick),
-    "rows to each sequence": per(profile.results),
+    "ids, positions, mask": per(profile.ms.inputs),
+    "batched past": per(profile.ms.past),
+    graph: per(profile.ms.graph),
+    "pick graph": per(profile.ms.pick),
+    "rows to each sequence": per(profile.ms.results),
     "cache appends (in take)": per(appendMs),
     "rest of take (unmasking, events)": per(takeMs - appendMs),
     "scheduler and event loop": per(wall - forwardMs - takeMs),
@@ -131,8 +133,12 @@ async function run() {
       mean_sequences: sum(shapes.map((s) => s.sequences)) / forwards,
       mean_time: sum(shapes.map((s) => s.time)) / forwards,
       mean_past: sum(shapes.map((s) => s.past)) / forwards,
-      /** Share of the graph's new-token slots that are padding. */
+      /** Share of the new-token slots that would be padding in one graph run per forward… */
       padded_tokens: 1 - sum(shapes.map((s) => s.tokens)) / sum(shapes.map((s) => s.sequences * s.time)),
+      /** …and in the graph runs forwardBatch made (splitting by length). */
+      padded_tokens_run: 1 - sum(shapes.map((s) => s.tokens)) / profile.slots,
+      graph_runs_per_forward: profile.runs / forwards,
+      picked_rows_per_forward: profile.pickedRows / forwards,
       /** Share of the graph's past slots that are padding. */
       padded_past: 1 - sum(shapes.map((s) => s.cached)) / sum(shapes.map((s) => s.sequences * s.past)),
       /** Share of forwards where some sequence brought uncached context (a prefill or a committed block). */
@@ -142,7 +148,7 @@ async function run() {
 }
 
 await run(); // warm-up
-const runs = [];
+const runs: Awaited<ReturnType<typeof run>>[] = [];
 for (let r = 0; r < RUNS; r++) runs.push(await run());
 const mid = (f: (r: (typeof runs)[number]) => number) => median(runs.map(f));
 const stepMs = mid((r) => r.step_ms);
