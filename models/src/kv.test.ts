@@ -125,6 +125,10 @@ describe("the KV cache", () => {
     expect(check(7)).toBe(first);
     caches = [(caches[0] as KvCache).prefix(2), caches[1] as KvCache];
     expect(check(7)).toBe(first);
+    caches = [grow(caches[1] as KvCache, 2, 3), grow(KvCache.empty(manifest), 1, 4)];
+    const nine = check(9); // the longest grew: a new shape
+    caches = [caches[1] as KvCache];
+    expect([first.memory, nine.memory]).toContain(check(1).memory); // laid out in memory it had
     const busy = pasts.acquire(caches, 7);
     expect(pasts.acquire(caches, 7)).not.toBe(busy); // in use by a forward: another buffer
   });

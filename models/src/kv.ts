@@ -12,7 +12,9 @@
  * The graph takes the past of a batch as `[layers, batch, kv_heads, past, head_dim]`. A
  * `PastBuffers` keeps the last few such tensors and what each row holds (which storage, how
  * many of its positions), so a step copies only the positions that are new since a buffer's
- * last use: nothing on most steps, the committed block after a commit. Positions after a row's
+ * last use: nothing on most steps, the committed block after a commit. When the longest cache
+ * grows (the tensor's shape changes), a buffer's memory is laid out afresh rather than
+ * allocated anew. Positions after a row's
  * cache are masked out in the forward, so whatever they hold (zeros, or an earlier occupant's
  * finite keys/values) contributes exact zeros: the forward computes what it would on a fresh copy.
  */
@@ -172,8 +174,10 @@ export class KvCache {
 interface PastBuffer {
   batch: number;
   past: number;
+  /** The tensors fed to the graph: views of the first `batch × past` positions' worth of `memory`. */
   key: ort.Tensor;
   value: ort.Tensor;
+  memory: { key: Float32Array; value: Float32Array };
   /** Per row: the storage whose first `length` positions it holds. */
   held: { storage: KvStorage | undefined; length: number }[];
   /** Fed to a forward that has not finished: not to be written. */
@@ -182,12 +186,13 @@ interface PastBuffer {
 
 /** Recent batched pasts, reused so that a step copies only what changed (see the top of this file). */
 export class PastBuffers {
+  /** Most recently used first. */
   private buffers: PastBuffer[] = [];
 
   constructor(
     private readonly shape: { layers: number; heads: number; headDim: number },
-    /** Buffers kept (a batch split into forwards of similar length uses one per forward). */
-    private readonly keep = 4,
+    /** Buffers kept: a batch split into graph runs of similar length uses one per run. */
+    private readonly keep = 3,
   ) {}
 
   /**
@@ -195,29 +200,39 @@ export class PastBuffers {
    * longest. Marked busy until `release` (a concurrent forward gets another buffer).
    */
   acquire(caches: readonly KvCache[], past: number): PastBuffer {
+    const { layers, heads, headDim } = this.shape;
     const batch = caches.length;
-    const fits = this.buffers.filter((b) => !b.busy && b.batch === batch && b.past === past);
-    // The buffer whose rows already hold most of these caches.
+    const size = layers * batch * heads * past * headDim;
+    const free = this.buffers.filter((b) => !b.busy);
+    // Of the buffers this shape, the one whose rows already hold most of these caches; else the
+    // memory of the least recently used one that is big enough (a fresh array costs page
+    // faults), laid out afresh; else a new one.
     const matching = (b: PastBuffer) => caches.filter((c, row) => b.held[row]?.storage === c.storage).length;
-    let buffer = fits.sort((a, b) => matching(b) - matching(a))[0];
+    let buffer = free
+      .filter((b) => b.batch === batch && b.past === past)
+      .sort((a, b) => matching(b) - matching(a))[0];
     if (!buffer) {
-      const { layers, heads, headDim } = this.shape;
+      const memory = free.findLast((b) => b.memory.key.length >= size)?.memory ?? {
+        key: new Float32Array(size),
+        value: new Float32Array(size),
+      };
       const dims = [layers, batch, heads, past, headDim];
-      const size = layers * batch * heads * past * headDim;
       buffer = {
         batch,
         past,
-        key: new ort.Tensor("float32", new Float32Array(size), dims),
-        value: new ort.Tensor("float32", new Float32Array(size), dims),
+        key: new ort.Tensor("float32", memory.key.subarray(0, size), dims),
+        value: new ort.Tensor("float32", memory.value.subarray(0, size), dims),
+        memory,
         held: Array.from({ length: batch }, () => ({ storage: undefined, length: 0 })),
         busy: false,
       };
+      // Whose memory it took is gone: a buffer's rows would no longer be what it says it holds.
+      this.buffers = this.buffers.filter((b) => b.memory !== memory);
     }
     const key = buffer.key.data as Float32Array;
     const value = buffer.value.data as Float32Array;
     caches.forEach((cache, row) => {
       const held = buffer.held[row] as PastBuffer["held"][number];
-      const { heads } = this.shape;
       if (held.storage === cache.storage) {
         // Positions a storage holds never change: only those beyond what the row has are new.
         cache.storage.copyInto(key, value, heads, batch, row, past, held.length, cache.length);
