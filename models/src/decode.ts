@@ -51,6 +51,8 @@ export class DiffusionGeneration extends Generation {
   private editRound = 0;
   /** The next block needs its first token from a commit pass before it is denoised. */
   private needsFirstToken = false;
+  /** The block positions whose predictions the last forward asked for (rowsAsked), in order. */
+  private read: number[] = [];
 
   constructor(decoder: Decoder, options: DecodeOptions) {
     super(decoder, options);
@@ -110,9 +112,9 @@ export class DiffusionGeneration extends Generation {
     return this.greedy;
   }
 
-  protected apply(result: ForwardResult, contextLength: number): DecodeEvent[] {
+  protected apply(result: ForwardResult, _contextLength: number): DecodeEvent[] {
     if (this.needsFirstToken) return this.takeFirstToken(result);
-    const choose = this.chooser(result, contextLength);
+    const choose = this.chooser(result);
     const { mask } = this.manifest.special_tokens;
     const events: DecodeEvent[] = [];
     this.steps++;
@@ -193,7 +195,7 @@ export class DiffusionGeneration extends Generation {
 
   /** The commit pass's last row is the next block's first token (greedy, as the family does). */
   private takeFirstToken(result: ForwardResult): DecodeEvent[] {
-    const { token } = this.chooser(result, 0)(0);
+    const { token } = this.chooser(result)(0);
     this.needsFirstToken = false;
     this.block = [token];
     this.blockFrom = 0;
@@ -250,15 +252,13 @@ export class DiffusionGeneration extends Generation {
 
   /**
    * The rows of this forward whose logits predict the positions read (a position's own row, or
-   * the one before it under `logit_shift: 1`): the span from the first to the last, so that a
-   * graph computing every row hands them over without a copy, and one computing only the rows
-   * asked for computes a few more than needed at most.
+   * the one before it under `logit_shift: 1`), in order: only those, so that the greedy
+   * statistics (and, with a graph that computes only the rows asked for, the head) cost what
+   * the masked positions need, not the whole block.
    */
   private rowsAsked(): number[] {
-    const read = this.positionsRead();
-    const first = this.rowOf(read[0] ?? 0, this.uncached.length);
-    const last = this.rowOf(read.at(-1) ?? 0, this.uncached.length);
-    return Array.from({ length: last - first + 1 }, (_, k) => first + k);
+    this.read = this.positionsRead();
+    return this.read.map((position) => this.rowOf(position, this.uncached.length));
   }
 
   /** The forward's row (index into context + block) whose logit predicts block `position`. */
@@ -272,11 +272,16 @@ export class DiffusionGeneration extends Generation {
    * the first token under token healing, whose banned ids differ). `result` holds the rows
    * asked for (rowsAsked; the commit pass: its last), in order.
    */
-  private chooser({ logits, stats }: ForwardResult, contextLength: number): Chooser {
+  private chooser({ logits, stats }: ForwardResult): Chooser {
     const vocab = this.manifest.architecture.vocab_size;
-    const firstRow = this.needsFirstToken ? 0 : this.rowOf(this.positionsRead()[0] ?? 0, contextLength);
-    const row = (position: number) =>
-      this.needsFirstToken ? 0 : this.rowOf(position, contextLength) - firstRow;
+    // Where each position read is among the rows asked (rowsAsked: the positions read, in order).
+    const asked = new Map(this.read.map((position, k) => [position, k]));
+    const row = (position: number) => {
+      if (this.needsFirstToken) return 0;
+      const k = asked.get(position);
+      if (k === undefined) throw new Error(`block position ${position} was not asked of the forward`);
+      return k;
+    };
     const firstBan = this.banAt(this.generated.length);
     const pick = this.picker();
     const firstGenerated = this.blockFrom;

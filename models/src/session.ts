@@ -199,6 +199,7 @@ export class DenoiserSession {
     });
     const lengths = inputs.map((i) => i.context.length + i.block.length);
     const results: ForwardResult[] = new Array(inputs.length);
+    const sources: RowSource[] = new Array(inputs.length);
     for (const group of splitByLength(lengths, this.forwardCostTokens)) {
       const out = await this.run(
         group.map((b) => inputs[b] as ForwardInput),
@@ -207,15 +208,16 @@ export class DenoiserSession {
         profile,
       );
       group.forEach((b, k) => {
-        results[b] = out[k] as ForwardResult;
+        results[b] = out.results[k] as ForwardResult;
+        sources[b] = out.sources[k] as RowSource;
       });
     }
     if (stats) {
-      const all = await this.rowStats(results.map((r) => r.logits));
+      const all = await this.rowStats(sources);
       if (profile) profile.pickedRows += all.topId.length;
       let at = 0;
-      for (const result of results) {
-        const rows = result.logits.length / this.manifest.architecture.vocab_size;
+      for (const [b, result] of results.entries()) {
+        const rows = sources[b]?.rows.length ?? 0;
         result.stats = {
           topId: all.topId.subarray(at, at + rows),
           topLogprob: all.topLogprob.subarray(at, at + rows),
@@ -228,13 +230,17 @@ export class DenoiserSession {
     return results;
   }
 
-  /** One graph run over sequences padded to the longest; each gets its asked-for rows of logits. */
+  /**
+   * One graph run over sequences padded to the longest; each gets its asked-for rows of logits
+   * (a view of the graph's output when they are consecutive there, else gathered when first
+   * read), and where they are in that output.
+   */
   private async run(
     inputs: readonly ForwardInput[],
     asked: readonly (readonly number[])[],
     lap: (part: keyof StepProfile["ms"]) => void,
     profile: StepProfile | undefined,
-  ): Promise<ForwardResult[]> {
+  ): Promise<{ results: ForwardResult[]; sources: RowSource[] }> {
     const maxPosition = this.manifest.architecture.max_positions - 1;
     const batch = inputs.length;
     const time = Math.max(...inputs.map((i) => i.context.length + i.block.length));
@@ -300,29 +306,38 @@ export class DenoiserSession {
     if (!logits || !new_key || !new_value) throw new Error("denoiser graph is missing an output");
     const vocab = this.manifest.architecture.vocab_size;
     const all = logits.data as Float32Array;
-    const results = inputs.map((_, b): ForwardResult => {
-      // Where each asked-for row is in the graph's output for this sequence.
+    const sources = inputs.map((_, b): RowSource => {
+      // Where each asked-for row is in the graph's output.
+      const base = b * rowsPerSequence;
       const at = this.selectsRows ? (asked[b] ?? []).map((_, k) => k) : (asked[b] ?? []);
+      return { data: all, rows: at.map((r) => base + r) };
+    });
+    const results = sources.map((source, b): ForwardResult => {
+      let rows: Float32Array | undefined;
       return {
-        logits: gatherRows(all, vocab, b * rowsPerSequence, at),
+        get logits() {
+          rows ??= gatherRows(source.data, vocab, source.rows);
+          return rows;
+        },
         newKey: new_key,
         newValue: new_value,
         batchRow: b,
       };
     });
     lap("results");
-    return results;
+    return { results, sources };
   }
 
-  /** Greedy statistics of each array of logit rows, all in one onnxruntime call (pick.onnx), in order. */
-  private async rowStats(logits: readonly Float32Array[]): Promise<RowStats> {
+  /** Greedy statistics of the rows of each source, all in one onnxruntime call (pick.onnx), in order. */
+  private async rowStats(sources: readonly RowSource[]): Promise<RowStats> {
     const vocab = this.manifest.architecture.vocab_size;
-    const rows = logits.reduce((n, l) => n + l.length / vocab, 0);
-    // One array of rows: the only one as it is, else the rows copied together into a reused
-    // array (a fresh one that size costs more in page faults than the copy itself).
-    let data = logits[0] ?? new Float32Array(0);
+    const rows = sources.reduce((n, s) => n + s.rows.length, 0);
+    // The rows as they are when they are consecutive in one output, else copied together into a
+    // reused array (a fresh one that size costs more in page faults than the copy itself).
+    const only = sources.length === 1 ? sources[0] : undefined;
+    let data = only && consecutive(only.rows) ? gatherRows(only.data, vocab, only.rows) : undefined;
     let scratch: Float32Array | undefined;
-    if (logits.length > 1) {
+    if (!data) {
       scratch =
         this.pickRows && this.pickRows.length >= rows * vocab
           ? this.pickRows
@@ -330,9 +345,11 @@ export class DenoiserSession {
       this.pickRows = undefined; // while the pick graph reads it, a concurrent forward gathers elsewhere
       data = scratch.subarray(0, rows * vocab);
       let at = 0;
-      for (const l of logits) {
-        data.set(l, at);
-        at += l.length;
+      for (const source of sources) {
+        for (const r of source.rows) {
+          data.set(source.data.subarray(r * vocab, (r + 1) * vocab), at);
+          at += vocab;
+        }
       }
     }
     let out: ort.InferenceSession.OnnxValueMapType;
@@ -374,23 +391,23 @@ function range(n: number): number[] {
   return Array.from({ length: n }, (_, i) => i);
 }
 
-/**
- * Rows `at` (relative to `base`) of a row-major array of rows of `width`: a view when they are
- * consecutive (the usual case), else a copy.
- */
-function gatherRows<T extends Float32Array | BigInt64Array>(
-  data: T,
-  width: number,
-  base: number,
-  at: readonly number[],
-): T {
+/** Rows of a row-major array of logits: a forward's output and which of its rows a sequence asked for. */
+interface RowSource {
+  data: Float32Array;
+  rows: readonly number[];
+}
+
+function consecutive(rows: readonly number[]): boolean {
+  return rows.every((r, k) => r === (rows[0] as number) + k);
+}
+
+/** Rows `at` of a row-major array of rows of `width`: a view when they are consecutive, else a copy. */
+function gatherRows(data: Float32Array, width: number, at: readonly number[]): Float32Array {
   const first = at[0] ?? 0;
-  if (at.every((r, k) => r === first + k)) {
-    return data.subarray((base + first) * width, (base + first + at.length) * width) as T;
-  }
-  const out = new (data.constructor as new (n: number) => T)(at.length * width);
+  if (consecutive(at)) return data.subarray(first * width, (first + at.length) * width);
+  const out = new Float32Array(at.length * width);
   at.forEach((r, k) => {
-    out.set(data.subarray((base + r) * width, (base + r + 1) * width) as never, k * width);
+    out.set(data.subarray(r * width, (r + 1) * width), k * width);
   });
   return out;
 }
