@@ -90,8 +90,8 @@ export interface SessionOptions {
   intraOpNumThreads?: number;
   /**
    * What one more forward costs, in token slots (one token through the graph, padding
-   * included): forwardBatch splits a batch into forwards of similar lengths when that saves
-   * more padded slots than this per extra forward. Default: `CPU_FORWARD_COST_TOKENS` when the
+   * included): forwardBatch splits a batch into graph runs of similar lengths when that saves
+   * more padded slots than this per extra run. Default: `CPU_FORWARD_COST_TOKENS` when the
    * CPU provider is the first choice (a forward's cost there is mostly per token), else
    * Infinity (never split: on a GPU a forward's cost is mostly per call).
    */
@@ -99,10 +99,12 @@ export interface SessionOptions {
 }
 
 /**
- * A forward's own cost on this kind of CPU, in token slots (bench/step-profile.ts: 8 × 32 plus
- * one 64 in one forward against two).
+ * What one more graph run costs on this kind of CPU, in token slots: bench/step-profile.ts
+ * measured 63 (a sequence with a 100-token prefill beside 7 taking a step of 32, run apart) to
+ * 122 (one with a committed block of 32), the extra run's lower efficiency at batch 1 included;
+ * splitting saved 60% and 20% of those forwards' time.
  */
-export const CPU_FORWARD_COST_TOKENS = 32;
+export const CPU_FORWARD_COST_TOKENS = 64;
 
 export class DenoiserSession {
   /** 0 for ids the model may produce, -inf for banned ones (prompt.ts's bannedTokenIds). */
