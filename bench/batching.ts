@@ -102,14 +102,12 @@ for (let round = 0; round < rounds; round++) {
 }
 const rows = configs.map(({ level, maxBatch }) => {
   const row: Record<string, string | number> = { concurrent: level, batching: maxBatch > 1 ? "on" : "off" };
-  for (const rt of runtimes)
-    row[`${rt.name} tokens/s`] = Math.round(median(speeds.get(`${rt.name}|${level}|${maxBatch}`) ?? []));
-  if (runtimes.length > 1) {
-    row["× base"] = (
-      median(speeds.get(`this tree|${level}|${maxBatch}`) ?? []) /
-      median(speeds.get(`base|${level}|${maxBatch}`) ?? [])
-    ).toFixed(2);
-  }
+  const of = (map: Map<string, number[]>, name: string) =>
+    median(map.get(`${name}|${level}|${maxBatch}`) ?? []);
+  for (const rt of runtimes) row[`${rt.name} tokens/s`] = Math.round(of(speeds, rt.name));
+  if (runtimes.length > 1) row["× base"] = (of(speeds, "this tree") / of(speeds, "base")).toFixed(2);
+  for (const rt of runtimes) row[`${rt.name} tokens/CPU-s`] = Math.round(of(perCpu, rt.name));
+  if (runtimes.length > 1) row["× base (CPU)"] = (of(perCpu, "this tree") / of(perCpu, "base")).toFixed(2);
   return row;
 });
 console.log(

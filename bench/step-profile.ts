@@ -5,7 +5,8 @@
  * (pick graph), handing each sequence its rows; then each generation's `take` (appending to its
  * KV cache, unmasking) and the scheduler's own turn (asking each work for its next rows),
  * and garbage collection (V8's pauses, as PerformanceObserver reports them). Also the shapes
- * the graph saw: rows, new tokens and past, real and padded.
+ * the graph saw: rows, new tokens and past, real and padded; then what splitting a batch into
+ * graph runs by length buys (splitCost below).
  *
  *   npx tsx bench/step-profile.ts [concurrent=8] [requests=16] [maxBatch=16] [runs=3] [forwardCostTokens]
  *
@@ -15,11 +16,12 @@
  * bench/results/step-profile.json.
  */
 import { mkdirSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
 import { PerformanceObserver } from "node:perf_hooks";
 import { fileURLToPath } from "node:url";
 import { Scheduler } from "../apps/denoiser/src/scheduler.ts";
 import { type DecodeEvent, loadModel, SHIPPED_MODEL_DIR, type Work } from "../models/src/index.ts";
-import { KvCache, newStepProfile } from "../models/src/session.ts";
+import { DenoiserSession, type ForwardInput, KvCache, newStepProfile } from "../models/src/session.ts";
 import { mbppTasks } from "./quality.ts";
 
 const [CONCURRENT = 8, REQUESTS = 16, MAX_BATCH = 16, RUNS = 3, COST] = process.argv.slice(2).map(Number);
@@ -27,6 +29,7 @@ const MAX_TOKENS = 64;
 const here = (path: string) => fileURLToPath(new URL(path, import.meta.url));
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] as number;
 const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
+const range = (from: number, count: number) => Array.from({ length: count }, (_, i) => from + i);
 
 const model = await loadModel(SHIPPED_MODEL_DIR, COST === undefined ? {} : { forwardCostTokens: COST });
 const prompts = mbppTasks(REQUESTS).map((task) => task.prompt);
@@ -166,8 +169,78 @@ console.table(
   })),
 );
 const shape = runs[Math.floor(RUNS / 2)]?.shape;
-console.log(`of which garbage collection pauses: ${mid((r) => r.gc_ms).toFixed(2)} ms per forward`);
+console.log(
+  `garbage collection pauses (inside the parts above): ${mid((r) => r.gc_ms).toFixed(2)} ms per forward`,
+);
 console.log("shapes:", shape);
+
+/**
+ * What splitting a batch by length buys (the session's forwardCostTokens): 7 sequences taking a
+ * denoising step (a block of 32 masks against ~110 cached tokens) and one bringing `extra`
+ * tokens of context before its block (a committed block, a prefill), in one padded graph run
+ * against two, alternating, with the greedy statistics; wall and CPU ms, medians. The implied
+ * cost of a run, in token slots: the slots splitting saves, less the time it saved over the
+ * time of a slot in the padded run.
+ */
+async function splitCost(extra: number, repeats = 15) {
+  const graph = join(SHIPPED_MODEL_DIR, model.manifest.graph.file);
+  const together = await DenoiserSession.create(graph, model.manifest, {
+    forwardCostTokens: Number.POSITIVE_INFINITY,
+  });
+  const split = await DenoiserSession.create(graph, model.manifest, { forwardCostTokens: 0 });
+  const mask = model.manifest.special_tokens.mask;
+  const inputs: ForwardInput[] = [];
+  for (let b = 0; b < 8; b++) {
+    const ids = Array.from({ length: 100 + 3 * b }, (_, i) => 100 + ((i * 7 + b) % 500));
+    const prefill = await together.forward(ids, [], KvCache.empty(model.manifest));
+    const cache = KvCache.empty(model.manifest).append(prefill.newKey, prefill.newValue);
+    const context = b === 7 ? ids.slice(0, extra) : [];
+    inputs.push({ context, block: new Array(32).fill(mask), cache, rows: range(context.length, 32) });
+  }
+  const times = { together: [] as number[], split: [] as number[] };
+  const cpu = { together: [] as number[], split: [] as number[] };
+  for (let r = 0; r <= repeats; r++) {
+    for (const [name, session] of [
+      ["together", together],
+      ["split", split],
+    ] as const) {
+      const t0 = performance.now();
+      const c0 = process.cpuUsage();
+      await session.forwardBatch(inputs, { stats: true });
+      const c = process.cpuUsage(c0);
+      if (r === 0) continue; // warm-up
+      times[name].push(performance.now() - t0);
+      cpu[name].push((c.user + c.system) / 1000);
+    }
+  }
+  await together.release();
+  await split.release();
+  const slots = { together: 8 * (32 + extra), split: 7 * 32 + (32 + extra) };
+  const [t, s] = [median(times.together), median(times.split)];
+  return {
+    extra_context: extra,
+    together_ms: t,
+    split_ms: s,
+    together_cpu_ms: median(cpu.together),
+    split_cpu_ms: median(cpu.split),
+    slots_saved: slots.together - slots.split,
+    run_cost_slots: slots.together - slots.split - (t - s) / (t / slots.together),
+  };
+}
+const splits = [await splitCost(32), await splitCost(100)];
+console.log(
+  "\nOne padded graph run against runs split by length (7 × 32 tokens, one with context before its block)",
+);
+console.table(
+  splits.map((x) => ({
+    "context before its block": x.extra_context,
+    "one run ms (CPU)": `${x.together_ms.toFixed(1)} (${x.together_cpu_ms.toFixed(1)})`,
+    "split ms (CPU)": `${x.split_ms.toFixed(1)} (${x.split_cpu_ms.toFixed(1)})`,
+    "padded slots saved": x.slots_saved,
+    "implied cost of a run (slots)": x.run_cost_slots.toFixed(0),
+  })),
+);
+
 mkdirSync(here("./results/"), { recursive: true });
 writeFileSync(
   here("./results/step-profile.json"),
@@ -180,6 +253,7 @@ writeFileSync(
       max_batch: MAX_BATCH,
       median: { step_ms: stepMs, parts, gc_ms: mid((r) => r.gc_ms) },
       runs,
+      split_by_length: splits,
     },
     null,
     2,
