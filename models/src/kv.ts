@@ -99,6 +99,9 @@ class KvStorage {
 
 /** Keys and values of a sequence's committed tokens: the first `length` positions of a storage. */
 export class KvCache {
+  /** The cache as the past of a batch of one, once asked for. */
+  private alone: { key: ort.Tensor; value: ort.Tensor } | undefined;
+
   private constructor(
     /** @internal read by PastBuffers */
     readonly storage: KvStorage,
@@ -150,7 +153,11 @@ export class KvCache {
     return length === this.length ? this : new KvCache(this.storage, length, this.heads);
   }
 
-  /** The keys as one tensor, `[layers, 1, kv_heads, length, head_dim]` (a copy, for inspection). */
+  /**
+   * The keys as one tensor, `[layers, 1, kv_heads, length, head_dim]`: the past of a batch of
+   * one. Copied out of the storage once per cache (a cache changes only when a block is
+   * committed), then kept with it.
+   */
   get key(): ort.Tensor {
     return this.tensors().key;
   }
@@ -161,17 +168,19 @@ export class KvCache {
   }
 
   private tensors(): { key: ort.Tensor; value: ort.Tensor } {
+    if (this.alone) return this.alone;
     const { runs, headDim } = this.storage;
     const key = new Float32Array(runs * this.length * headDim);
     const value = new Float32Array(key.length);
     this.storage.copyInto(key, value, this.heads, 1, 0, this.length, 0, this.length);
     const dims = [runs / this.heads, 1, this.heads, this.length, headDim];
-    return { key: new ort.Tensor("float32", key, dims), value: new ort.Tensor("float32", value, dims) };
+    this.alone = { key: new ort.Tensor("float32", key, dims), value: new ort.Tensor("float32", value, dims) };
+    return this.alone;
   }
 }
 
 /** One batched past tensor pair and what each of its rows holds. */
-interface PastBuffer {
+export interface PastBuffer {
   batch: number;
   past: number;
   /** The tensors fed to the graph: views of the first `batch × past` positions' worth of `memory`. */

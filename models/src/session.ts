@@ -12,7 +12,7 @@
  */
 import { fileURLToPath } from "node:url";
 import * as ort from "onnxruntime-node";
-import { KvCache, PastBuffers } from "./kv.ts";
+import { KvCache, type PastBuffer, PastBuffers } from "./kv.ts";
 import type { Manifest } from "./manifest.ts";
 import { bannedTokenIds } from "./prompt.ts";
 
@@ -292,16 +292,23 @@ export class DenoiserSession {
       feeds.logit_rows = new ort.Tensor("int64", rows, [batch, rowsPerSequence]);
     }
     lap("inputs");
-    const buffer = this.pasts.acquire(
-      inputs.map((i) => i.cache),
-      past,
-    );
+    // A batch of one takes its cache's own tensors; a larger one a kept buffer (kv.ts).
+    let buffer: PastBuffer | undefined;
+    const only = inputs[0] as ForwardInput;
+    if (batch === 1) [feeds.past_key, feeds.past_value] = [only.cache.key, only.cache.value];
+    else {
+      buffer = this.pasts.acquire(
+        inputs.map((i) => i.cache),
+        past,
+      );
+      [feeds.past_key, feeds.past_value] = [buffer.key, buffer.value];
+    }
     lap("past");
     let out: ort.InferenceSession.OnnxValueMapType;
     try {
-      out = await this.session.run({ ...feeds, past_key: buffer.key, past_value: buffer.value });
+      out = await this.session.run(feeds);
     } finally {
-      this.pasts.release(buffer);
+      if (buffer) this.pasts.release(buffer);
     }
     lap("graph");
     const { logits, new_key, new_value } = out;
