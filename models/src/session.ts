@@ -99,12 +99,13 @@ export interface SessionOptions {
 }
 
 /**
- * What one more graph run costs on this kind of CPU, in token slots: bench/step-profile.ts
- * measured 63 (a sequence with a 100-token prefill beside 7 taking a step of 32, run apart) to
- * 122 (one with a committed block of 32), the extra run's lower efficiency at batch 1 included;
- * splitting saved 60% and 20% of those forwards' time.
+ * What one more graph run costs on this kind of CPU, in token slots. bench/step-profile.ts, 7
+ * sequences taking a step of 32 beside one with context before its block, run apart: 149
+ * slots with a committed block of 32, 242 with a 100-token prefill (sprout-tiny with
+ * logit_rows, whose padded slots cost no head; 63–122 on its graph without), the extra run's
+ * lower efficiency at batch 1 included. Splitting saved 15% and 43% of those forwards' time.
  */
-export const CPU_FORWARD_COST_TOKENS = 64;
+export const CPU_FORWARD_COST_TOKENS = 128;
 
 export class DenoiserSession {
   /** 0 for ids the model may produce, -inf for banned ones (prompt.ts's bannedTokenIds). */
