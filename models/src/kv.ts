@@ -14,9 +14,11 @@
  * many of its positions), so a step copies only the positions that are new since a buffer's
  * last use: nothing on most steps, the committed block after a commit. When the longest cache
  * grows (the tensor's shape changes), a buffer's memory is laid out afresh rather than
- * allocated anew. Positions after a row's
- * cache are masked out in the forward, so whatever they hold (zeros, or an earlier occupant's
- * finite keys/values) contributes exact zeros: the forward computes what it would on a fresh copy.
+ * allocated anew. Positions after a row's cache are masked out in the forward, so whatever
+ * they hold (zeros, or an earlier occupant's finite keys/values) contributes exact zeros: the
+ * forward computes what it would on a fresh copy. A batch of one takes its cache's own tensors
+ * (`KvCache.key`), copied once per cache, so single sequences that alternate in one session
+ * (generations run alone side by side, a group of one split off a batch) copy nothing per step.
  */
 import * as ort from "onnxruntime-node";
 import type { Manifest } from "./manifest.ts";
