@@ -2,7 +2,8 @@
  * Aggregate tokens/s through the node's Scheduler at several concurrency levels, batching on and
  * off, for this tree's runtime and (optionally) another checkout's, alternating run by run in one
  * process so that a noisy machine weighs on both alike. 16 MBPP prompts, ≤ 64 tokens, greedy
- * (τ 0.9), as bench/engine.ts's concurrency table; batching off = one sequence per forward.
+ * (τ 0.9), as bench/engine.ts's concurrency table; batching off = maxBatch 1 (one request at a
+ * time, the others queued).
  *
  *   npx tsx bench/batching.ts [--base /path/to/other/checkout] [--levels 1,8,16] [--rounds 3]
  *
