@@ -194,11 +194,32 @@ def draw_batches(tokens: np.ndarray, args, np_rng: np.random.Generator, fim: Fim
 
 def prefetch(iterator, depth: int = 2):
     """Runs `iterator` in a thread, `depth` items ahead: on a GPU, drawing windows and laying out
-    FIM samples (tokenizer work) would otherwise leave it idle between steps."""
+    FIM samples (tokenizer work) would otherwise leave it idle between steps. Closing the
+    generator stops the thread and waits for it: a thread still drawing a batch (torch and numpy
+    work) while the interpreter shuts down can abort the process (seen: SIGABRT at a torchrun
+    rank's exit)."""
     items: queue.Queue = queue.Queue(maxsize=depth)
-    threading.Thread(target=lambda: [items.put(item) for item in iterator], daemon=True).start()
-    while True:
-        yield items.get()
+    stop = threading.Event()
+
+    def fill() -> None:
+        for item in iterator:
+            while not stop.is_set():
+                try:
+                    items.put(item, timeout=0.1)
+                    break
+                except queue.Full:
+                    continue
+            if stop.is_set():
+                return
+
+    thread = threading.Thread(target=fill, daemon=True)
+    thread.start()
+    try:
+        while True:
+            yield items.get()
+    finally:
+        stop.set()
+        thread.join()
 
 
 def adamw(model: Denoiser, lr: float, device: torch.device) -> torch.optim.AdamW:
@@ -493,6 +514,7 @@ def main() -> None:
             print(json.dumps(record), flush=True)
         if step % args.checkpoint_every == 0:
             save()
+    batches.close()  # stops the prefetching thread before the process ends
     save()
     if progress:
         progress.close()
