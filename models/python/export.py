@@ -209,9 +209,6 @@ def corpus_licenses(data: dict) -> dict | None:
     return json.loads(corpus_json.read_text()).get("licenses_kept")
 
 
-FP16_WEIGHTS = "float16 storage, float32 arithmetic (onnxruntime folds the widening Casts at load)"
-
-
 def export_checked(model: Denoiser, staged: Path, low: int, *, fp16: bool) -> float:
     """Exports `model` to `staged` (float16 storage if `fp16`, its weights already rounded) and
     returns max |onnx − torch|; refuses (and removes the file) past 1e-3."""
@@ -224,31 +221,6 @@ def export_checked(model: Denoiser, staged: Path, low: int, *, fp16: bool) -> fl
         staged.unlink()
         raise SystemExit(f"ONNX output differs from PyTorch by {worst}; nothing written")
     return worst
-
-
-def graph_entry(weights: str, worst: float) -> dict:
-    """The manifest's `graph`: the graph contract (graph_io) in the runtime's words."""
-    cache = {"type": "float32", "shape": ["layers", "batch", "heads", "past", "head_dim"]}
-    new = {"type": "float32", "shape": ["layers", "batch", "heads", "time", "head_dim"]}
-    return {
-        "file": "denoiser.onnx",
-        "opset": 17,
-        "inputs": {
-            "input_ids": {"type": "int64", "shape": ["batch", "time"]},
-            "positions": {"type": "int64", "shape": ["batch", "time"]},
-            "past_key": cache,
-            "past_value": cache,
-            "attention_mask": {
-                "type": "bool",
-                "shape": ["batch", "time", "past+time"],
-                "meaning": "true where token may attend; past first, then the new tokens",
-            },
-            graph_io.LOGIT_ROWS: graph_io.LOGIT_ROWS_SPEC,
-        },
-        "outputs": {"logits": graph_io.LOGITS_SPEC, "new_key": new, "new_value": new},
-        "weights": weights,
-        "max_abs_diff_vs_torch": worst,
-    }
 
 
 def file_entries(directory: Path, files: list[str]) -> dict:
@@ -266,7 +238,7 @@ def reexport(model_dir: Path, out: Path) -> None:
     manifest = json.loads((model_dir / "manifest.json").read_text())
     old_graph = model_dir / manifest["graph"]["file"]
     stored = manifest["graph"]["weights"]
-    if stored not in ("float32", FP16_WEIGHTS):
+    if stored not in ("float32", graph_io.FP16_WEIGHTS):
         raise SystemExit(f"cannot re-export {stored} weights from the graph (only float32 or float16 storage)")
     if manifest.get("objective", "diffusion") not in ("diffusion", "ar"):
         raise SystemExit(f"not a Sprout model: objective {manifest.get('objective')}")
@@ -281,7 +253,7 @@ def reexport(model_dir: Path, out: Path) -> None:
     low = max(special_ids(tokenizer).all()) + 1
 
     staged = out / "denoiser.onnx.tmp"
-    worst = export_checked(model, staged, low, fp16=stored == FP16_WEIGHTS)
+    worst = export_checked(model, staged, low, fp16=stored == graph_io.FP16_WEIGHTS)
     if not same_weights(old_graph, staged):
         staged.unlink()
         raise SystemExit(f"the re-exported graph's weights differ from {old_graph}'s; nothing written")
@@ -297,7 +269,7 @@ def reexport(model_dir: Path, out: Path) -> None:
     print(f"re-exported {out / 'denoiser.onnx'} ({stored}); max |onnx - torch| = {worst:.2e}, vs before {drift:.2e}")
     (out / "golden.json").write_text(json.dumps(golden(model, tokenizer)) + "\n")
     files = ["tokenizer.json", "denoiser.onnx", "golden.json"]
-    manifest["graph"] = graph_entry(stored, worst)
+    manifest["graph"] = graph_io.manifest_graph(stored, worst)
     manifest["files"] = file_entries(out, files)
     manifest["lineage"] = [
         *manifest.get("lineage", []),
@@ -369,7 +341,7 @@ def main() -> None:
     onnx_path = args.out / "denoiser.onnx"
     staged = args.out / "denoiser.onnx.tmp"
     worst = export_checked(model, staged, low, fp16=args.fp16)
-    weights = FP16_WEIGHTS if args.fp16 else "float32"
+    weights = graph_io.FP16_WEIGHTS if args.fp16 else "float32"
     if args.int8:
         from onnxruntime.quantization import QuantType, quantize_dynamic
 
@@ -410,7 +382,7 @@ def main() -> None:
         # Trained windows bound the relative distances the model has seen: that is its context.
         "context_length": int(state["args"]["length"]),
         "block_sizes": [int(b) for b in state["args"]["block_sizes"]],
-        "graph": graph_entry(weights, worst),
+        "graph": graph_io.manifest_graph(weights, worst),
         "training": {
             "recipe": recipe(state["args"], records),
             "steps": state["step"],

@@ -28,14 +28,44 @@ AXES = {
     "new_key": {1: "batch", 3: "time"},
     "new_value": {1: "batch", 3: "time"},
 }
-# The manifest's entries for the two tensors logit_rows concerns (export.py and
-# import_checkpoint.py write the same words).
-LOGIT_ROWS_SPEC = {
-    "type": "int64",
-    "shape": ["batch", "rows"],
-    "meaning": "indices into time of the rows whose logits are computed",
-}
-LOGITS_SPEC = {"type": "float32", "shape": ["batch", "rows", "vocab"]}
+# The manifest's `graph.weights` for float16 storage.
+FP16_WEIGHTS = "float16 storage, float32 arithmetic (onnxruntime folds the widening Casts at load)"
+
+
+def manifest_graph(weights: str, worst: float, heads: str = "heads") -> dict:
+    """The manifest's `graph`: the contract above in the runtime's words, for export.py and
+    import_checkpoint.py alike. `heads` names the cache's head axis (`kv_heads` for a GQA cache)."""
+    cache = {"type": "float32", "shape": ["layers", "batch", heads, "past", "head_dim"]}
+    new = {"type": "float32", "shape": ["layers", "batch", heads, "time", "head_dim"]}
+    return {
+        "file": "denoiser.onnx",
+        "opset": 17,
+        "inputs": {
+            "input_ids": {"type": "int64", "shape": ["batch", "time"]},
+            "positions": {"type": "int64", "shape": ["batch", "time"]},
+            "past_key": cache,
+            "past_value": cache,
+            "attention_mask": {
+                "type": "bool",
+                "shape": ["batch", "time", "past+time"],
+                "meaning": "true where token may attend; past first, then the new tokens",
+            },
+            LOGIT_ROWS: {
+                "type": "int64",
+                "shape": ["batch", "rows"],
+                "meaning": "indices into time of the rows whose logits are computed",
+            },
+        },
+        "outputs": {
+            "logits": {"type": "float32", "shape": ["batch", "rows", "vocab"]},
+            "new_key": new,
+            "new_value": new,
+        },
+        "weights": weights,
+        "max_abs_diff_vs_torch": worst,
+    }
+
+
 # A weight stored in half precision is named `<name>.fp16` and widened to `<name>` by a Cast.
 FP16_SUFFIX = ".fp16"
 

@@ -669,7 +669,6 @@ def import_checkpoint(
     (out / "golden.json").write_text(json.dumps(golden_file) + "\n")
 
     files = ["denoiser.onnx", *([external] if external else []), "tokenizer.json", "golden.json"]
-    tensor = {"type": "float32", "shape": ["layers", "batch", "kv_heads", "past", "head_dim"]}
     manifest = {
         "schema_version": 1,
         "name": name or source.name,
@@ -685,32 +684,10 @@ def import_checkpoint(
         "chat_template": chat_template(source, tokenizer_config),
         "decoding": family["decoding"],
         "graph": {
-            "file": "denoiser.onnx",
-            "external_data": external or None,
-            "opset": 17,
-            "inputs": {
-                "input_ids": {"type": "int64", "shape": ["batch", "time"]},
-                "positions": {"type": "int64", "shape": ["batch", "time"]},
-                "past_key": tensor,
-                "past_value": tensor,
-                "attention_mask": {
-                    "type": "bool",
-                    "shape": ["batch", "time", "past+time"],
-                    "meaning": "true where token may attend; past first, then the new tokens",
-                },
-                graph_io.LOGIT_ROWS: graph_io.LOGIT_ROWS_SPEC,
-            },
-            "outputs": {
-                "logits": graph_io.LOGITS_SPEC,
-                "new_key": {**tensor, "shape": ["layers", "batch", "kv_heads", "time", "head_dim"]},
-                "new_value": {**tensor, "shape": ["layers", "batch", "kv_heads", "time", "head_dim"]},
-            },
-            "weights": (
-                "float16 storage, float32 arithmetic (onnxruntime folds the widening Casts at load)"
-                if dtype == "float16"
-                else "float32"
+            **graph_io.manifest_graph(
+                graph_io.FP16_WEIGHTS if dtype == "float16" else "float32", worst, heads="kv_heads"
             ),
-            "max_abs_diff_vs_torch": worst,
+            "external_data": external or None,
         },
         "files": {f: {"sha256": graph_io.sha256(out / f), "bytes": (out / f).stat().st_size} for f in files},
     }
