@@ -4,16 +4,19 @@
  * completions and chat equal to what the runtime decodes by itself; then a stream cut after its
  * first block by a node that dies, resumed on a second node with the text of an uninterrupted run.
  */
-import { createHash } from "node:crypto";
 import { Hono } from "hono";
 import OpenAI from "openai";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createEdgeApp } from "../apps/edge/src/app.ts";
-import { backendFor } from "../apps/edge/src/backends.ts";
 import { chatPromptIds } from "../models/src/chat.ts";
 import { loadModel, type Model, SHIPPED_MODEL_DIR } from "../models/src/index.ts";
 import { TextTokenizer } from "../models/src/tokenizer.ts";
-import { listen, type RunningNode, type RunningServer, startDenoiserNode } from "./support/servers.ts";
+import {
+  edgeInNode,
+  listen,
+  type RunningNode,
+  type RunningServer,
+  startDenoiserNode,
+} from "./support/servers.ts";
 import { freePort, type Started, startSprout, whenReady } from "./support/sprout.ts";
 import { buildTinyImportedModels, TINY_IMPORTED, type TinyImported } from "./support/tiny-imported.ts";
 
@@ -31,6 +34,13 @@ beforeAll(async () => {
 afterAll(async () => {
   for (const model of Object.values(models)) await model.close();
 });
+
+/** A streamed completion's text. */
+async function streamedText(stream: AsyncIterable<OpenAI.Completion>): Promise<string> {
+  let text = "";
+  for await (const chunk of stream) text += chunk.choices[0]?.text ?? "";
+  return text;
+}
 
 /** What the runtime writes by itself for a prompt: the text and the ids. */
 async function direct(
@@ -90,9 +100,7 @@ describe("imported models beside sprout-tiny through npm start (workerd)", () =>
       max_tokens: 12,
       stream: true,
     });
-    let text = "";
-    for await (const chunk of stream) text += chunk.choices[0]?.text ?? "";
-    expect(text).toBe(expected.text);
+    expect(await streamedText(stream)).toBe(expected.text);
     expect(expected.ids.length).toBeGreaterThan(0);
   });
 
@@ -167,13 +175,7 @@ describe("an imported model resumed mid-stream on a second node", () => {
     a = await startDenoiserNode(SECRET, [dirs["tiny-fast-dllm"], dirs["tiny-sdar"]]);
     b = await startDenoiserNode(SECRET, [dirs["tiny-fast-dllm"], dirs["tiny-sdar"]]);
     dying = await dyingAfterFirstBlock(a.url);
-    const env = {
-      DENOISER_URL: `${dying.url},${b.url}`,
-      DENOISER_SECRET: SECRET,
-      API_KEY_HASHES: createHash("sha256").update(KEY).digest("hex"),
-    };
-    const app = createEdgeApp({ backendFor });
-    edge = await listen(new Hono().all("*", (c) => app.fetch(c.req.raw, env)));
+    edge = await edgeInNode([dying.url, b.url], SECRET, KEY);
     client = new OpenAI({ baseURL: `${edge.url}/v1`, apiKey: KEY, maxRetries: 0 });
   }, 120_000);
 
@@ -197,9 +199,7 @@ describe("an imported model resumed mid-stream on a second node", () => {
           max_tokens: 12,
           stream: true,
         });
-        let text = "";
-        for await (const chunk of stream) text += chunk.choices[0]?.text ?? "";
-        expect(text).toBe(expected.text);
+        expect(await streamedText(stream)).toBe(expected.text);
       }
       expect(dying.cuts()).toBeGreaterThan(before);
     },

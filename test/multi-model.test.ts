@@ -4,14 +4,10 @@
  * learns that from their /readyz, lists both at /v1/models, sends each request to nodes serving
  * its model, answers 404 for another, and fails over within the twin's pool when B is gone.
  */
-import { createHash } from "node:crypto";
-import { Hono } from "hono";
 import OpenAI, { NotFoundError } from "openai";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createEdgeApp } from "../apps/edge/src/app.ts";
-import { backendFor } from "../apps/edge/src/backends.ts";
 import {
-  listen,
+  edgeInNode,
   type RunningNode,
   type RunningServer,
   startDenoiserNode,
@@ -29,13 +25,7 @@ describe("two models behind one edge", () => {
   beforeAll(async () => {
     a = await startDenoiserNode(SECRET, TWO_MODEL_DIRS);
     b = await startDenoiserNode(SECRET, [a.models[1] as RunningNode["model"]]);
-    const env = {
-      DENOISER_URL: `${a.url},${b.url}`,
-      DENOISER_SECRET: SECRET,
-      API_KEY_HASHES: createHash("sha256").update(KEY).digest("hex"),
-    };
-    const app = createEdgeApp({ backendFor });
-    edge = await listen(new Hono().all("*", (c) => app.fetch(c.req.raw, env)));
+    edge = await edgeInNode([a.url, b.url], SECRET, KEY);
     client = new OpenAI({ baseURL: `${edge.url}/v1`, apiKey: KEY, maxRetries: 0 });
   });
   afterAll(async () => {
@@ -94,7 +84,7 @@ describe("two models behind one edge", () => {
         prompt: "x = ",
         max_tokens: 4,
       });
-      expect(completion.choices[0]?.finish_reason).toBeDefined();
+      expect(completion.choices[0]?.finish_reason).toMatch(/^(stop|length)$/);
     }
   });
 });

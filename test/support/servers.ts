@@ -1,8 +1,12 @@
 /** Servers for tests: the real denoiser node in-process, and a webhook receiver that fails as real ones do. */
+
+import { createHash } from "node:crypto";
 import type { AddressInfo } from "node:net";
 import { serve } from "@hono/node-server";
 import { Hono } from "hono";
 import { createDenoiserApp } from "../../apps/denoiser/src/app.ts";
+import { createEdgeApp } from "../../apps/edge/src/app.ts";
+import { backendFor } from "../../apps/edge/src/backends.ts";
 import { loadModel, type Model, SHIPPED_MODEL_DIR, TWIN_MODEL_DIR } from "../../models/src/index.ts";
 
 /** The shipped model and its autoregressive twin: two real models, for tests of several. */
@@ -11,6 +15,20 @@ export const TWO_MODEL_DIRS = [SHIPPED_MODEL_DIR, TWIN_MODEL_DIR];
 export interface RunningServer {
   url: string;
   close(): Promise<void>;
+}
+
+/**
+ * The edge's app and its backendFor, served by Node in front of these node URLs (what the worker
+ * builds over them), taking `key`: for tests that stop and cut nodes under it.
+ */
+export async function edgeInNode(nodeUrls: string[], secret: string, key: string): Promise<RunningServer> {
+  const env = {
+    DENOISER_URL: nodeUrls.join(","),
+    DENOISER_SECRET: secret,
+    API_KEY_HASHES: createHash("sha256").update(key).digest("hex"),
+  };
+  const app = createEdgeApp({ backendFor });
+  return listen(new Hono().all("*", (c) => app.fetch(c.req.raw, env)));
 }
 
 /** Serves a Hono app on a free loopback port. */

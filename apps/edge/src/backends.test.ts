@@ -15,35 +15,35 @@ const env = (overrides: Partial<Env>): Env => ({
   ...overrides,
 });
 
+/** A request's text through the OpenAI-compatible upstream (alone in the pool), and through the node. */
+async function viaUpstreamAndNode(request: Parameters<typeof completeText>[1]) {
+  const upstreams = JSON.stringify([
+    { url: inject("upstreamUrl"), api_key: inject("upstreamKey"), model: inject("modelId") },
+  ]);
+  const viaUpstream = await completeText(
+    backendFor(env({ DENOISER_URL: "", UPSTREAMS: upstreams })),
+    request,
+  );
+  const viaNode = await completeText(backendFor(env({})), request);
+  return { viaUpstream, viaNode };
+}
+
 describe("backendFor", () => {
   it("serves from an OpenAI-compatible upstream in the pool, and the same text as a node gives", async () => {
-    const request = { prompt: "def fibonacci(n):\n", max_tokens: 12 };
-    const upstreams = JSON.stringify([
-      { url: inject("upstreamUrl"), api_key: inject("upstreamKey"), model: inject("modelId") },
-    ]);
-    const viaUpstream = await completeText(
-      backendFor(env({ DENOISER_URL: "", UPSTREAMS: upstreams })),
-      request,
-    );
-    const viaNode = await completeText(backendFor(env({})), request);
+    const { viaUpstream, viaNode } = await viaUpstreamAndNode({
+      prompt: "def fibonacci(n):\n",
+      max_tokens: 12,
+    });
     expect(viaUpstream.text.length).toBeGreaterThan(0);
     expect(viaUpstream.text).toBe(viaNode.text);
   });
 
   it("sends a conversation to an upstream as chat: the same text as the node renders and gives", async () => {
-    const request = {
+    const { viaUpstream, viaNode } = await viaUpstreamAndNode({
       prompt: "",
       messages: [{ role: "user" as const, content: "Return the n-th Fibonacci number." }],
       max_tokens: 12,
-    };
-    const upstreams = JSON.stringify([
-      { url: inject("upstreamUrl"), api_key: inject("upstreamKey"), model: inject("modelId") },
-    ]);
-    const viaUpstream = await completeText(
-      backendFor(env({ DENOISER_URL: "", UPSTREAMS: upstreams })),
-      request,
-    );
-    const viaNode = await completeText(backendFor(env({})), request);
+    });
     expect(viaUpstream.text.length).toBeGreaterThan(0);
     expect(viaUpstream.text).toBe(viaNode.text);
   });
