@@ -52,6 +52,8 @@ async function runtime(name: string, root: string): Promise<Runtime> {
 async function run({ model, Scheduler }: Runtime, level: number, maxBatch: number) {
   const scheduler = new Scheduler({
     forward: (inputs, options) => model.session.forwardBatch(inputs, options),
+    // A checkout from before the session counted its slots gets the scheduler's own default.
+    ...(typeof model.session.slots === "function" ? { slots: model.session.slots.bind(model.session) } : {}),
     maxBatch,
     maxQueue: 64,
   });

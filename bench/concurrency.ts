@@ -37,6 +37,7 @@ export async function concurrency(
   const forwards: ForwardStats[] = [];
   const scheduler = new Scheduler({
     forward: (inputs, options) => which.session.forwardBatch(inputs, options),
+    slots: (inputs) => which.session.slots(inputs),
     onForward: (stats) => forwards.push(stats),
     maxBatch,
     maxQueue: 64,

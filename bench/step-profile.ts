@@ -79,6 +79,7 @@ async function run() {
       forwardMs += performance.now() - t0;
       return out;
     },
+    slots: (inputs) => model.session.slots(inputs),
     maxBatch: MAX_BATCH,
     maxQueue: 64,
   });

@@ -2,7 +2,7 @@ import * as ort from "onnxruntime-node";
 import { describe, expect, it } from "vitest";
 import { KvCache, PastBuffers } from "./kv.ts";
 import type { Manifest } from "./manifest.ts";
-import { splitByLength } from "./session.ts";
+import { planRuns, type RunShape } from "./session.ts";
 
 const [layers, heads, headDim] = [2, 3, 4];
 const manifest = {
@@ -134,13 +134,36 @@ describe("the KV cache", () => {
   });
 });
 
-describe("splitting a batch by length", () => {
+describe("planning a batch's graph runs", () => {
+  const blocks = (times: number[], past = 0): RunShape[] => times.map((time) => ({ time, past }));
+  const plan = (shapes: RunShape[], run: number, pastPosition = 0) => planRuns(shapes, { run, pastPosition });
+
   it("keeps one graph run unless splitting saves more padding than a run costs", () => {
-    expect(splitByLength([32, 32, 64, 32], Number.POSITIVE_INFINITY)).toEqual([[0, 1, 2, 3]]);
+    expect(plan(blocks([32, 32, 64, 32]), Number.POSITIVE_INFINITY)).toEqual([[0, 1, 2, 3]]);
     // Together: 4 × 64 = 256 slots; apart: 3 × 32 + 64 plus one run more.
-    expect(splitByLength([32, 32, 64, 32], 32)).toEqual([[0, 1, 3], [2]]);
-    expect(splitByLength([32, 32, 64, 32], 200)).toEqual([[0, 1, 2, 3]]);
-    expect(splitByLength([30, 32, 32, 130, 64], 16)).toEqual([[0, 1, 2], [4], [3]]);
-    expect(splitByLength([], 32)).toEqual([[]]);
+    expect(plan(blocks([32, 32, 64, 32]), 32)).toEqual([[0, 1, 3], [2]]);
+    expect(plan(blocks([32, 32, 64, 32]), 200)).toEqual([[0, 1, 2, 3]]);
+    expect(plan(blocks([30, 32, 32, 130, 64]), 16)).toEqual([[0, 1, 2], [4], [3]]);
+    expect(plan([], 32)).toEqual([[]]);
+  });
+
+  it("runs caches of very different lengths apart when padding the short ones costs more than a run", () => {
+    // Six blocks of 32 against 40 cached positions, two against 900: padded together, the six
+    // attend 860 positions more, 6 × 32 × 860 × 0.0011 = 182 slots, more than a run's 128.
+    const shapes = [
+      ...blocks([32, 32, 32], 40),
+      ...blocks([32], 900),
+      ...blocks([32, 32, 32], 40),
+      ...blocks([32], 900),
+    ];
+    expect(plan(shapes, 128, 0.0011)).toEqual([
+      [0, 1, 2, 4, 5, 6],
+      [3, 7],
+    ]);
+    // At 300 cached positions padding the three costs 27 slots: one run.
+    const near = [...blocks([32, 32, 32], 40), ...blocks([32], 300)];
+    expect(plan(near, 128, 0.0011)).toEqual([[0, 1, 2, 3]]);
+    // Cache lengths are not padding to pay for when they cost nothing.
+    expect(plan(shapes, 128, 0)).toEqual([[0, 1, 2, 3, 4, 5, 6, 7]]);
   });
 });

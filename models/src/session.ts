@@ -90,12 +90,17 @@ export interface SessionOptions {
   intraOpNumThreads?: number;
   /**
    * What one more forward costs, in token slots (one token through the graph, padding
-   * included): forwardBatch splits a batch into graph runs of similar lengths when that saves
+   * included): forwardBatch splits a batch into graph runs of similar shapes when that saves
    * more padded slots than this per extra run. Default: `CPU_FORWARD_COST_TOKENS` when the
    * CPU provider is the first choice (a forward's cost there is mostly per token), else
    * Infinity (never split: on a GPU a forward's cost is mostly per call).
    */
   forwardCostTokens?: number;
+  /**
+   * What one new token attending one more past position costs, in token slots: the price of
+   * padding a row's cache to the longest in its run. Default `CPU_PAST_POSITION_COST`.
+   */
+  pastPositionCost?: number;
 }
 
 /**
@@ -106,6 +111,17 @@ export interface SessionOptions {
  * lower efficiency at batch 1 included. Splitting saved 15% and 43% of those forwards' time.
  */
 export const CPU_FORWARD_COST_TOKENS = 128;
+
+/**
+ * What a new token attending one more cached position costs on this kind of CPU, in token
+ * slots. bench/engine.ts's step latency (one block of 32, sprout-tiny, 2026-12-01): 3.85 ms
+ * against 128 cached tokens, 6.73 ms against 992, so 1.04e-4 ms per (token, position) pair;
+ * one token slot costs 0.095 ms (its cost model), hence 0.0011. Attention is the one part of a
+ * forward whose cost grows with the past, and decomposed into small ops it runs far below the
+ * GEMM rate: padding 8 rows of a block of 32 from 110 cached positions to 180 costs about 2 ms
+ * of a 25 ms step.
+ */
+export const CPU_PAST_POSITION_COST = 0.0011;
 
 export class DenoiserSession {
   /** 0 for ids the model may produce, -inf for banned ones (prompt.ts's bannedTokenIds). */
@@ -123,7 +139,7 @@ export class DenoiserSession {
     private readonly session: ort.InferenceSession,
     private readonly pick: ort.InferenceSession,
     readonly manifest: Manifest,
-    private readonly forwardCostTokens: number,
+    private readonly costs: RunCosts,
   ) {
     const { n_layers: layers, kv_heads: heads, head_dim: headDim } = manifest.architecture;
     this.pasts = new PastBuffers({ layers, heads, headDim });
@@ -137,7 +153,12 @@ export class DenoiserSession {
   static async create(
     graphPath: string,
     manifest: Manifest,
-    { executionProviders = ["cpu"], intraOpNumThreads, forwardCostTokens }: SessionOptions = {},
+    {
+      executionProviders = ["cpu"],
+      intraOpNumThreads,
+      forwardCostTokens,
+      pastPositionCost = CPU_PAST_POSITION_COST,
+    }: SessionOptions = {},
   ): Promise<DenoiserSession> {
     const options: ort.InferenceSession.SessionOptions = {
       executionProviders,
@@ -149,10 +170,10 @@ export class DenoiserSession {
     };
     const session = await ort.InferenceSession.create(graphPath, options);
     const pick = await ort.InferenceSession.create(PICK_GRAPH, options);
-    const cost =
+    const run =
       forwardCostTokens ??
       (executionProviders[0] === "cpu" ? CPU_FORWARD_COST_TOKENS : Number.POSITIVE_INFINITY);
-    return new DenoiserSession(session, pick, manifest, cost);
+    return new DenoiserSession(session, pick, manifest, { run, pastPosition: pastPositionCost });
   }
 
   /**
@@ -174,9 +195,9 @@ export class DenoiserSession {
    * into one graph run: rows are padded to its longest input and longest cache, and the
    * attention mask hides the padding, so each row computes what it would alone (a padded query
    * attends only to itself, which keeps its discarded values finite). Sequences of quite
-   * different lengths (one bringing a prefill or a committed block, the rest only their block)
-   * run in separate graph runs when that saves more padding than a run costs
-   * (`forwardCostTokens`). A graph with a `logit_rows` input computes the head only for the
+   * different shapes (one bringing a prefill or a committed block, the rest only their block;
+   * caches of quite different lengths) run in separate graph runs when that saves more padding
+   * than a run costs (`plan`). A graph with a `logit_rows` input computes the head only for the
    * rows asked for (padded to the most any sequence asks, with row 0); one without computes
    * every row. The greedy statistics, when asked for, are computed for the asked-for rows only,
    * in one pick-graph run for the whole batch.
@@ -200,10 +221,9 @@ export class DenoiserSession {
       }
       return rows;
     });
-    const lengths = inputs.map((i) => i.context.length + i.block.length);
     const results: ForwardResult[] = new Array(inputs.length);
     const sources: RowSource[] = new Array(inputs.length);
-    for (const group of splitByLength(lengths, this.forwardCostTokens)) {
+    for (const group of this.plan(inputs)) {
       const out = await this.run(
         group.map((b) => inputs[b] as ForwardInput),
         group.map((b) => asked[b] as readonly number[]),
@@ -231,6 +251,24 @@ export class DenoiserSession {
       lap("pick");
     }
     return results;
+  }
+
+  /** The graph runs forwardBatch would make of these inputs: indices into them, per run (planRuns). */
+  plan(inputs: readonly ForwardInput[]): number[][] {
+    return planRuns(inputs.map(shapeOf), this.costs);
+  }
+
+  /**
+   * The token slots a forwardBatch of these inputs computes: each graph run's sequences × its
+   * longest input, padding included (what a scheduler's per-forward budget counts).
+   */
+  slots(inputs: readonly ForwardInput[]): number {
+    const shapes = inputs.map(shapeOf);
+    let slots = 0;
+    for (const group of planRuns(shapes, this.costs)) {
+      slots += group.length * Math.max(0, ...group.map((b) => (shapes[b] as RunShape).time));
+    }
+    return slots;
   }
 
   /**
@@ -422,22 +460,45 @@ function gatherRows(data: Float32Array, width: number, at: readonly number[]): F
   return out;
 }
 
+/** A sequence's shape in a graph run: its new tokens, and its cached positions. */
+export interface RunShape {
+  time: number;
+  past: number;
+}
+
+/** What graph runs cost, in token slots (one new token through the graph): see SessionOptions. */
+export interface RunCosts {
+  /** One more graph run. */
+  run: number;
+  /** One new token attending one more cached position. */
+  pastPosition: number;
+}
+
+function shapeOf(input: ForwardInput): RunShape {
+  return { time: input.context.length + input.block.length, past: input.cache.length };
+}
+
 /**
- * Sequences (by input length) in groups, each one graph run, that minimise the padded token
- * slots plus `runCost` per run: sorted by length, a group is a run of neighbours (dynamic
- * programming over the split points). Each group lists its sequences in their original order.
+ * Sequences in groups, each one graph run, that minimise the padded cost: per run `run`, per
+ * sequence its run's longest input, plus `pastPosition` for each of those tokens times the
+ * run's longest cache. Sorted by input length then cache length, a group is a run of neighbours
+ * (dynamic programming over the split points). Each group lists its sequences in their
+ * original order; an infinite run cost keeps them all in one run.
  */
-export function splitByLength(lengths: readonly number[], runCost: number): number[][] {
-  const order = lengths.map((_, i) => i).sort((a, b) => (lengths[a] as number) - (lengths[b] as number));
-  if (!Number.isFinite(runCost) || order.length <= 1) return [lengths.map((_, i) => i)];
-  // best[k]: the cheapest way to run the k shortest; cut[k]: where its last group starts.
+export function planRuns(shapes: readonly RunShape[], costs: RunCosts): number[][] {
+  const at = (i: number) => shapes[i] as RunShape;
+  const order = shapes.map((_, i) => i).sort((a, b) => at(a).time - at(b).time || at(a).past - at(b).past);
+  if (!Number.isFinite(costs.run) || order.length <= 1) return [shapes.map((_, i) => i)];
+  // best[k]: the cheapest way to run the k first of `order`; cut[k]: where its last group starts.
   const best = [0];
   const cut = [0];
   for (let k = 1; k <= order.length; k++) {
-    const longest = lengths[order[k - 1] as number] as number;
+    const time = at(order[k - 1] as number).time; // the longest input of any group ending at k
     best[k] = Number.POSITIVE_INFINITY;
-    for (let j = 0; j < k; j++) {
-      const cost = (best[j] as number) + runCost + (k - j) * longest;
+    let past = 0;
+    for (let j = k - 1; j >= 0; j--) {
+      past = Math.max(past, at(order[j] as number).past);
+      const cost = (best[j] as number) + costs.run + (k - j) * time * (1 + costs.pastPosition * past);
       if (cost < (best[k] as number)) {
         best[k] = cost;
         cut[k] = j;

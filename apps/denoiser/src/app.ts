@@ -55,7 +55,7 @@ export interface DenoiserAppOptions {
   models?: readonly (Model | Promise<Model>)[];
   secret: string;
   /** Batching limits (scheduler.ts); the forward is the model's. */
-  scheduler?: Omit<SchedulerOptions, "forward" | "onForward">;
+  scheduler?: Omit<SchedulerOptions, "forward" | "slots" | "onForward">;
   log?: (message: string) => void;
 }
 
@@ -115,6 +115,7 @@ export function createDenoiserApp({
       const scheduler = new Scheduler({
         ...limits,
         forward: (inputs, options) => model.session.forwardBatch(inputs, options),
+        slots: (inputs) => model.session.slots(inputs),
         onForward: (stats) => metrics.forward(stats, name),
       });
       byName.set(name, { model, scheduler });

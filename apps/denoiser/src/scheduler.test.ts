@@ -68,6 +68,32 @@ describe("the batching scheduler", () => {
     expect(forwards.some((f) => f.sequences > 1)).toBe(true);
   });
 
+  it("counts a forward's token slots as the session splits it, not as one padded run", async () => {
+    // One generation brings a long prompt's prefill along with its first block; the others a
+    // short prompt each. Padded as one run, a forward of all four is 4 × the long input; the
+    // session runs the prefill apart (kv.test.ts: planRuns), so the four fit a budget that one
+    // padded run would not.
+    const long = "def add(a, b):\n    return a + b\n\n\n".repeat(12);
+    const run = async (slots: boolean) => {
+      const { s, forwards } = scheduler({
+        maxBatch: 4,
+        maxBatchTokens: 300,
+        ...(slots ? { slots: (inputs: readonly ForwardInput[]) => model.session.slots(inputs) } : {}),
+      });
+      const options = { maxTokens: 8, blockSize: 8, threshold: 1 };
+      const prompts = [...PROMPTS.slice(0, 3), long];
+      await Promise.all(prompts.map((prompt) => collect(s.submit(model.start({ ...options, prompt })))));
+      return forwards;
+    };
+    const counted = await run(true);
+    const prefill = counted.find((f) => f.tokens > 150);
+    expect(prefill?.sequences).toBe(4);
+    expect(prefill?.paddedTokens).toBeLessThanOrEqual(300);
+    // Counted as one padded run, even one sequence beside the prefill makes more than 300: it goes alone.
+    const padded = await run(false);
+    expect(padded.find((f) => f.tokens > 150)?.sequences).toBe(1);
+  });
+
   it("lets no generation starve: with room for one row per forward, generations take turns", async () => {
     const { s, forwards } = scheduler({ maxBatch: 4, maxBatchTokens: 8 });
     const finishedAt: number[] = [];

@@ -3,8 +3,8 @@
  * machines, models/src/work.ts) advances in shared forward passes.
  *
  * Each loop turn takes the active work that waited longest, as much as fits the batch limits
- * (sequences, and padded tokens: sequences × the longest input), runs one batched forward and
- * hands each its rows (session.forwardBatch pads and masks so each row computes what it would
+ * (sequences, and token slots: what the forward computes, padding included, as the session
+ * plans its graph runs), runs one batched forward and hands each its rows (session.forwardBatch pads and masks so each row computes what it would
  * alone). A step's rows stay together in one forward; a step bigger than the limits runs in a
  * forward of its own. Work joins and leaves between forwards, at any step; work whose client
  * went away is dropped before the next forward, freeing its slot at once. Beyond the active
@@ -19,8 +19,14 @@ export interface SchedulerOptions {
   forward: (inputs: readonly ForwardInput[], options: { stats: boolean }) => Promise<ForwardResult[]>;
   /** Sequences in one forward, and units of work holding a slot (1: no batching, round robin). */
   maxBatch?: number;
-  /** Padded tokens in one forward (sequences × longest input); one step always fits. */
+  /** Token slots in one forward (`slots`); one step always fits. */
   maxBatchTokens?: number;
+  /**
+   * The token slots a forward of these inputs computes, padding included: the session's
+   * `slots`, which knows how it splits a batch into graph runs. Default: sequences × the
+   * longest input (one padded run).
+   */
+  slots?: (inputs: readonly ForwardInput[]) => number;
   /** Units of work waiting for a slot beyond the active ones. */
   maxQueue?: number;
   /** Called after every forward (metrics). */
@@ -37,7 +43,7 @@ export interface SubmitOptions {
 
 export interface ForwardStats {
   sequences: number;
-  /** Real input tokens (context and block) across the batch, and with padding. */
+  /** Real input tokens (context and block) across the batch, and the slots computed (with padding). */
   tokens: number;
   paddedTokens: number;
   seconds: number;
@@ -65,6 +71,7 @@ export class Scheduler {
   private readonly maxBatch: number;
   private readonly maxBatchTokens: number;
   private readonly maxQueue: number;
+  private readonly slots: (inputs: readonly ForwardInput[]) => number;
   private turn = 0;
   private running = false;
   /** Mean seconds a unit of work takes, for Retry-After (exponential moving average). */
@@ -74,6 +81,7 @@ export class Scheduler {
     this.maxBatch = options.maxBatch ?? 8;
     this.maxBatchTokens = options.maxBatchTokens ?? 1024;
     this.maxQueue = options.maxQueue ?? 32;
+    this.slots = options.slots ?? paddedRun;
   }
 
   get load(): { active: number; queued: number } {
@@ -136,11 +144,10 @@ export class Scheduler {
           for (const { entry } of batch) this.end(entry, error);
           continue;
         }
-        const tokens = inputs.map((i) => i.context.length + i.block.length);
         this.options.onForward?.({
           sequences: inputs.length,
-          tokens: tokens.reduce((a, b) => a + b, 0),
-          paddedTokens: inputs.length * Math.max(...tokens),
+          tokens: inputs.reduce((a, i) => a + i.context.length + i.block.length, 0),
+          paddedTokens: this.slots(inputs),
           seconds: (performance.now() - started) / 1000,
         });
       }
@@ -164,19 +171,17 @@ export class Scheduler {
     }
   }
 
-  /** Longest-waiting first, while the forward stays within its sequence and padded-token limits. */
+  /** Longest-waiting first, while the forward stays within its sequence and token-slot limits. */
   private pickBatch(): { entry: Entry; rows: readonly ForwardInput[] }[] {
     const order = [...this.active].sort((a, b) => a.servedAt - b.servedAt);
     const batch: { entry: Entry; rows: readonly ForwardInput[] }[] = [];
-    let sequences = 0;
-    let longest = 0;
+    let inputs: readonly ForwardInput[] = [];
     for (const entry of order) {
       const rows = entry.work.next();
-      const length = Math.max(longest, ...rows.map((row) => row.context.length + row.block.length));
-      const count = sequences + rows.length;
-      if (sequences > 0 && (count > this.maxBatch || count * length > this.maxBatchTokens)) continue;
-      sequences = count;
-      longest = length;
+      const joined = [...inputs, ...rows];
+      const fits = joined.length <= this.maxBatch && this.slots(joined) <= this.maxBatchTokens;
+      if (inputs.length > 0 && !fits) continue;
+      inputs = joined;
       batch.push({ entry, rows });
     }
     return batch;
@@ -205,6 +210,11 @@ export class Scheduler {
       entry.channel.fail(error);
     }
   }
+}
+
+/** Token slots of one graph run padded to the longest input. */
+function paddedRun(inputs: readonly ForwardInput[]): number {
+  return inputs.length * Math.max(0, ...inputs.map((i) => i.context.length + i.block.length));
 }
 
 /** An async iterable fed by pushes: outputs wait here until the consumer reads them. */
