@@ -12,7 +12,8 @@
  * changes the speed, never the text). Reports aggregate completion tokens per second (all the
  * completion tokens over the wall time from the first request to the last answer), medians over
  * the rounds and the ratios of each round, for batching on (the node's defaults) and off
- * (SPROUT_MAX_BATCH=1). Prints a table, writes bench/results/api.json.
+ * (SPROUT_MAX_BATCH=1). Prints a table, writes bench/results/api.json and puts the table into
+ * the README.
  */
 import { randomBytes } from "node:crypto";
 import { mkdirSync, writeFileSync } from "node:fs";
@@ -20,6 +21,7 @@ import { cpus } from "node:os";
 import { fileURLToPath } from "node:url";
 import { freePort, startSprout, whenReady } from "../test/support/sprout.ts";
 import { mbppTasks } from "./quality.ts";
+import { writeReadmeSection } from "./readme.ts";
 
 const ROUNDS = Number(process.env.API_ROUNDS ?? 3);
 const MAX_TOKENS = 128;
@@ -153,3 +155,17 @@ writeFileSync(
   )}\n`,
 );
 console.log(`wrote ${here("./results/api.json")}`);
+
+writeReadmeSection(
+  "bench-api",
+  [
+    `Measured ${new Date().toISOString().slice(0, 10)} (\`bench/api.ts\`, \`bench/results/api.json\`): \`npm start\`'s system (the edge in workerd, one node), \`/v1/completions\`, MBPP prompts, ≤ ${MAX_TOKENS} tokens, greedy, not streamed; aggregate completion tokens/s, median of ${ROUNDS} rounds (the ratios: median, then each round's). Every completion equal to its prompt's alone.`,
+    "",
+    `| batching | ${SHAPES.map((s) => s.name).join(" | ")} | 8 at once ÷ one at a time | 16 at once ÷ 8 in flight |`,
+    `|---|${SHAPES.map(() => "---|").join("")}---|---|`,
+    ...runs.map(
+      (r) =>
+        `| ${r.batching} | ${SHAPES.map((s) => (r.tokens_per_s[s.name] as number).toFixed(0)).join(" | ")} | ${fmt(r.eight_at_once_over_one_at_a_time)} | ${fmt(r.sixteen_at_once_over_eight_in_flight)} |`,
+    ),
+  ].join("\n"),
+);

@@ -14,13 +14,14 @@
  *   npx tsx bench/batch-shape.ts [repeats=9]
  *
  * Medians of `repeats`, the shapes interleaved so that drift falls on all alike. Prints tables,
- * writes bench/results/batch-shape.json.
+ * writes bench/results/batch-shape.json and puts them into the README.
  */
 import { mkdirSync, writeFileSync } from "node:fs";
 import { cpus } from "node:os";
 import { fileURLToPath } from "node:url";
 import { loadModel, SHIPPED_MODEL_DIR } from "../models/src/index.ts";
 import { type ForwardInput, KvCache } from "../models/src/session.ts";
+import { writeReadmeSection } from "./readme.ts";
 
 const [REPEATS = 9] = process.argv.slice(2).map(Number);
 const here = (path: string) => fileURLToPath(new URL(path, import.meta.url));
@@ -142,3 +143,26 @@ writeFileSync(
   )}\n`,
 );
 await model.close();
+
+writeReadmeSection(
+  "bench-batch-shape",
+  [
+    `Measured ${new Date().toISOString().slice(0, 10)} (\`bench/batch-shape.ts\`, \`bench/results/batch-shape.json\`), medians of ${REPEATS}: denoising steps side by side in one forward (${PAST} cached tokens each, the greedy statistics of every row), against the same steps one at a time:`,
+    "",
+    "| block | sequences | tokens | ms per forward | ms per token | × one at a time |",
+    "|---|---|---|---|---|---|",
+    ...steps.map(
+      (s) =>
+        `| ${s.block} | ${s.sequences} | ${s.tokens} | ${s.ms.toFixed(1)} | ${s.ms_per_token.toFixed(3)} | ${s.speedup_over_one_at_a_time.toFixed(2)} |`,
+    ),
+    "",
+    "A prompt's prefill (riding along with its first block of 32) beside 7 steps of 32, in one forwardBatch (the session runs them as it plans) or as two:",
+    "",
+    "| prompt tokens | together (ms) | apart (ms) | the prefill alone (ms) |",
+    "|---|---|---|---|",
+    ...fill.map(
+      (f) =>
+        `| ${f.prompt} | ${f.together_ms.toFixed(1)} | ${f.apart_ms.toFixed(1)} | ${f.prefill_alone_ms.toFixed(1)} |`,
+    ),
+  ].join("\n"),
+);

@@ -2,7 +2,7 @@
  * Aggregate decoding speed with concurrent requests through the node's batching scheduler (the
  * same Scheduler the denoiser node runs), for bench/engine.ts and bench/gpu.ts.
  */
-import { type ForwardStats, Scheduler } from "../apps/denoiser/src/scheduler.ts";
+import { DEFAULT_MAX_BATCH, type ForwardStats, Scheduler } from "../apps/denoiser/src/scheduler.ts";
 import type { DecodeOptions, Model } from "../models/src/index.ts";
 
 const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
@@ -27,12 +27,15 @@ export interface ConcurrencyResult {
   peak_rss_mb: number;
 }
 
-/** Runs `requests`, `level` at a time, through one scheduler of at most `maxBatch` sequences per forward. */
+/**
+ * Runs `requests`, `level` at a time, through one scheduler of at most `maxBatch` sequences per
+ * forward (1: batching off) and otherwise the node's limits.
+ */
 export async function concurrency(
   which: Model,
   requests: DecodeOptions[],
   level: number,
-  maxBatch: number,
+  maxBatch = DEFAULT_MAX_BATCH,
 ): Promise<ConcurrencyResult> {
   const forwards: ForwardStats[] = [];
   const scheduler = new Scheduler({

@@ -25,7 +25,7 @@
 
 import { spawn } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { cpus, tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -38,6 +38,7 @@ import type { Env } from "../apps/edge/src/env.ts";
 import { fakeNodeEvents, startFakeNode } from "../test/support/fake-node.ts";
 import { quantiles } from "../test/support/load.ts";
 import { freePort } from "../test/support/sprout.ts";
+import { writeReadmeSection } from "./readme.ts";
 
 const here = (path: string) => fileURLToPath(new URL(path, import.meta.url));
 const ROUNDS = Number(process.env.EDGE_COST_ROUNDS ?? 150);
@@ -389,11 +390,4 @@ const markdown = [
       `| ${label[name as keyof typeof rows]} | ${f(r.per_request_p50_ms)} | ${f(r.per_request_p99_ms)} | ${f(r.per_event_p50_ms, 4)} | ${f(r.per_event_p99_ms, 4)} |`,
   ),
 ].join("\n");
-const readme = here("../README.md");
-writeFileSync(
-  readme,
-  readFileSync(readme, "utf8").replace(
-    /<!-- bench-edge-cost:start -->[\s\S]*<!-- bench-edge-cost:end -->/,
-    `<!-- bench-edge-cost:start -->\n${markdown}\n<!-- bench-edge-cost:end -->`,
-  ),
-);
+writeReadmeSection("bench-edge-cost", markdown);

@@ -6,12 +6,13 @@
  * table, writes bench/results/edge.json and puts the table into the README.
  */
 import { randomBytes } from "node:crypto";
-import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { mkdirSync, writeFileSync } from "node:fs";
 import { cpus } from "node:os";
 import { fileURLToPath } from "node:url";
 import { createParser } from "eventsource-parser";
 import { quantiles } from "../test/support/load.ts";
 import { startSprout, whenReady } from "../test/support/sprout.ts";
+import { writeReadmeSection } from "./readme.ts";
 
 const here = (path: string) => fileURLToPath(new URL(path, import.meta.url));
 const ROUNDS = 60;
@@ -118,11 +119,4 @@ const markdown = [
   "",
   `Through wrangler dev the edge adds ${added.total_p50_ms.toFixed(1)} ms at p50 and ${added.total_p99_ms.toFixed(1)} ms at p99: its proxy's share and the edge's own work (auth, validation, the pool, SSE re-encoding) together; the edge's own work alone is measured below.`,
 ].join("\n");
-const readme = here("../README.md");
-writeFileSync(
-  readme,
-  readFileSync(readme, "utf8").replace(
-    /<!-- bench-edge:start -->[\s\S]*<!-- bench-edge:end -->/,
-    `<!-- bench-edge:start -->\n${markdown}\n<!-- bench-edge:end -->`,
-  ),
-);
+writeReadmeSection("bench-edge", markdown);

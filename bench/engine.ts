@@ -13,7 +13,7 @@
  *
  * Prints tables, writes bench/results/engine.json and puts the tables into the README.
  */
-import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { mkdirSync, writeFileSync } from "node:fs";
 import { cpus } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -29,6 +29,7 @@ import { KvCache } from "../models/src/session.ts";
 import { TextTokenizer } from "../models/src/tokenizer.ts";
 import { concurrency as runConcurrent } from "./concurrency.ts";
 import { dialRow, mbppTasks } from "./quality.ts";
+import { writeReadmeSection } from "./readme.ts";
 
 const here = (path: string) => fileURLToPath(new URL(path, import.meta.url));
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] as number;
@@ -162,15 +163,16 @@ const tasks = mbppTasks(PROMPT_COUNT);
 const dial = (name: string, which: Model, settings: Partial<DecodeOptions>) =>
   dialRow(name, which, settings, { tasks, twin, tokenizer, maxTokens: MAX_TOKENS });
 
-// 5. Concurrency through the scheduler (bench/concurrency.ts): `level` requests at a time, 16 in all.
-async function concurrency(level: number, maxBatch: number, which: Model = model) {
+// 5. Concurrency through the scheduler (bench/concurrency.ts): `level` requests at a time, 16 in
+// all, with the node's batch limits (batching on) or one sequence per forward (off).
+async function concurrency(level: number, maxBatch: number | undefined, which: Model = model) {
   const requests = tasks.slice(0, 16).map((task) => ({ prompt: task.prompt, maxTokens: MAX_TOKENS }));
   const run = await runConcurrent(which, requests, level, maxBatch);
   const meanContext = 128; // prompts ≈ 60–120 tokens plus up to 64 generated
   return {
     model: run.model,
     concurrency: level,
-    max_batch: maxBatch,
+    max_batch: run.max_batch,
     tokens_per_s: run.tokens_per_s,
     mean_batch: run.mean_batch,
     token_forwards_per_s: run.token_forwards_per_s,
@@ -213,11 +215,23 @@ const versusTwin = dials.map((d) => {
     d === twinRow ? 1 : (d.tokens_per_forward * cost1) / (cost.fixed_ms + cost.per_token_ms * block);
   return { predicted, measured: d.tokens_per_s / twinRow.tokens_per_s };
 });
-const levels = [];
-for (const level of [1, 2, 4, 8, 16]) levels.push(await concurrency(level, 16));
-levels.push(await concurrency(8, 1)); // batching off: 8 in flight, one sequence per forward
-for (const level of [1, 8]) levels.push(await concurrency(level, 16, twin)); // the twin: 1 token per forward
+const levels: Awaited<ReturnType<typeof concurrency>>[] = [];
+for (const level of [1, 2, 4, 8, 16]) {
+  levels.push(await concurrency(level, undefined)); // batching on: the node's limits
+  levels.push(await concurrency(level, 1)); // off: one sequence per forward, the requests taking turns
+}
+for (const level of [1, 8]) levels.push(await concurrency(level, undefined, twin)); // the twin: 1 token per forward
 
+/** A level's tokens/s against the same level with batching off, and against one request alone (both batching on). */
+const versus = (l: (typeof levels)[number]) => {
+  const same = (m: (typeof levels)[number]) => m.model === l.model && m.max_batch > 1;
+  const off = levels.find((m) => m.model === l.model && m.concurrency === l.concurrency && m.max_batch === 1);
+  const alone = levels.find((m) => same(m) && m.concurrency === 1);
+  return {
+    off: l.max_batch > 1 && off ? (l.tokens_per_s / off.tokens_per_s).toFixed(2) : "",
+    alone: l.max_batch > 1 && alone ? (l.tokens_per_s / alone.tokens_per_s).toFixed(2) : "",
+  };
+};
 const table = (rows: Record<string, string | number>[]) => console.table(rows);
 console.log(
   `\nCost of one step (forward + greedy statistics) at 128 cached tokens: ${cost.fixed_ms.toFixed(2)} ms + ${cost.per_token_ms.toFixed(3)} ms × tokens (fitted on 1 … 64)`,
@@ -256,6 +270,8 @@ table(
     concurrent: l.concurrency,
     batching: l.max_batch > 1 ? "on" : "off",
     "tokens/s": l.tokens_per_s.toFixed(0),
+    "× off": versus(l).off,
+    "× alone": versus(l).alone,
     "mean batch": l.mean_batch.toFixed(1),
     "GFLOP/s": l.gflops.toFixed(1),
     "of ceiling": `${((100 * l.gflops) / gemm).toFixed(0)}%`,
@@ -306,20 +322,13 @@ const markdown = [
   "",
   `Concurrent requests through the batching scheduler (16 requests, τ 0.9; GEMM ceiling ${gemm.toFixed(0)} GFLOP/s):`,
   "",
-  "| model | concurrent | batching | tokens/s | mean batch | share of GEMM ceiling | time in forwardBatch (graph + statistics) | peak RSS of the bench process, both models loaded (MB) |",
-  "|---|---|---|---|---|---|---|---|",
+  "| model | concurrent | batching | tokens/s | × batching off | × one request alone | mean batch | share of GEMM ceiling | time in forwardBatch (graph + statistics) | peak RSS of the bench process, both models loaded (MB) |",
+  "|---|---|---|---|---|---|---|---|---|---|",
   ...levels.map(
     (l) =>
-      `| ${l.model} | ${l.concurrency} | ${l.max_batch > 1 ? "on" : "off"} | ${l.tokens_per_s.toFixed(0)} | ${l.mean_batch.toFixed(1)} | ${pct(l.gflops / gemm)} | ${pct(l.forward_share)} | ${l.peak_rss_mb.toFixed(0)} |`,
+      `| ${l.model} | ${l.concurrency} | ${l.max_batch > 1 ? "on" : "off"} | ${l.tokens_per_s.toFixed(0)} | ${versus(l).off} | ${versus(l).alone} | ${l.mean_batch.toFixed(1)} | ${pct(l.gflops / gemm)} | ${pct(l.forward_share)} | ${l.peak_rss_mb.toFixed(0)} |`,
   ),
   "",
   `Cost model: one step (a forward and the greedy statistics of its rows) at 128 cached tokens costs ${cost.fixed_ms.toFixed(2)} ms + ${cost.per_token_ms.toFixed(3)} ms per token in it (fitted on 1 … 64 tokens). A batched step (8 × 32 tokens, 128 cached each): the graph ${split.graph_ms.toFixed(1)} ms (${split.graph_gflops.toFixed(0)} GFLOP/s, ${pct(split.graph_gflops / gemm)} of the ceiling), the greedy statistics of its 256 rows ${split.pick_ms.toFixed(1)} ms more.`,
 ].join("\n");
-const readme = here("../README.md");
-writeFileSync(
-  readme,
-  readFileSync(readme, "utf8").replace(
-    /<!-- bench:start -->[\s\S]*<!-- bench:end -->/,
-    `<!-- bench:start -->\n${markdown}\n<!-- bench:end -->`,
-  ),
-);
+writeReadmeSection("bench", markdown);

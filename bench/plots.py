@@ -4,8 +4,9 @@
 
 Reads bench/results/engine.json (bench/engine.ts, which also writes the README's tables) and
 draws docs/plots/tpf-quality.png (tokens per forward against quality, every setting of the
-dial) and docs/plots/step-latency.png (one denoising step against context length, with the KV
-cache and recomputing the context).
+dial), docs/plots/step-latency.png (one denoising step against context length, with the KV
+cache and recomputing the context) and docs/plots/concurrency.png (aggregate tokens/s against
+concurrent requests, batching on and off).
 """
 
 from __future__ import annotations
@@ -73,12 +74,34 @@ def plot_latency(engine: dict, path: Path) -> None:
     plt.close(fig)
 
 
+def plot_concurrency(engine: dict, path: Path) -> None:
+    """sprout-tiny's rows only: tokens/s against concurrent requests, batching on and off."""
+    rows = [r for r in engine["concurrency"] if r["model"] == engine["model"]]
+    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
+    for batching, color in (("on", "tab:green"), ("off", "tab:gray")):
+        line = sorted((r for r in rows if (r["max_batch"] > 1) == (batching == "on")), key=lambda r: r["concurrency"])
+        xs = [r["concurrency"] for r in line]
+        ax.plot(xs, [r["tokens_per_s"] for r in line], "o-", color=color, label=f"batching {batching}")
+    ax.set_xscale("log", base=2)
+    ax.set_xticks([1, 2, 4, 8, 16], labels=["1", "2", "4", "8", "16"])
+    ax.set_xlabel("concurrent requests")
+    ax.set_ylabel("aggregate tokens/s")
+    ax.set_ylim(bottom=0)
+    ax.set_title(f"{engine['model']} through the node's scheduler ({engine['machine']['cpus']} CPU cores)", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
 def main() -> None:
     engine = json.loads((RESULTS / "engine.json").read_text())
     PLOTS.mkdir(parents=True, exist_ok=True)
     plot_dial(engine, PLOTS / "tpf-quality.png")
     plot_latency(engine, PLOTS / "step-latency.png")
-    print(f"wrote {PLOTS / 'tpf-quality.png'} and {PLOTS / 'step-latency.png'}")
+    plot_concurrency(engine, PLOTS / "concurrency.png")
+    print(f"wrote {PLOTS / 'tpf-quality.png'}, {PLOTS / 'step-latency.png'} and {PLOTS / 'concurrency.png'}")
 
 
 if __name__ == "__main__":

@@ -8,23 +8,26 @@
  * the graph saw: rows, new tokens and past, real and padded; then what splitting a batch into
  * graph runs by length buys (splitCost below).
  *
- *   npx tsx bench/step-profile.ts [concurrent=8] [requests=16] [maxBatch=16] [runs=3] [forwardCostTokens]
+ *   npx tsx bench/step-profile.ts [concurrent=8] [requests=16] [maxBatch=the node's] [runs=3] [forwardCostTokens]
  *
  * (forwardCostTokens: the session option; Infinity never splits a batch into graph runs).
  *
- * Prints a table (the median of `runs` runs in this process, per forward) and writes
- * bench/results/step-profile.json.
+ * Prints a table (the median of `runs` runs in this process, per forward), writes
+ * bench/results/step-profile.json and puts the table into the README (`npm run bench` runs it).
  */
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { PerformanceObserver } from "node:perf_hooks";
 import { fileURLToPath } from "node:url";
-import { Scheduler } from "../apps/denoiser/src/scheduler.ts";
+import { DEFAULT_MAX_BATCH, Scheduler } from "../apps/denoiser/src/scheduler.ts";
 import { type DecodeEvent, loadModel, SHIPPED_MODEL_DIR, type Work } from "../models/src/index.ts";
 import { DenoiserSession, type ForwardInput, KvCache, newStepProfile } from "../models/src/session.ts";
 import { mbppTasks } from "./quality.ts";
+import { writeReadmeSection } from "./readme.ts";
 
-const [CONCURRENT = 8, REQUESTS = 16, MAX_BATCH = 16, RUNS = 3, COST] = process.argv.slice(2).map(Number);
+const [CONCURRENT = 8, REQUESTS = 16, MAX_BATCH = DEFAULT_MAX_BATCH, RUNS = 3, COST] = process.argv
+  .slice(2)
+  .map(Number);
 const MAX_TOKENS = 64;
 const here = (path: string) => fileURLToPath(new URL(path, import.meta.url));
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] as number;
@@ -261,3 +264,21 @@ writeFileSync(
   )}\n`,
 );
 await model.close();
+
+const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
+writeReadmeSection(
+  "bench-step",
+  [
+    `Measured ${new Date().toISOString().slice(0, 10)} (\`bench/step-profile.ts\`, \`bench/results/step-profile.json\`): ${CONCURRENT} concurrent generations (${REQUESTS} MBPP prompts, ≤ ${MAX_TOKENS} tokens, τ 0.9) through the node's scheduler, ${mid((r) => r.tokens_per_s).toFixed(0)} tokens/s; one forward's time by part, median of ${RUNS} runs:`,
+    "",
+    "| part of a step | ms per forward | share |",
+    "|---|---|---|",
+    ...Object.entries(parts).map(([part, ms]) => `| ${part} | ${ms.toFixed(2)} | ${pct(ms / stepMs)} |`),
+    `| whole step | ${stepMs.toFixed(2)} | 100% |`,
+    "",
+    `Garbage collection pauses (inside the parts above): ${mid((r) => r.gc_ms).toFixed(2)} ms per forward. ` +
+      `Shape: ${shape?.mean_sequences.toFixed(1)} sequences per forward in ${shape?.graph_runs_per_forward.toFixed(2)} graph runs, ${shape?.mean_time.toFixed(1)} new tokens and ${shape?.mean_past.toFixed(0)} cached at the longest; ` +
+      `padded new-token slots ${pct(shape?.padded_tokens_run ?? 0)} (one graph run per forward would pad ${pct(shape?.padded_tokens ?? 0)}), padded cache positions ${pct(shape?.padded_past ?? 0)}; ` +
+      `the pick graph reads ${shape?.picked_rows_per_forward.toFixed(0)} rows per forward.`,
+  ].join("\n"),
+);

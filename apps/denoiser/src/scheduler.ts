@@ -14,6 +14,10 @@
  */
 import type { ForwardInput, ForwardResult, Work } from "../../../models/src/index.ts";
 
+/** The node's defaults (SPROUT_MAX_BATCH, SPROUT_MAX_BATCH_TOKENS): see "Batch limits" in apps/denoiser/README.md. */
+export const DEFAULT_MAX_BATCH = 8;
+export const DEFAULT_MAX_BATCH_TOKENS = 1024;
+
 export interface SchedulerOptions {
   /** Runs one batched forward: the model session's `forwardBatch` (with greedy row statistics when asked). */
   forward: (inputs: readonly ForwardInput[], options: { stats: boolean }) => Promise<ForwardResult[]>;
@@ -78,8 +82,8 @@ export class Scheduler {
   private meanSeconds = 1;
 
   constructor(private readonly options: SchedulerOptions) {
-    this.maxBatch = options.maxBatch ?? 8;
-    this.maxBatchTokens = options.maxBatchTokens ?? 1024;
+    this.maxBatch = options.maxBatch ?? DEFAULT_MAX_BATCH;
+    this.maxBatchTokens = options.maxBatchTokens ?? DEFAULT_MAX_BATCH_TOKENS;
     this.maxQueue = options.maxQueue ?? 32;
     this.slots = options.slots ?? paddedRun;
   }
