@@ -2,8 +2,9 @@
 imported with `npm run model:import` (float16 storage, external data past 2 GB), loaded with
 onnxruntime and timed for one denoising step on this CPU.
 
-    .venv/bin/python bench/large_import.py [--shape qwen3-1.7b|qwen2.5-1.5b] [--root /work/large]
-                                           [--only-decode] [--rss-limit-gib 15]
+    .venv/bin/python bench/large_import.py [--shape qwen3-1.7b|qwen2.5-1.5b|qwen3-wide-head]
+                                           [--root /work/large] [--only-decode | --build-only]
+                                           [--rss-limit-gib 15]
 
 For each shape: builds the checkpoint with transformers' own Qwen3ForCausalLM / Qwen2ForCausalLM
 (random init in bfloat16, `save_pretrained` as sharded safetensors), gives config.json the
@@ -19,6 +20,9 @@ Everything large lives under --root, outside the repository (never commit weight
 result goes to bench/results/large-import.json, one entry per shape (a rerun replaces its entry).
 --only-decode skips building and importing and re-times the load and the forward of a model
 directory already imported (for a rerun, or for timing a decode through the TypeScript runtime).
+--build-only builds and imports the shape where --root does not hold it yet, prints the model
+directory and times nothing (bench/rows.ts uses it for qwen3-wide-head: Qwen's 151,936-token head
+on a 2-layer body 256 wide, where the head is nearly all of a step).
 """
 
 from __future__ import annotations
@@ -106,6 +110,26 @@ SHAPES = {
         ),
         "fields": {"model_type": "Fast_dLLM_Qwen", "bd_size": 32},
         "special": QWEN_SPECIAL + ["|<MASK>|"],  # 151665: Fast-dLLM v2's mask_id
+    },
+    # Qwen3's vocabulary and head (tied) on a body too small to matter: a step's cost is the head's,
+    # which grows with the rows it is computed for (bench/rows.ts). SDAR's fields, blocks of 32.
+    "qwen3-wide-head": {
+        "classes": ("Qwen3Config", "Qwen3ForCausalLM"),
+        "config": dict(
+            vocab_size=151936,
+            hidden_size=256,
+            intermediate_size=768,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            head_dim=64,
+            max_position_embeddings=4096,
+            rope_theta=1000000.0,
+            rms_norm_eps=1e-6,
+            tie_word_embeddings=True,
+        ),
+        "fields": {"model_type": "sdar", "block_size": 32, "mask_token_id": 151669},
+        "special": QWEN_SPECIAL + QWEN3_EXTRA + ["<|MASK|>"],  # 151669: SDAR's mask
     },
 }
 
@@ -316,11 +340,35 @@ def time_v(output: str) -> dict:
     return {"wall_s": round(seconds, 1), "peak_rss_gib": round(int(rss.group(1)) / 2**20, 2) if rss else None}
 
 
+def build_checkpoint(shape: str, checkpoint: Path, me: list[str], limit: int) -> None:
+    """The random checkpoint of `shape`, built by a child process (`build`), and its build.json."""
+    log(f"building a random {shape} checkpoint in {checkpoint}")
+    result, peak = run_watched([*me, "--child", "build"], limit)
+    if result.returncode:
+        raise SystemExit(f"large-import: building the checkpoint failed ({result.returncode})")
+    built = json.loads(result.stdout.strip().splitlines()[-1])
+    (checkpoint / "build.json").write_text(json.dumps({**built, "peak_rss_gib": round(peak / 2**30, 2)}))
+
+
+def import_model(shape: str, checkpoint: Path, model_dir: Path, limit: int) -> tuple[subprocess.CompletedProcess, int]:
+    """`npm run model:import` of the checkpoint into `model_dir` (float16), under /usr/bin/time -v."""
+    log(f"importing into {model_dir}")
+    command = ["/usr/bin/time", "-v", "npm", "run", "-s", "model:import", "--", "--from", str(checkpoint)]
+    command += ["--out", str(model_dir), "--dtype", "float16", "--name", f"{shape}-random"]
+    result, peak = run_watched(command, limit, cwd=REPO)
+    if result.returncode:
+        raise SystemExit(f"large-import: the import failed ({result.returncode})")
+    return result, peak
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--shape", choices=list(SHAPES), default="qwen3-1.7b")
     parser.add_argument("--root", type=Path, default=Path("/work/large"))
     parser.add_argument("--only-decode", action="store_true", help="re-time load and forward of the imported model")
+    parser.add_argument(
+        "--build-only", action="store_true", help="build and import where missing, print the model directory"
+    )
     parser.add_argument("--rss-limit-gib", type=float, default=15.0)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument(
@@ -343,27 +391,24 @@ def main() -> None:
     me = [sys.executable, __file__, "--shape", args.shape, "--root", str(args.root), "--threads", str(args.threads)]
     me += ["--fold-all"] if args.fold_all else []
     entry: dict = {"shape": args.shape, "config": SHAPES[args.shape]["config"], **SHAPES[args.shape]["fields"]}
+    if args.build_only:
+        if not (checkpoint / "config.json").exists():
+            build_checkpoint(args.shape, checkpoint, me, limit)
+        if not (model_dir / "manifest.json").exists():
+            import_model(args.shape, checkpoint, model_dir, limit)
+        print(model_dir)
+        return
     previous = json.loads(RESULTS.read_text()) if RESULTS.exists() else {"runs": {}}
     if args.only_decode:
         entry = previous["runs"].get(args.shape, entry)
     else:
         args.root.mkdir(parents=True, exist_ok=True)
         if not (checkpoint / "config.json").exists():
-            log(f"building a random {args.shape} checkpoint in {checkpoint}")
-            result, peak = run_watched([*me, "--child", "build"], limit)
-            if result.returncode:
-                raise SystemExit(f"large-import: building the checkpoint failed ({result.returncode})")
-            built = json.loads(result.stdout.strip().splitlines()[-1])
-            (checkpoint / "build.json").write_text(json.dumps({**built, "peak_rss_gib": round(peak / 2**30, 2)}))
+            build_checkpoint(args.shape, checkpoint, me, limit)
         if (checkpoint / "build.json").exists():
             entry["checkpoint"] = json.loads((checkpoint / "build.json").read_text())
         entry["checkpoint_bytes"] = sum(f.stat().st_size for f in checkpoint.iterdir())
-        log(f"importing into {model_dir}")
-        command = ["/usr/bin/time", "-v", "npm", "run", "-s", "model:import", "--", "--from", str(checkpoint)]
-        command += ["--out", str(model_dir), "--dtype", "float16", "--name", f"{args.shape}-random"]
-        result, peak = run_watched(command, limit, cwd=REPO)
-        if result.returncode:
-            raise SystemExit(f"large-import: the import failed ({result.returncode})")
+        result, peak = import_model(args.shape, checkpoint, model_dir, limit)
         manifest = json.loads((model_dir / "manifest.json").read_text())
         entry["import"] = {
             **time_v(result.stdout),

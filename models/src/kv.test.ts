@@ -1,6 +1,6 @@
 import * as ort from "onnxruntime-node";
 import { describe, expect, it } from "vitest";
-import { KvCache, PastBuffers } from "./kv.ts";
+import { KvCache, type PastBuffer, PastBuffers } from "./kv.ts";
 import type { Manifest } from "./manifest.ts";
 import { planRuns, type RunShape } from "./session.ts";
 
@@ -45,6 +45,32 @@ function expectHolds(cache: KvCache, appended: Appended) {
         expect([...key.subarray(at, at + headDim)]).toEqual([...want]);
         expect([...value.subarray(at, at + headDim)]).toEqual([...want].map((x) => -x));
       }
+}
+
+/** A cache grown by `count` positions of a fresh forward. */
+function grow(cache: KvCache, count: number, seed: number): KvCache {
+  const [key, value] = forwardKeys(1, count, seed);
+  return cache.append(key, value);
+}
+
+/** Each row of a batched past holds its cache's positions, as the cache alone holds them. */
+function expectPast(buffer: PastBuffer, caches: readonly KvCache[], past: number) {
+  const key = buffer.key.data as Float32Array;
+  const value = buffer.value.data as Float32Array;
+  expect(buffer.key.dims).toEqual([layers, caches.length, heads, past, headDim]);
+  caches.forEach((cache, row) => {
+    const alone = [cache.key.data as Float32Array, cache.value.data as Float32Array];
+    for (let layer = 0; layer < layers; layer++)
+      for (let head = 0; head < heads; head++) {
+        const from = (layer * heads + head) * cache.length * headDim;
+        const at = ((layer * caches.length + row) * heads + head) * past * headDim;
+        for (const [batched, own] of [key, value].map((x, i) => [x, alone[i]] as const)) {
+          expect([...batched.subarray(at, at + cache.length * headDim)]).toEqual([
+            ...(own as Float32Array).subarray(from, from + cache.length * headDim),
+          ]);
+        }
+      }
+  });
 }
 
 describe("the KV cache", () => {
@@ -95,26 +121,10 @@ describe("the KV cache", () => {
 
   it("builds a batched past that holds each row's cache, copying only what is new into a reused buffer", () => {
     const pasts = new PastBuffers({ layers, heads, headDim });
-    const grow = (cache: KvCache, count: number, seed: number) => {
-      const [key, value] = forwardKeys(1, count, seed);
-      return cache.append(key, value);
-    };
     let caches = [grow(KvCache.empty(manifest), 7, 0), grow(KvCache.empty(manifest), 3, 1)];
     const check = (past: number) => {
       const buffer = pasts.acquire(caches, past);
-      const key = buffer.key.data as Float32Array;
-      expect(buffer.key.dims).toEqual([layers, caches.length, heads, past, headDim]);
-      caches.forEach((cache, row) => {
-        const alone = cache.key.data as Float32Array;
-        for (let layer = 0; layer < layers; layer++)
-          for (let head = 0; head < heads; head++) {
-            const from = (layer * heads + head) * cache.length * headDim;
-            const at = ((layer * caches.length + row) * heads + head) * past * headDim;
-            expect([...key.subarray(at, at + cache.length * headDim)]).toEqual([
-              ...alone.subarray(from, from + cache.length * headDim),
-            ]);
-          }
-      });
+      expectPast(buffer, caches, past);
       pasts.release(buffer);
       return buffer;
     };
@@ -131,6 +141,42 @@ describe("the KV cache", () => {
     expect([first.memory, nine.memory]).toContain(check(1).memory); // laid out in memory it had
     const busy = pasts.acquire(caches, 7);
     expect(pasts.acquire(caches, 7)).not.toBe(busy); // in use by a forward: another buffer
+  });
+
+  it("keeps batched pasts only within its byte budget, a buffer over it used once and dropped", () => {
+    // A past position of one row: key and value floats of every (layer, head).
+    const perPosition = 2 * layers * heads * headDim * 4;
+    const budgetBytes = 2 * 10 * perPosition; // room for a batch of 2 at a past of 10
+    const pasts = new PastBuffers({ layers, heads, headDim }, { budgetBytes });
+    let caches = [grow(KvCache.empty(manifest), 7, 0), grow(KvCache.empty(manifest), 5, 1)];
+    const step = (past: number) => {
+      const buffer = pasts.acquire(caches, past);
+      expectPast(buffer, caches, past);
+      pasts.release(buffer);
+      expect(pasts.bytes).toBeLessThanOrEqual(budgetBytes);
+      return buffer;
+    };
+    const seven = step(7);
+    expect([pasts.kept, pasts.bytes]).toEqual([1, 2 * 7 * perPosition]);
+    caches = [grow(caches[0] as KvCache, 2, 2), caches[1] as KvCache];
+    const nine = step(9); // with the past of 7 it would be 32 positions' worth: the older goes
+    expect([pasts.kept, pasts.bytes]).toEqual([1, 2 * 9 * perPosition]);
+    caches = [grow(caches[0] as KvCache, 3, 3), grow(caches[1] as KvCache, 4, 4)];
+    const twelve = step(12); // over the budget on its own: used, and the past of 9 still kept
+    expect([pasts.kept, pasts.bytes]).toEqual([1, 2 * 9 * perPosition]);
+    expect(step(12)).not.toBe(twelve); // not kept: a fresh one, whole and exact again
+    expect([twelve.memory, nine.memory]).not.toContain(seven.memory);
+    caches = [caches[1] as KvCache, (caches[0] as KvCache).prefix(9)];
+    expect(step(9)).toBe(nine); // the kept one, its rows copied afresh
+
+    const none = new PastBuffers({ layers, heads, headDim }, { budgetBytes: 0 });
+    const once = none.acquire(caches, 12);
+    none.release(once);
+    const again = none.acquire(caches, 12);
+    expectPast(again, caches, 12);
+    expect(again).not.toBe(once);
+    expect([none.kept, none.bytes]).toEqual([0, 0]);
+    expect(() => new PastBuffers({ layers, heads, headDim }, { budgetBytes: -1 })).toThrow(RangeError);
   });
 });
 

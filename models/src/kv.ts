@@ -19,6 +19,14 @@
  * forward computes what it would on a fresh copy. A batch of one takes its cache's own tensors
  * (`KvCache.key`), copied once per cache, so single sequences that alternate in one session
  * (generations run alone side by side, a group of one split off a batch) copy nothing per step.
+ *
+ * Kept buffers are bounded in bytes as well as in number (`PAST_BUFFER_BYTES`): a buffer is
+ * `layers × batch × kv_heads × past × head_dim` floats twice over, which for sprout-tiny is tens
+ * of MB but for an imported 1.7B model (28 layers, 8 kv heads, head_dim 128) batched 8 at a 4k
+ * context is 7.5 GB, on top of the same keys/values in the sequences' own storages. Buffers are
+ * kept, most recently used first, only while their memory adds up to the budget; one over it
+ * on its own is fed to its forward and then dropped, so such a step copies its whole past into
+ * a fresh array, which is what a batch costs without reuse, and its result is the same.
  */
 import * as ort from "onnxruntime-node";
 import type { Manifest } from "./manifest.ts";
@@ -195,16 +203,50 @@ export interface PastBuffer {
   busy: boolean;
 }
 
+/**
+ * The default budget of kept batched pasts, key and value memory together: 256 MiB. It keeps
+ * sprout-tiny's reuse whole: at most 60 MiB a buffer (a batch of 8 at its 512-token context),
+ * three of them fit. An imported 1.7B model goes over it beyond about 150 positions at batch 8
+ * (1.75 MiB a position), where three kept pasts would grow to 22 GB at 4k. A step over the budget
+ * pays for a fresh array and a whole copy: measured here, 0.2 s for 256 MiB (mostly page faults)
+ * against 0.02 s copied into kept memory; small next to such a model's forward itself (8 blocks
+ * of 32 through 1.7B parameters are about 0.9 TFLOP: seconds on a CPU).
+ */
+export const PAST_BUFFER_BYTES = 256 * 2 ** 20;
+
+export interface PastBuffersOptions {
+  /** Buffers kept: a batch split into graph runs of similar length uses one per run. */
+  keep?: number;
+  /** Bytes of kept buffers' memory (key and value arrays together): `PAST_BUFFER_BYTES` by default. */
+  budgetBytes?: number;
+}
+
 /** Recent batched pasts, reused so that a step copies only what changed (see the top of this file). */
 export class PastBuffers {
-  /** Most recently used first. */
+  /** Most recently used first; their memory adds up to `budgetBytes` at most. */
   private buffers: PastBuffer[] = [];
+  private readonly keep: number;
+  readonly budgetBytes: number;
 
   constructor(
     private readonly shape: { layers: number; heads: number; headDim: number },
-    /** Buffers kept: a batch split into graph runs of similar length uses one per run. */
-    private readonly keep = 3,
-  ) {}
+    { keep = 3, budgetBytes = PAST_BUFFER_BYTES }: PastBuffersOptions = {},
+  ) {
+    if (!(Number.isInteger(keep) && keep >= 0)) throw new RangeError(`keep must be a count, not ${keep}`);
+    if (!(budgetBytes >= 0)) throw new RangeError(`budgetBytes must be a size, not ${budgetBytes}`);
+    this.keep = keep;
+    this.budgetBytes = budgetBytes;
+  }
+
+  /** Buffers kept for reuse. */
+  get kept(): number {
+    return this.buffers.length;
+  }
+
+  /** Bytes of the kept buffers' memory (key and value): within `budgetBytes`. */
+  get bytes(): number {
+    return this.buffers.reduce((sum, b) => sum + memoryBytes(b), 0);
+  }
 
   /**
    * The caches side by side as `[layers, batch, heads, past, head_dim]`; `past` is at least the
@@ -254,11 +296,33 @@ export class PastBuffers {
       }
     });
     buffer.busy = true;
-    this.buffers = [buffer, ...this.buffers.filter((b) => b !== buffer)].slice(0, this.keep);
+    this.buffers = this.withinBudget([buffer, ...this.buffers.filter((b) => b !== buffer)]);
     return buffer;
+  }
+
+  /**
+   * The most recent buffers, in order, that fit in `keep` and `budgetBytes`: one that would go
+   * over is dropped (the just acquired included, once its forward is done), and older, smaller
+   * ones may still fit after it.
+   */
+  private withinBudget(recentFirst: readonly PastBuffer[]): PastBuffer[] {
+    const kept: PastBuffer[] = [];
+    let bytes = 0;
+    for (const buffer of recentFirst) {
+      if (kept.length === this.keep) break;
+      if (bytes + memoryBytes(buffer) > this.budgetBytes) continue;
+      kept.push(buffer);
+      bytes += memoryBytes(buffer);
+    }
+    return kept;
   }
 
   release(buffer: PastBuffer): void {
     buffer.busy = false;
   }
+}
+
+/** What a buffer's memory holds: its key and value arrays (which may be longer than its tensors). */
+function memoryBytes(buffer: PastBuffer): number {
+  return buffer.memory.key.byteLength + buffer.memory.value.byteLength;
 }

@@ -110,6 +110,31 @@ describe("the ONNX graph under onnxruntime-node", () => {
     await together.release();
   });
 
+  it("gives a batch the same logits whether its past buffers are kept for reuse or dropped", async () => {
+    const manifest = await loadManifest(SHIPPED_MODEL_DIR);
+    const graph = join(SHIPPED_MODEL_DIR, manifest.graph.file);
+    const kept = await DenoiserSession.create(graph, manifest);
+    const dropped = await DenoiserSession.create(graph, manifest, { pastBufferBytes: 0 });
+    const prefill = await kept.forward(golden.prompt_ids, [], KvCache.empty(manifest));
+    const long = KvCache.empty(manifest).append(prefill.newKey, prefill.newValue);
+    const short = long.prefix(3);
+    // Steps whose rows change occupants: a kept buffer's rows still hold the earlier caches'
+    // keys/values past each row's own, which the mask must make count for nothing.
+    const steps = [
+      [long, short],
+      [short, long],
+      [short, short.prefix(1)],
+      [long, long.prefix(2)],
+    ];
+    for (const caches of steps) {
+      const inputs = caches.map((cache) => ({ context: [], block: golden.block_ids, cache }));
+      const [a, b] = [await kept.forwardBatch(inputs), await dropped.forwardBatch(inputs)];
+      for (const [i, x] of a.entries()) expect(x.logits).toEqual(b[i]?.logits);
+    }
+    await kept.release();
+    await dropped.release();
+  });
+
   it("computes in onnxruntime the greedy choice, confidence and entropy JavaScript would", async () => {
     const { manifest, session, vocab } = await open();
     const [result] = await session.forwardBatch(

@@ -12,7 +12,7 @@
  */
 import { fileURLToPath } from "node:url";
 import * as ort from "onnxruntime-node";
-import { KvCache, type PastBuffer, PastBuffers } from "./kv.ts";
+import { KvCache, PAST_BUFFER_BYTES, type PastBuffer, PastBuffers } from "./kv.ts";
 import type { Manifest } from "./manifest.ts";
 import { bannedTokenIds } from "./prompt.ts";
 
@@ -101,6 +101,12 @@ export interface SessionOptions {
    * padding a row's cache to the longest in its run. Default `CPU_PAST_POSITION_COST`.
    */
   pastPositionCost?: number;
+  /**
+   * Bytes of batched past tensors kept for reuse between steps (kv.ts's `PastBuffers`), key and
+   * value together; default `PAST_BUFFER_BYTES` (256 MiB). A batch whose past is larger still
+   * runs, copying its past afresh each step. 0 keeps none.
+   */
+  pastBufferBytes?: number;
 }
 
 /**
@@ -126,7 +132,6 @@ export const CPU_PAST_POSITION_COST = 0.0011;
 export class DenoiserSession {
   /** 0 for ids the model may produce, -inf for banned ones (prompt.ts's bannedTokenIds). */
   private readonly bias: ort.Tensor;
-  private readonly pasts: PastBuffers;
   /**
    * Where the pick graph's rows are gathered, reused (a fresh array of that size costs more in
    * page faults than the copy); `undefined` while a pick run reads it.
@@ -140,9 +145,8 @@ export class DenoiserSession {
     private readonly pick: ort.InferenceSession,
     readonly manifest: Manifest,
     private readonly costs: RunCosts,
+    private readonly pasts: PastBuffers,
   ) {
-    const { n_layers: layers, kv_heads: heads, head_dim: headDim } = manifest.architecture;
-    this.pasts = new PastBuffers({ layers, heads, headDim });
     const bias = Float32Array.from(bannedTokenIds(manifest), (banned) =>
       banned ? Number.NEGATIVE_INFINITY : 0,
     );
@@ -158,6 +162,7 @@ export class DenoiserSession {
       intraOpNumThreads,
       forwardCostTokens,
       pastPositionCost = CPU_PAST_POSITION_COST,
+      pastBufferBytes = PAST_BUFFER_BYTES,
     }: SessionOptions = {},
   ): Promise<DenoiserSession> {
     const options: ort.InferenceSession.SessionOptions = {
@@ -168,12 +173,15 @@ export class DenoiserSession {
       // 5× slower right after a forward). So threads sleep when idle.
       extra: { session: { intra_op: { allow_spinning: "0" } } },
     };
+    // Made first: a bad budget throws before any onnxruntime session is open.
+    const { n_layers: layers, kv_heads: heads, head_dim: headDim } = manifest.architecture;
+    const pasts = new PastBuffers({ layers, heads, headDim }, { budgetBytes: pastBufferBytes });
     const session = await ort.InferenceSession.create(graphPath, options);
     const pick = await ort.InferenceSession.create(PICK_GRAPH, options);
     const run =
       forwardCostTokens ??
       (executionProviders[0] === "cpu" ? CPU_FORWARD_COST_TOKENS : Number.POSITIVE_INFINITY);
-    return new DenoiserSession(session, pick, manifest, { run, pastPosition: pastPositionCost });
+    return new DenoiserSession(session, pick, manifest, { run, pastPosition: pastPositionCost }, pasts);
   }
 
   /**

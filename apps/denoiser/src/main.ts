@@ -15,6 +15,8 @@
  *   SPROUT_MAX_BATCH            sequences in one forward pass, requests holding a slot (default 8; 1: no batching)
  *   SPROUT_MAX_BATCH_TOKENS     padded tokens per forward pass (default 1024)
  *   SPROUT_MAX_QUEUE            requests waiting for a slot before 503 + Retry-After (default 32)
+ *   SPROUT_PAST_BUFFER_MB       MiB of batched past keys/values each model keeps for reuse between
+ *                               steps (default 256; models/src/kv.ts): bounds a large model's memory
  *   PORT / HOST                 where to listen (default 8788 on 127.0.0.1)
  */
 import { serve } from "@hono/node-server";
@@ -45,6 +47,9 @@ function count(name: string): number | undefined {
   }
   return value;
 }
+function mebibytes(mib: number | undefined): number | undefined {
+  return mib === undefined ? undefined : mib * 2 ** 20;
+}
 let provider: ExecutionProvider;
 try {
   provider = parseExecutionProvider(env.SPROUT_EXECUTION_PROVIDER);
@@ -69,6 +74,7 @@ const loadOptions = {
   maxContext: contextCap,
   executionProviders: sessionProviders(provider),
   intraOpNumThreads: count("SPROUT_THREADS"),
+  pastBufferBytes: mebibytes(count("SPROUT_PAST_BUFFER_MB")),
 };
 const loadings = dirs.map((dir) => loadModel(dir, loadOptions));
 // Every loading is awaited (one failing must not leave another's session unreleased at exit).
