@@ -53,6 +53,39 @@ export function quantiles(xs: number[]): Quantiles {
   return { p50: at(0.5), p95: at(0.95), p99: at(0.99) };
 }
 
+export interface QuantileInterval {
+  /** The sample quantile, as `quantiles` takes it. */
+  value: number;
+  /** A 95% confidence interval for the true quantile: two order statistics of the samples. */
+  low: number;
+  high: number;
+  /** False where the samples are too few to bound it above (`high` is then only their maximum). */
+  bounded: boolean;
+  n: number;
+}
+
+/**
+ * The q-quantile of `xs` with a distribution-free 95% confidence interval: how many samples fall
+ * below the true quantile is binomial(n, q), so the order statistics at ranks n·q ∓ 1.96·√(n·q·(1−q))
+ * bracket it (normal approximation). A p99 from a few hundred samples rests on its top handful:
+ * the interval says how little it then pins down.
+ */
+export function quantileInterval(xs: number[], q: number): QuantileInterval {
+  const sorted = [...xs].sort((a, b) => a - b);
+  const n = sorted.length;
+  const spread = 1.96 * Math.sqrt(n * q * (1 - q));
+  const lowRank = Math.floor(n * q - spread);
+  const highRank = Math.ceil(n * q + spread);
+  const at = (rank: number) => sorted[Math.max(0, Math.min(n - 1, rank))] ?? Number.NaN;
+  return {
+    value: at(Math.floor(q * n)),
+    low: at(lowRank),
+    high: at(highRank),
+    bounded: highRank <= n - 1,
+    n,
+  };
+}
+
 /** Resident set size, MB, of `pid` and every process descended from it (Linux /proc). */
 export function treeRssMb(pid: number): number {
   const parent = new Map<number, number>();
