@@ -12,8 +12,8 @@
  *                               driver); a GPU provider that cannot start stops the node at startup
  *                               with one line saying what is missing (apps/denoiser/README.md)
  *   SPROUT_THREADS              intra-op threads for the CPU provider (default: onnxruntime's choice)
- *   SPROUT_MAX_BATCH            sequences in one forward pass, requests holding a slot (default 8; 1: no batching)
- *   SPROUT_MAX_BATCH_TOKENS     padded tokens per forward pass (default 1024)
+ *   SPROUT_MAX_BATCH            sequences in one forward pass, requests holding a slot (default 16; 1: no batching)
+ *   SPROUT_MAX_BATCH_TOKENS     token slots per forward pass, padding included (default 512)
  *   SPROUT_MAX_QUEUE            requests waiting for a slot before 503 + Retry-After (default 32)
  *   SPROUT_PAST_BUFFER_MB       MiB of batched past keys/values each model keeps for reuse between
  *                               steps (default 256; models/src/kv.ts): bounds a large model's memory

@@ -14,9 +14,17 @@
  */
 import type { ForwardInput, ForwardResult, Work } from "../../../models/src/index.ts";
 
-/** The node's defaults (SPROUT_MAX_BATCH, SPROUT_MAX_BATCH_TOKENS): see "Batch limits" in apps/denoiser/README.md. */
-export const DEFAULT_MAX_BATCH = 8;
-export const DEFAULT_MAX_BATCH_TOKENS = 1024;
+/**
+ * The node's defaults (SPROUT_MAX_BATCH, SPROUT_MAX_BATCH_TOKENS), from bench/batch-shape.ts on
+ * this 2-core CPU (README, "Under load"; the policy in apps/denoiser/README.md, "Batch limits"):
+ * steps of 32 side by side stop getting cheaper per token at about 256 tokens a forward (8
+ * sequences: 1.90× one at a time; 12 and 16: 1.84× and 1.82×), while steps of 8 keep gaining up
+ * to 16 sequences (2.83× at 8, 3.06× at 16). So up to 16 sequences, within 512 token slots: twice
+ * the knee, so that 8 blocks of 32 still fit beside commits and a prefill, and 16 small blocks
+ * share a forward.
+ */
+export const DEFAULT_MAX_BATCH = 16;
+export const DEFAULT_MAX_BATCH_TOKENS = 512;
 
 export interface SchedulerOptions {
   /** Runs one batched forward: the model session's `forwardBatch` (with greedy row statistics when asked). */
