@@ -2,8 +2,8 @@
  * Aggregate tokens/s through the node's Scheduler at several concurrency levels, batching on and
  * off, for this tree's runtime and (optionally) another checkout's, alternating run by run in one
  * process so that a noisy machine weighs on both alike. 16 MBPP prompts, ≤ 64 tokens, greedy
- * (τ 0.9), as bench/engine.ts's concurrency table; batching off = maxBatch 1 (one request at a
- * time, the others queued).
+ * (τ 0.9), as bench/engine.ts's concurrency table; batching on = each tree's own scheduler
+ * defaults, off = maxBatch 1 (one request at a time, the others queued).
  *
  *   npx tsx bench/batching.ts [--base /path/to/other/checkout] [--levels 1,8,16] [--rounds 3]
  *
@@ -49,12 +49,12 @@ async function runtime(name: string, root: string): Promise<Runtime> {
 }
 
 /** `prompts`, `level` at a time, through a scheduler of `maxBatch`: tokens/s and each completion's text. */
-async function run({ model, Scheduler }: Runtime, level: number, maxBatch: number) {
+async function run({ model, Scheduler }: Runtime, level: number, maxBatch: number | undefined) {
   const scheduler = new Scheduler({
     forward: (inputs, options) => model.session.forwardBatch(inputs, options),
     // A checkout from before the session counted its slots gets the scheduler's own default.
     ...(typeof model.session.slots === "function" ? { slots: model.session.slots.bind(model.session) } : {}),
-    maxBatch,
+    ...(maxBatch === undefined ? {} : { maxBatch }),
     maxQueue: 64,
   });
   const texts: string[] = new Array(prompts.length).fill("");
@@ -85,7 +85,7 @@ async function run({ model, Scheduler }: Runtime, level: number, maxBatch: numbe
 
 const runtimes = [await runtime("this tree", resolve(here("..")))];
 if (values.base) runtimes.push(await runtime("base", resolve(values.base)));
-const configs = levels.flatMap((level) => [16, 1].map((maxBatch) => ({ level, maxBatch })));
+const configs = levels.flatMap((level) => [undefined, 1].map((maxBatch) => ({ level, maxBatch })));
 const speeds = new Map<string, number[]>();
 const perCpu = new Map<string, number[]>();
 let sameText = true;
@@ -104,7 +104,7 @@ for (let round = 0; round < rounds; round++) {
   }
 }
 const rows = configs.map(({ level, maxBatch }) => {
-  const row: Record<string, string | number> = { concurrent: level, batching: maxBatch > 1 ? "on" : "off" };
+  const row: Record<string, string | number> = { concurrent: level, batching: maxBatch === 1 ? "off" : "on" };
   const of = (map: Map<string, number[]>, name: string) =>
     median(map.get(`${name}|${level}|${maxBatch}`) ?? []);
   for (const rt of runtimes) row[`${rt.name} tokens/s`] = Math.round(of(speeds, rt.name));

@@ -192,7 +192,10 @@ async function splitCost(extra: number, repeats = 15) {
     forwardCostTokens: Number.POSITIVE_INFINITY,
   });
   // Runs cost nothing and cache padding nothing: the one with context goes apart, the rest together.
-  const split = await DenoiserSession.create(graph, model.manifest, { forwardCostTokens: 0, pastPositionCost: 0 });
+  const split = await DenoiserSession.create(graph, model.manifest, {
+    forwardCostTokens: 0,
+    pastPositionCost: 0,
+  });
   const mask = model.manifest.special_tokens.mask;
   const inputs: ForwardInput[] = [];
   for (let b = 0; b < 8; b++) {
