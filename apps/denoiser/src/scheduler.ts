@@ -4,8 +4,8 @@
  *
  * Each loop turn takes the active work that waited longest, as much as fits the batch limits
  * (sequences, and token slots: what the forward computes, padding included, as the session
- * plans its graph runs), runs one batched forward and hands each its rows (session.forwardBatch pads and masks so each row computes what it would
- * alone). A step's rows stay together in one forward; a step bigger than the limits runs in a
+ * plans its graph runs), runs one batched forward and hands each its rows
+ * (session.forwardBatch pads and masks so each row computes what it would alone). A step's rows stay together in one forward; a step bigger than the limits runs in a
  * forward of its own. Work joins and leaves between forwards, at any step; work whose client
  * went away is dropped before the next forward, freeing its slot at once. Beyond the active
  * slots a bounded queue waits in arrival order; when that is full, `submit` refuses with a
