@@ -146,6 +146,8 @@ async function run() {
       padded_tokens_run: 1 - sum(shapes.map((s) => s.tokens)) / profile.slots,
       graph_runs_per_forward: profile.runs / forwards,
       picked_rows_per_forward: profile.pickedRows / forwards,
+      /** Rows the graph's head computed per forward: the picked ones, padded per sequence to its run's most. */
+      head_rows_per_forward: profile.headRows / forwards,
       /** Share of the graph's past slots that are padding. */
       padded_past: 1 - sum(shapes.map((s) => s.cached)) / sum(shapes.map((s) => s.sequences * s.past)),
       /** Share of forwards where some sequence brought uncached context (a prefill or a committed block). */
@@ -283,6 +285,6 @@ writeReadmeSection(
     `Garbage collection pauses (inside the parts above): ${mid((r) => r.gc_ms).toFixed(2)} ms per forward. ` +
       `Shape: ${shape?.mean_sequences.toFixed(1)} sequences per forward in ${shape?.graph_runs_per_forward.toFixed(2)} graph runs, ${shape?.mean_time.toFixed(1)} new tokens and ${shape?.mean_past.toFixed(0)} cached at the longest; ` +
       `padded new-token slots ${pct(shape?.padded_tokens_run ?? 0)} (one graph run per forward would pad ${pct(shape?.padded_tokens ?? 0)}), padded cache positions ${pct(shape?.padded_past ?? 0)}; ` +
-      `the pick graph reads ${shape?.picked_rows_per_forward.toFixed(0)} rows per forward.`,
+      `the pick graph reads ${shape?.picked_rows_per_forward.toFixed(0)} rows per forward, and the graph's head computes ${shape?.head_rows_per_forward.toFixed(0)} (\`logit_rows\` is per sequence: each gets as many rows as the one asking most in its run).`,
   ].join("\n"),
 );

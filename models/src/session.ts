@@ -74,14 +74,25 @@ export interface StepProfile {
     /** Each sequence's rows of logits. */
     results: number;
   };
-  /** Graph runs, the token slots they computed (padding included), and the rows the pick graph read. */
+  /**
+   * Graph runs, the token slots they computed (padding included), the rows of logits the graph's
+   * head computed (`logit_rows` is per sequence, so each sequence of a run gets as many as the
+   * one asking most) and the rows the pick graph read.
+   */
   runs: number;
   slots: number;
+  headRows: number;
   pickedRows: number;
 }
 
 export function newStepProfile(): StepProfile {
-  return { ms: { inputs: 0, past: 0, graph: 0, pick: 0, results: 0 }, runs: 0, slots: 0, pickedRows: 0 };
+  return {
+    ms: { inputs: 0, past: 0, graph: 0, pick: 0, results: 0 },
+    runs: 0,
+    slots: 0,
+    headRows: 0,
+    pickedRows: 0,
+  };
 }
 
 export interface SessionOptions {
@@ -324,6 +335,7 @@ export class DenoiserSession {
       }
     });
     const rowsPerSequence = this.selectsRows ? Math.max(1, ...asked.map((r) => r.length)) : time;
+    if (profile) profile.headRows += batch * rowsPerSequence;
     const feeds: Record<string, ort.Tensor> = {
       input_ids: new ort.Tensor("int64", ids, [batch, time]),
       positions: new ort.Tensor("int64", positions, [batch, time]),
