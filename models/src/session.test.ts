@@ -5,7 +5,7 @@ import { SHIPPED_MODEL_DIR } from "./index.ts";
 import { loadManifest } from "./manifest.ts";
 import { bannedTokenIds } from "./prompt.ts";
 import { tokenPicker } from "./sampling.ts";
-import { DenoiserSession, KvCache } from "./session.ts";
+import { DenoiserSession, KvCache, newStepProfile } from "./session.ts";
 
 /** Written by models/python/export.py from PyTorch: prefill a prompt, then one masked block step. */
 const golden = JSON.parse(readFileSync(join(SHIPPED_MODEL_DIR, "golden.json"), "utf8")) as {
@@ -108,6 +108,25 @@ describe("the ONNX graph under onnxruntime-node", () => {
     }
     await split.release();
     await together.release();
+  });
+
+  it("pads each sequence's head rows to the most any asks on sprout-tiny's per-sequence graph", async () => {
+    const { manifest, session, vocab } = await open();
+    expect(session.rowContract).toBe("per-sequence");
+    const cache = KvCache.empty(manifest);
+    const block = golden.block_ids;
+    const profile = newStepProfile();
+    const results = await session.forwardBatch(
+      [
+        { context: golden.prompt_ids, block, cache, rows: [0, 1, 2, 3, 4] },
+        { context: [], block, cache, rows: [3] },
+        { context: [], block, cache, rows: [] },
+      ],
+      { profile },
+    );
+    expect(profile.headRows).toBe(3 * 5); // what the flat contract of imported graphs saves
+    expect(results.map((r) => r.logits.length)).toEqual([5 * vocab, vocab, 0]);
+    await session.release();
   });
 
   it("gives a batch the same logits whether its past buffers are kept for reuse or dropped", async () => {

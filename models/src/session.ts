@@ -76,8 +76,8 @@ export interface StepProfile {
   };
   /**
    * Graph runs, the token slots they computed (padding included), the rows of logits the graph's
-   * head computed (`logit_rows` is per sequence, so each sequence of a run gets as many as the
-   * one asking most) and the rows the pick graph read.
+   * head computed (see `RowContract`: flat, the rows asked; per sequence, each sequence of a run as
+   * many as the one asking most; neither, every slot) and the rows the pick graph read.
    */
   runs: number;
   slots: number;
@@ -148,8 +148,8 @@ export class DenoiserSession {
    * page faults than the copy); `undefined` while a pick run reads it.
    */
   private pickRows: Float32Array | undefined;
-  /** Whether the graph computes logits only for the rows it is given (`logit_rows`). */
-  private readonly selectsRows: boolean;
+  /** How the graph is told the rows its head computes (`rowContract`). */
+  readonly rowContract: RowContract;
 
   private constructor(
     private readonly session: ort.InferenceSession,
@@ -162,7 +162,7 @@ export class DenoiserSession {
       banned ? Number.NEGATIVE_INFINITY : 0,
     );
     this.bias = new ort.Tensor("float32", bias, [bias.length]);
-    this.selectsRows = session.inputNames.includes("logit_rows");
+    this.rowContract = rowContract(session.inputNames);
   }
 
   static async create(
@@ -216,10 +216,10 @@ export class DenoiserSession {
    * attends only to itself, which keeps its discarded values finite). Sequences of quite
    * different shapes (one bringing a prefill or a committed block, the rest only their block;
    * caches of quite different lengths) run in separate graph runs when that saves more padding
-   * than a run costs (`plan`). A graph with a `logit_rows` input computes the head only for the
-   * rows asked for (padded to the most any sequence asks, with row 0); one without computes
-   * every row. The greedy statistics, when asked for, are computed for the asked-for rows only,
-   * in one pick-graph run for the whole batch.
+   * than a run costs (`plan`). The graph's head computes the rows asked for as its row contract
+   * allows (`RowContract`): exactly those, padded per sequence, or every row. The greedy
+   * statistics, when asked for, are computed for the asked-for rows only, in one pick-graph run
+   * for the whole batch.
    */
   async forwardBatch(
     inputs: readonly ForwardInput[],
@@ -334,22 +334,14 @@ export class DenoiserSession {
         mask.fill(1, rowMask + past, rowMask + past + sees);
       }
     });
-    const rowsPerSequence = this.selectsRows ? Math.max(1, ...asked.map((r) => r.length)) : time;
-    if (profile) profile.headRows += batch * rowsPerSequence;
+    const head = headRows(this.rowContract, asked, time);
+    if (profile) profile.headRows += head.computed;
     const feeds: Record<string, ort.Tensor> = {
       input_ids: new ort.Tensor("int64", ids, [batch, time]),
       positions: new ort.Tensor("int64", positions, [batch, time]),
       attention_mask: new ort.Tensor("bool", mask, [batch, time, width]),
+      ...head.feeds,
     };
-    if (this.selectsRows) {
-      const rows = new BigInt64Array(batch * rowsPerSequence);
-      asked.forEach((r, b) => {
-        r.forEach((t, k) => {
-          rows[b * rowsPerSequence + k] = BigInt(t);
-        });
-      });
-      feeds.logit_rows = new ort.Tensor("int64", rows, [batch, rowsPerSequence]);
-    }
     lap("inputs");
     // A batch of one takes its cache's own tensors; a larger one a kept buffer (kv.ts).
     let buffer: PastBuffer | undefined;
@@ -374,12 +366,7 @@ export class DenoiserSession {
     if (!logits || !new_key || !new_value) throw new Error("denoiser graph is missing an output");
     const vocab = this.manifest.architecture.vocab_size;
     const all = logits.data as Float32Array;
-    const sources = inputs.map((_, b): RowSource => {
-      // Where each asked-for row is in the graph's output.
-      const base = b * rowsPerSequence;
-      const at = this.selectsRows ? (asked[b] ?? []).map((_, k) => k) : (asked[b] ?? []);
-      return { data: all, rows: at.map((r) => base + r) };
-    });
+    const sources = head.at.map((rows): RowSource => ({ data: all, rows }));
     const results = sources.map((source, b): ForwardResult => {
       let rows: Float32Array | undefined;
       return {
@@ -400,6 +387,10 @@ export class DenoiserSession {
   private async rowStats(sources: readonly RowSource[]): Promise<RowStats> {
     const vocab = this.manifest.architecture.vocab_size;
     const rows = sources.reduce((n, s) => n + s.rows.length, 0);
+    // No row asked (a prefill or commit pass): onnxruntime would run the pick graph on [0, vocab]
+    // and warn that its outputs' shapes differ from the graph's.
+    if (rows === 0)
+      return { topId: new BigInt64Array(0), topLogprob: new Float32Array(0), entropy: new Float32Array(0) };
     // The rows as they are when they are consecutive in one output, else copied together into a
     // reused array (a fresh one that size costs more in page faults than the copy itself).
     const only = sources.length === 1 ? sources[0] : undefined;
@@ -453,6 +444,67 @@ function contextReach(
   const blockEnd =
     position + blocks.size - ((((position - blocks.origin) % blocks.size) + blocks.size) % blocks.size);
   return Math.min(contextLength, blockEnd - cached);
+}
+
+/**
+ * How a graph is told the rows its final norm and vocabulary head run on (models/python/graph_io.py
+ * writes both inputs):
+ * - `flat`: `logit_positions`, int64 [rows] of b·time + t → logits [rows, vocab]. Imported graphs:
+ *   exactly the rows asked, each sequence's a consecutive slice of the output in batch order.
+ * - `per-sequence`: `logit_rows`, int64 [batch, rows] of indices into time → logits [batch, rows,
+ *   vocab]. sprout-tiny's graph: every sequence asks as many rows as the one asking most.
+ * - `every`: neither input (sprout-tiny-ar) → logits [batch, time, vocab], every slot.
+ */
+export type RowContract = "flat" | "per-sequence" | "every";
+
+function rowContract(inputNames: readonly string[]): RowContract {
+  if (inputNames.includes("logit_positions")) return "flat";
+  if (inputNames.includes("logit_rows")) return "per-sequence";
+  return "every";
+}
+
+/**
+ * One graph run's rows under a row contract: the input asking for them (none under `every`), how
+ * many rows the head computes, and where each sequence's asked rows are among the rows of the
+ * `logits` output (all three layouts are row-major rows of `vocab`).
+ */
+function headRows(
+  contract: RowContract,
+  asked: readonly (readonly number[])[],
+  time: number,
+): { feeds: Record<string, ort.Tensor>; computed: number; at: number[][] } {
+  const batch = asked.length;
+  if (contract === "flat") {
+    // A run where no sequence asks a row feeds an empty input: onnxruntime gathers nothing and
+    // the head's [0, vocab] product is empty (test_import_checkpoint.py checks that graph).
+    const positions = new BigInt64Array(asked.reduce((n, rows) => n + rows.length, 0));
+    let next = 0;
+    const at = asked.map((rows, b) =>
+      rows.map((t) => {
+        positions[next] = BigInt(b * time + t);
+        return next++;
+      }),
+    );
+    const feeds = { logit_positions: new ort.Tensor("int64", positions, [positions.length]) };
+    return { feeds, computed: positions.length, at };
+  }
+  if (contract === "per-sequence") {
+    // At least one row each (a [batch, 0] input is untested on that graph); padding asks row 0.
+    const perSequence = Math.max(1, ...asked.map((rows) => rows.length));
+    const rows = new BigInt64Array(batch * perSequence);
+    asked.forEach((r, b) => {
+      r.forEach((t, k) => {
+        rows[b * perSequence + k] = BigInt(t);
+      });
+    });
+    const feeds = { logit_rows: new ort.Tensor("int64", rows, [batch, perSequence]) };
+    return {
+      feeds,
+      computed: batch * perSequence,
+      at: asked.map((r, b) => r.map((_, k) => b * perSequence + k)),
+    };
+  }
+  return { feeds: {}, computed: batch * time, at: asked.map((r, b) => r.map((t) => b * time + t)) };
 }
 
 function range(n: number): number[] {
