@@ -13,9 +13,11 @@ The graph is written from `QwenBlockLM` below, a small PyTorch module of the Qwe
 whose parameter names are the checkpoints' own, exported with torch.onnx: the same route as
 export.py, so the graph keeps the runtime's KV-cache contract (past keys/values in, the new
 tokens' keys/values out, a bool attention mask the caller builds), and any block-causal layout is
-the caller's mask rather than code in the graph. One difference from sprout-tiny's graph: the
-cache is GQA-shaped (`kv_heads`, not `heads`). Both take `logit_rows`, the rows the head is
-computed for: a 150k-token head over every row of a block is most of a step's work.
+the caller's mask rather than code in the graph. Two differences from sprout-tiny's graph: the
+cache is GQA-shaped (`kv_heads`, not `heads`), and the rows the head is computed for are flat
+(`logit_positions`, int64 [rows], b·time + t; logits [rows, vocab]) rather than per sequence
+(`logit_rows`, [batch, rows]): a 150k-token head over every row of a block is most of a step's
+work, and per-sequence rows padded to the most any sequence of a batch asks would bring it back.
 
 The families differ in how they are decoded, not in their weights. Those conventions are written
 into the manifest as data (`decoding`), looked up here once by `model_type`; the runtime follows
@@ -43,8 +45,8 @@ from torch import nn
 
 import graph_io
 
-# The graph contract (graph_io), the rows the head is computed for included.
-INPUTS = graph_io.INPUTS
+# The graph contract (graph_io): flat rows for the head (logit_positions).
+INPUTS = graph_io.FLAT_INPUTS
 # ONNX's protobuf cannot hold more than 2 GB: past this the weights go to a side file.
 EXTERNAL_DATA_BYTES = 2 * 1024**3
 EXTERNAL_DATA_FILE = "denoiser.onnx.data"
@@ -340,7 +342,7 @@ class QwenBlockLM(nn.Module):
             self.lm_head = nn.Linear(a.hidden_size, a.vocab_size, bias=False)
         self.register_buffer("inv_freq", rope_frequencies(a), persistent=False)
 
-    def forward(self, input_ids, positions, past_key, past_value, attention_mask, logit_rows):
+    def forward(self, input_ids, positions, past_key, past_value, attention_mask, logit_positions):
         x = self.model.embed_tokens(input_ids)
         angles = positions.unsqueeze(-1).float() * self.inv_freq
         angles = torch.cat([angles, angles], dim=-1).unsqueeze(1)  # [batch, 1, time, head_dim]
@@ -352,9 +354,9 @@ class QwenBlockLM(nn.Module):
             x, k, v = layer(x, cos, sin, past_key[i], past_value[i], bias)
             new_keys.append(k)
             new_values.append(v)
-        # Only the rows asked for go through the final norm and the (vocabulary-sized) head.
-        rows = logit_rows.unsqueeze(-1).expand(-1, -1, x.shape[-1])
-        h = self.model.norm(torch.gather(x, 1, rows))
+        # Only the rows asked for (flat, b·time + t) go through the final norm and the
+        # (vocabulary-sized) head: [rows, hidden], however unevenly the sequences ask.
+        h = self.model.norm(torch.index_select(x.flatten(0, 1), 0, logit_positions))
         head = self.model.embed_tokens.weight if self.a.tied_head else self.lm_head.weight
         return h @ head.t(), torch.stack(new_keys), torch.stack(new_values)
 
@@ -377,7 +379,9 @@ def causal_mask(batch: int, past: int, time: int) -> torch.Tensor:
     return (torch.arange(past + time)[None, :] <= q[:, None]).expand(batch, time, past + time)
 
 
-def example_inputs(model: QwenBlockLM, batch: int, past: int, time: int, rows: int, seed: int = 0):
+def example_inputs(model: QwenBlockLM, batch: int, past: int, time: int, rows: list[int], seed: int = 0):
+    """Random inputs of one forward; `rows[b]` of sequence b's `time` rows asked for, in random
+    order, as flat positions (b·time + t)."""
     a = model.a
     g = torch.Generator().manual_seed(seed)
     ids = torch.randint(0, a.vocab_size, (batch, time), generator=g)
@@ -385,12 +389,14 @@ def example_inputs(model: QwenBlockLM, batch: int, past: int, time: int, rows: i
     shape = (a.layers, batch, a.kv_heads, past, a.head_dim)
     past_key, past_value = torch.randn(shape, generator=g), torch.randn(shape, generator=g)
     mask = block_causal_mask(batch, past, time, block=4).contiguous()
-    logit_rows = torch.stack([torch.randperm(time, generator=g)[:rows] for _ in range(batch)])
-    return ids, positions, past_key, past_value, mask, logit_rows
+    logit_positions = torch.cat([b * time + torch.randperm(time, generator=g)[:n] for b, n in enumerate(rows)])
+    return ids, positions, past_key, past_value, mask, logit_positions
 
 
 def export_graph(model: QwenBlockLM, path: Path) -> None:
-    graph_io.export_onnx(model, example_inputs(model, batch=2, past=5, time=3, rows=2), path, INPUTS, graph_io.AXES)
+    graph_io.export_onnx(
+        model, example_inputs(model, batch=2, past=5, time=3, rows=[2, 1]), path, INPUTS, graph_io.FLAT_AXES
+    )
 
 
 def run_onnx(session, inputs) -> list[np.ndarray]:
@@ -399,10 +405,12 @@ def run_onnx(session, inputs) -> list[np.ndarray]:
 
 def check_cases(model: QwenBlockLM) -> list[tuple[tuple, tuple]]:
     """Inputs over the shapes the runtime uses (empty-cache prefill included), each with the
-    PyTorch module's outputs: computed before the module's weights are let go."""
+    PyTorch module's outputs: computed before the module's weights are let go. Rows per sequence
+    as the runtime asks them: every row, a block's masked ones unevenly across a batch, none for a
+    sequence that only commits."""
     cases = []
-    for batch, past, time, rows in [(1, 0, 7, 7), (1, 12, 4, 4), (2, 9, 8, 3), (2, 30, 1, 1)]:
-        inputs = example_inputs(model, batch, past, time, rows, seed=past + time)
+    for past, time, rows in [(0, 7, [7]), (12, 4, [4]), (9, 8, [3, 1]), (9, 8, [0, 5]), (30, 1, [1, 1])]:
+        inputs = example_inputs(model, len(rows), past, time, rows, seed=past + time)
         with torch.no_grad():
             cases.append((inputs, tuple(t.numpy() for t in model(*inputs))))
     return cases
@@ -558,7 +566,7 @@ def golden(model: QwenBlockLM, special: dict, block: int) -> dict:
             pk,
             pv,
             block_causal_mask(1, 0, n, block),
-            torch.tensor([[n - 1]]),
+            torch.tensor([n - 1]),
         )
         ids = torch.full((1, block), special["mask"])
         logits, _, _ = model(
@@ -567,14 +575,14 @@ def golden(model: QwenBlockLM, special: dict, block: int) -> dict:
             k,
             v,
             block_causal_mask(1, n, block, block),
-            torch.arange(block)[None],
+            torch.arange(block),
         )
     return {
         "prompt_ids": prompt,
         "block_ids": ids[0].tolist(),
         "mask": "block_causal (absolute blocks of block_size)",
-        "argmax": logits[0].argmax(-1).tolist(),
-        "logits_head": [row[:8].tolist() for row in logits[0]],
+        "argmax": logits.argmax(-1).tolist(),
+        "logits_head": [row[:8].tolist() for row in logits],
     }
 
 
@@ -685,7 +693,10 @@ def import_checkpoint(
         "decoding": family["decoding"],
         "graph": {
             **graph_io.manifest_graph(
-                graph_io.FP16_WEIGHTS if dtype == "float16" else "float32", worst, heads="kv_heads"
+                graph_io.FP16_WEIGHTS if dtype == "float16" else "float32",
+                worst,
+                heads="kv_heads",
+                rows=graph_io.LOGIT_POSITIONS,
             ),
             "external_data": external or None,
         },

@@ -12,7 +12,7 @@ import type { DecodeEvent } from "./events.ts";
 import type { Generation } from "./generation.ts";
 import { loadModel, type Model } from "./index.ts";
 import { DecodeInputError } from "./prompt.ts";
-import { KvCache } from "./session.ts";
+import { DenoiserSession, type ForwardInput, KvCache, newStepProfile } from "./session.ts";
 
 let dirs: Record<string, string>;
 const models: Record<string, Model> = {};
@@ -58,6 +58,12 @@ async function together(model: Model, generations: Generation[]) {
 }
 
 const prompt = (ids: number[]) => ids.map((id) => `t${id}`).join(" ");
+const range = (n: number) => Array.from({ length: n }, (_, i) => i);
+
+function maxDifference(a: Float32Array, b: Float32Array): number {
+  expect(a.length).toBe(b.length);
+  return a.reduce((worst, x, i) => Math.max(worst, Math.abs(x - (b[i] as number))), 0);
+}
 
 describe.each(TINY_IMPORTED)("the imported model %s", (name) => {
   it("computes its golden logits: whole blocks prefilled block-causally, then a block of masks", async () => {
@@ -91,6 +97,66 @@ describe.each(TINY_IMPORTED)("the imported model %s", (name) => {
       const logits = step?.logits.subarray(row * vocab, (row + 1) * vocab) ?? new Float32Array();
       expect(logits.indexOf(Math.max(...logits))).toBe(golden.argmax[row]);
     });
+  });
+
+  it("computes exactly the rows each sequence asks (flat logit_positions), batched as alone", async () => {
+    const { manifest } = models[name] as Model;
+    // One graph run whatever the shapes, so the batch below really shares its head.
+    const session = await DenoiserSession.create(join(dirs[name] as string, manifest.graph.file), manifest, {
+      intraOpNumThreads: 1,
+      forwardCostTokens: Number.POSITIVE_INFINITY,
+    });
+    expect(session.rowContract).toBe("flat");
+    const vocab = manifest.architecture.vocab_size;
+    const { mask } = manifest.special_tokens;
+    const cacheOf = async (ids: number[]) => {
+      // A prefill asking no row: its head computes nothing.
+      const profile = newStepProfile();
+      const [prefill] = await session.forwardBatch(
+        [{ context: ids, block: [], cache: KvCache.empty(manifest), rows: [] }],
+        { stats: true, profile },
+      );
+      if (!prefill?.stats) throw new Error("no prefill came back");
+      expect([prefill.logits.length, prefill.stats.topId.length, profile.headRows]).toEqual([0, 0, 0]);
+      return KvCache.empty(manifest).append(prefill.newKey, prefill.newValue);
+    };
+    const block = (n: number) =>
+      Array.from({ length: n }, (_, i) => (i % 3 === 0 ? (mask as number) : 30 + i));
+    // Very different asks: every row of 16, one row past 3 tokens of context, none, out of order with a repeat.
+    const inputs: ForwardInput[] = [
+      { context: [], block: block(16), cache: await cacheOf([5, 9, 3, 7, 1, 2, 8]), rows: range(16) },
+      { context: [11, 12, 13], block: block(4), cache: await cacheOf([40, 41]), rows: [5] },
+      { context: [], block: block(4), cache: await cacheOf([21, 22, 23, 24]), rows: [] },
+      { context: [], block: block(8), cache: KvCache.empty(manifest), rows: [7, 0, 7] },
+    ];
+    const alone = [];
+    for (const input of inputs) {
+      const profile = newStepProfile();
+      const [result] = await session.forwardBatch([input], { stats: true, profile });
+      expect(profile.headRows).toBe(input.rows?.length);
+      alone.push(result);
+    }
+    const profile = newStepProfile();
+    const batched = await session.forwardBatch(inputs, { stats: true, profile });
+    expect(profile.runs).toBe(1);
+    expect(profile.headRows).toBe(16 + 1 + 0 + 3); // per-sequence rows would pad to 4 × 16
+    for (const [i, input] of inputs.entries()) {
+      const [x, y] = [batched[i], alone[i]];
+      if (!x?.stats || !y?.stats) throw new Error("no statistics came back");
+      const rows = input.rows?.length ?? 0;
+      expect([x.logits.length, x.stats.topId.length]).toEqual([rows * vocab, rows]);
+      expect([...x.stats.topId]).toEqual([...y.stats.topId]);
+      expect(maxDifference(x.stats.topLogprob, y.stats.topLogprob)).toBeLessThan(1e-4);
+      expect(maxDifference(x.logits, y.logits)).toBeLessThan(1e-4);
+    }
+    // A run where no sequence asks a row (commit passes) still writes every token's keys/values.
+    const none = await session.forwardBatch(
+      inputs.map((input) => ({ ...input, rows: [] })),
+      { stats: true },
+    );
+    expect(none.map((r) => [r.logits.length, r.stats?.topId.length])).toEqual(inputs.map(() => [0, 0]));
+    expect(none[0]?.newKey.dims[3]).toBe(16);
+    await session.release();
   });
 
   it("decodes the same batched as alone, prompts of different lengths in one forward", async () => {

@@ -33,6 +33,8 @@ def imported(request, tmp_path_factory):
 
 
 def forward(session, manifest, ids, past=None, mask=None, rows=None, start=0):
+    """One graph run. `rows`: the rows asked for per sequence (indices into time), fed flat as
+    logit_positions, logits [rows, vocab]; absent: every row, logits reshaped to [batch, time, vocab]."""
     a = manifest["architecture"]
     batch, time = ids.shape
     if past is None:
@@ -40,9 +42,13 @@ def forward(session, manifest, ids, past=None, mask=None, rows=None, start=0):
         past = (torch.zeros(shape), torch.zeros(shape))
     n = past[0].shape[3]
     mask = causal_mask(batch, n, time) if mask is None else mask
-    rows = torch.arange(time).expand(batch, time) if rows is None else rows
+    every = rows is None
+    rows = [range(time)] * batch if every else rows
+    flat = torch.tensor([b * time + t for b, asked in enumerate(rows) for t in asked], dtype=torch.int64)
     positions = torch.arange(start + n, start + n + time).expand(batch, time)
-    logits, k, v = run_onnx(session, (ids, positions.contiguous(), *past, mask.contiguous(), rows.contiguous()))
+    logits, k, v = run_onnx(session, (ids, positions.contiguous(), *past, mask.contiguous(), flat))
+    if every:
+        logits = logits.reshape(batch, time, -1)
     return logits, torch.from_numpy(k), torch.from_numpy(v)
 
 
@@ -107,14 +113,22 @@ def test_block_causal_cache_is_exact(imported):
 
 
 def test_logits_only_for_the_rows_asked_for(imported):
-    _, _, _, manifest, session = imported
-    ids = torch.randint(0, VOCAB, (2, 9), generator=torch.Generator().manual_seed(4))
-    full, _, _ = forward(session, manifest, ids)
-    rows = torch.tensor([[8, 0, 3], [2, 2, 7]])
+    """logit_positions, uneven across a batch (3 rows, 1, none): exactly those rows come back,
+    in the order asked, each transformers' logit at that position."""
+    _, reference, _, manifest, session = imported
+    ids = torch.randint(0, VOCAB, (3, 9), generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        expected = reference(ids).logits.numpy()
+    rows = [[8, 0, 3], [5], []]
     some, _, _ = forward(session, manifest, ids, rows=rows)
-    assert some.shape == (2, 3, VOCAB)
-    for b in range(2):
-        np.testing.assert_allclose(some[b], full[b, rows[b].numpy()], atol=1e-5)
+    assert some.shape == (4, VOCAB)
+    asked = np.stack([expected[b, t] for b, r in enumerate(rows) for t in r])
+    np.testing.assert_allclose(some, asked, atol=1e-4, rtol=0)
+    # repeats are allowed, and so is asking no row at all (a batch that only commits)
+    twice, _, _ = forward(session, manifest, ids[:1], rows=[[2, 2]])
+    np.testing.assert_allclose(twice, expected[0, [2, 2]], atol=1e-4, rtol=0)
+    none, k, _ = forward(session, manifest, ids, rows=[[], [], []])
+    assert none.shape == (0, VOCAB) and k.shape[3] == 9
 
 
 def test_manifest_fields_per_family(imported):
@@ -139,7 +153,8 @@ def test_manifest_fields_per_family(imported):
     assert (d["logit_shift"], d["block_alignment"], d["token_healing"]) == (expected["shift"], expected["align"], False)
     assert d["commit"] in ("pass", "pass_yields_next_first_token")
     graph = manifest["graph"]
-    assert graph["inputs"]["logit_rows"]["shape"] == ["batch", "rows"]
+    assert graph["inputs"]["logit_positions"]["shape"] == ["rows"] and "logit_rows" not in graph["inputs"]
+    assert graph["outputs"]["logits"]["shape"] == ["rows", "vocab"]
     assert graph["inputs"]["past_key"]["shape"][2] == "kv_heads"
     out = root / "out"
     assert set(manifest["files"]) == {"denoiser.onnx", "tokenizer.json", "golden.json"}
