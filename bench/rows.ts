@@ -14,17 +14,25 @@
  * only the masked rows (`rows`, what decode.ts asks) against asking every row (no `rows`: the
  * head and the statistics over context + block); one sequence, and 8 of that shape in one forward
  * (`--batch`, the node's default most). Median of `repeats` after a warm-up of each shape, the two ways alternating (and which
- * goes first alternating too). Prints a table; writes bench/results/rows.json and puts the table
- * into the README.
+ * goes first alternating too).
+ *
+ * Then uneven asks in one batch of 8 (issue 18): one sequence asks all 32 rows of its block, seven
+ * ask 1 (`UNEVEN`). The import's graph takes flat `logit_positions`, so its head computes the 39
+ * rows asked; a per-sequence `logit_rows` graph would pad every sequence to 32 (256 rows). The
+ * padded figure is measured by asking every sequence for 32 rows, which costs the graph exactly
+ * what that padding does (head and output alike); this case runs without greedy statistics, so
+ * the pick graph reading 256 rows rather than 39 is not charged to padding.
+ *
+ * Prints tables; writes bench/results/rows.json and puts the tables into the README.
  */
 import { spawnSync } from "node:child_process";
-import { existsSync, mkdirSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { cpus, tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { loadManifest } from "../models/src/manifest.ts";
-import { DenoiserSession, type ForwardInput, KvCache } from "../models/src/session.ts";
+import { DenoiserSession, type ForwardInput, KvCache, newStepProfile } from "../models/src/session.ts";
 import { writeReadmeSection } from "./readme.ts";
 
 const { values } = parseArgs({
@@ -40,6 +48,8 @@ const BLOCK = 32;
 const CACHED = 64;
 const MASKED = [1, 4, 8, 16, 32];
 const CONTEXT = [0, 64];
+/** Rows asked per sequence in the uneven batch. */
+const UNEVEN = [32, 1, 1, 1, 1, 1, 1, 1];
 const repeats = Number(values.repeats);
 const batches = values.batch.split(",").map(Number);
 const repo = fileURLToPath(new URL("..", import.meta.url));
@@ -47,7 +57,15 @@ const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.len
 const round = (x: number) => Number(x.toFixed(2));
 
 const modelDir = join(values.root, `${SHAPE}-sprout`);
-if (!existsSync(join(modelDir, "manifest.json"))) {
+const manifestPath = join(modelDir, "manifest.json");
+if (
+  existsSync(manifestPath) &&
+  !("logit_positions" in JSON.parse(readFileSync(manifestPath, "utf8")).graph.inputs)
+) {
+  console.log(`${modelDir} was imported under the per-sequence logit_rows contract: importing it again`);
+  rmSync(modelDir, { recursive: true });
+}
+if (!existsSync(manifestPath)) {
   console.log(`building and importing a random ${SHAPE} model into ${values.root} (once; about 20 s)`);
   const run = (command: string, args: string[]) =>
     spawnSync(command, args, { cwd: repo, stdio: "inherit" }).status === 0;
@@ -130,6 +148,33 @@ for (let r = 0; r < repeats; r++) {
     }
   }
 }
+
+/** The uneven batch: sequence b asks UNEVEN[b] masked rows of its block, or (`padded`) all 32. */
+function unevenInputs(padded: boolean): ForwardInput[] {
+  return UNEVEN.map((masked, b) => {
+    const { ids, at } = block(masked, b + 1);
+    return { context: [], block: ids, cache: caches[b] as KvCache, rows: padded ? range(BLOCK) : at };
+  });
+}
+async function unevenMs(padded: boolean): Promise<{ ms: number; headRows: number }> {
+  const profile = newStepProfile();
+  const t0 = performance.now();
+  await session.forwardBatch(unevenInputs(padded), { profile });
+  return { ms: performance.now() - t0, headRows: profile.headRows };
+}
+const uneven = caches.length >= UNEVEN.length;
+const unevenTimes = { flat: [] as number[], padded: [] as number[], flatRows: 0, paddedRows: 0 };
+if (uneven) {
+  await unevenMs(false); // warm-up
+  await unevenMs(true);
+  for (let r = 0; r < repeats; r++) {
+    for (const padded of r % 2 === 0 ? [false, true] : [true, false]) {
+      const { ms, headRows } = await unevenMs(padded);
+      unevenTimes[padded ? "padded" : "flat"].push(ms);
+      unevenTimes[padded ? "paddedRows" : "flatRows"] = headRows;
+    }
+  }
+}
 const measuredS = (performance.now() - started) / 1000;
 await session.release();
 
@@ -184,6 +229,32 @@ const fits = batches.map((batch) => {
   );
   return { batch, ...fit, context_64_adds_ms_when_asked: round(contextAddsMs) };
 });
+const unevenResult = uneven
+  ? {
+      rows_asked: UNEVEN,
+      stats: false,
+      flat_head_rows: unevenTimes.flatRows,
+      padded_head_rows: unevenTimes.paddedRows,
+      padded_measured_as: "every sequence asking all 32 rows (the head cost of per-sequence padding)",
+      flat_ms: round(median(unevenTimes.flat)),
+      padded_ms: round(median(unevenTimes.padded)),
+      flat_runs_ms: unevenTimes.flat.map(round),
+      padded_runs_ms: unevenTimes.padded.map(round),
+    }
+  : undefined;
+if (unevenResult) {
+  console.log(
+    `\nUneven asks in one batch of 8 (rows ${UNEVEN.join(",")}), one forward without statistics (median of ${repeats}, ms)`,
+  );
+  console.table([
+    { contract: "flat logit_positions", "head rows": unevenResult.flat_head_rows, ms: unevenResult.flat_ms },
+    {
+      contract: "per-sequence padding (every sequence asks 32)",
+      "head rows": unevenResult.padded_head_rows,
+      ms: unevenResult.padded_ms,
+    },
+  ]);
+}
 const result = {
   date: new Date().toISOString(),
   machine: { cpus: cpus().length, cpu: cpus()[0]?.model, node: process.version },
@@ -195,13 +266,14 @@ const result = {
     d_model: manifest.architecture.d_model,
     n_layers: manifest.architecture.n_layers,
     parameters: manifest.architecture.parameters,
-    logit_rows: manifest.graph.inputs.logit_rows !== undefined,
+    row_contract: session.rowContract,
   },
   step: { block: BLOCK, cached: CACHED, stats: true, masked_spread_over_block: true },
   repeats,
   measured_s: round(measuredS),
   fits,
   results,
+  uneven: unevenResult,
 };
 const out = fileURLToPath(new URL("./results/rows.json", import.meta.url));
 mkdirSync(fileURLToPath(new URL("./results/", import.meta.url)), { recursive: true });
@@ -224,8 +296,18 @@ writeReadmeSection(
       (f) =>
         `Batch ${f.batch}: ms ≈ ${f.intercept} + ${f.slope} × head rows per sequence (r² ${f.r2}); 64 tokens of context riding along add ${f.context_64_adds_ms_when_asked} ms to a step asking only its masked rows.`,
     ),
+    ...(unevenResult
+      ? [
+          "",
+          `Uneven asks in one batch of 8 (one sequence ${UNEVEN[0]} rows, seven 1), one forward without statistics: the flat \`logit_positions\` contract computes ${unevenResult.flat_head_rows} head rows in ${unevenResult.flat_ms.toFixed(1)} ms; per-sequence padding (measured as every sequence asking 32 rows, the same head cost) ${unevenResult.padded_head_rows} rows in ${unevenResult.padded_ms.toFixed(1)} ms (${(unevenResult.padded_ms / unevenResult.flat_ms).toFixed(1)}×).`,
+        ]
+      : []),
   ].join("\n"),
 );
+
+function range(n: number): number[] {
+  return Array.from({ length: n }, (_, i) => i);
+}
 
 /** Least squares `y ≈ intercept + slope · x`, and the share of y's variance it explains. */
 function lineThrough(points: readonly [number, number][]): { intercept: number; slope: number; r2: number } {
