@@ -16,12 +16,10 @@
  * the README.
  */
 import { randomBytes } from "node:crypto";
-import { mkdirSync, writeFileSync } from "node:fs";
-import { cpus } from "node:os";
 import { fileURLToPath } from "node:url";
 import { freePort, startSprout, whenReady } from "../test/support/sprout.ts";
 import { mbppTasks } from "./quality.ts";
-import { writeReadmeSection } from "./readme.ts";
+import { stamp, writeReadmeSection, writeResult } from "./report.ts";
 
 const ROUNDS = Number(process.env.API_ROUNDS ?? 3);
 const MAX_TOKENS = 128;
@@ -135,25 +133,16 @@ console.table(
 );
 
 const here = (path: string) => fileURLToPath(new URL(path, import.meta.url));
-mkdirSync(here("./results/"), { recursive: true });
-writeFileSync(
-  here("./results/api.json"),
-  `${JSON.stringify(
-    {
-      date: new Date().toISOString(),
-      machine: { cpus: cpus().length, cpu: cpus()[0]?.model, node: process.version },
-      request: {
-        endpoint: "/v1/completions",
-        max_tokens: MAX_TOKENS,
-        temperature: 0,
-        prompts: "MBPP test 11-26",
-      },
-      runs,
-    },
-    null,
-    2,
-  )}\n`,
-);
+writeResult("api", {
+  ...stamp(),
+  request: {
+    endpoint: "/v1/completions",
+    max_tokens: MAX_TOKENS,
+    temperature: 0,
+    prompts: "MBPP test 11-26",
+  },
+  runs,
+});
 console.log(`wrote ${here("./results/api.json")}`);
 
 writeReadmeSection(

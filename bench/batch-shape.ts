@@ -16,15 +16,11 @@
  * Medians of `repeats`, the shapes interleaved so that drift falls on all alike. Prints tables,
  * writes bench/results/batch-shape.json and puts them into the README.
  */
-import { mkdirSync, writeFileSync } from "node:fs";
-import { cpus } from "node:os";
-import { fileURLToPath } from "node:url";
 import { loadModel, SHIPPED_MODEL_DIR } from "../models/src/index.ts";
 import { type ForwardInput, KvCache } from "../models/src/session.ts";
-import { writeReadmeSection } from "./readme.ts";
+import { stamp, writeReadmeSection, writeResult } from "./report.ts";
 
 const [REPEATS = 9] = process.argv.slice(2).map(Number);
-const here = (path: string) => fileURLToPath(new URL(path, import.meta.url));
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] as number;
 
 const model = await loadModel(SHIPPED_MODEL_DIR);
@@ -126,22 +122,13 @@ console.table(
   })),
 );
 
-mkdirSync(here("./results/"), { recursive: true });
-writeFileSync(
-  here("./results/batch-shape.json"),
-  `${JSON.stringify(
-    {
-      date: new Date().toISOString(),
-      machine: { cpus: cpus().length, cpu: cpus()[0]?.model, node: process.version },
-      model: model.manifest.name,
-      repeats: REPEATS,
-      steps,
-      prefill_beside_steps: fill,
-    },
-    null,
-    2,
-  )}\n`,
-);
+writeResult("batch-shape", {
+  ...stamp(),
+  model: model.manifest.name,
+  repeats: REPEATS,
+  steps,
+  prefill_beside_steps: fill,
+});
 await model.close();
 
 writeReadmeSection(

@@ -11,13 +11,13 @@
  * included): less swayed by other processes on a shared machine. Prints the medians (and, with a base, whether every completion came out the same in both) and
  * writes bench/results/batching.json.
  */
-import { mkdirSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import type { Scheduler as SchedulerClass } from "../apps/denoiser/src/scheduler.ts";
 import type { loadModel as loadModelFn } from "../models/src/index.ts";
 import { mbppTasks } from "./quality.ts";
+import { stamp, writeResult } from "./report.ts";
 
 const here = (path: string) => fileURLToPath(new URL(path, import.meta.url));
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] as number;
@@ -118,21 +118,13 @@ console.log(
 );
 console.table(rows);
 if (runtimes.length > 1) console.log(`every completion the same in both: ${sameText}`);
-mkdirSync(here("./results/"), { recursive: true });
-writeFileSync(
-  here("./results/batching.json"),
-  `${JSON.stringify(
-    {
-      date: new Date().toISOString(),
-      rounds,
-      max_tokens: MAX_TOKENS,
-      same_text: sameText,
-      rows,
-      tokens_per_s: Object.fromEntries(speeds),
-      tokens_per_cpu_s: Object.fromEntries(perCpu),
-    },
-    null,
-    2,
-  )}\n`,
-);
+writeResult("batching", {
+  ...stamp(),
+  rounds,
+  max_tokens: MAX_TOKENS,
+  same_text: sameText,
+  rows,
+  tokens_per_s: Object.fromEntries(speeds),
+  tokens_per_cpu_s: Object.fromEntries(perCpu),
+});
 for (const rt of runtimes) await rt.model.close();

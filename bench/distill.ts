@@ -11,13 +11,12 @@
  * (default: the same) change the sweep.
  * Prints tables and writes bench/results/distill.json.
  */
-import { mkdirSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
 import { loadModel, TWIN_MODEL_DIR } from "../models/src/index.ts";
 import { TextTokenizer } from "../models/src/tokenizer.ts";
 import { freePort, startSprout, whenReady } from "../test/support/sprout.ts";
 import { dialRow, mbppTasks } from "./quality.ts";
+import { stamp, writeResult } from "./report.ts";
 
 const dirs = process.argv.slice(2).map((dir) => resolve(dir));
 if (dirs.length === 0) {
@@ -128,10 +127,5 @@ console.table(
     "tokens/s": r.tokens_per_s.toFixed(0),
   })),
 );
-const out = fileURLToPath(new URL("./results/distill.json", import.meta.url));
-mkdirSync(join(out, ".."), { recursive: true });
-writeFileSync(
-  out,
-  `${JSON.stringify({ date: new Date().toISOString(), prompts: PROMPTS, max_tokens: MAX_TOKENS, engine, api }, null, 2)}\n`,
-);
+const out = writeResult("distill", { ...stamp(), prompts: PROMPTS, max_tokens: MAX_TOKENS, engine, api });
 console.log(`wrote ${out}`);

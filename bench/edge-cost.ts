@@ -38,7 +38,7 @@
 
 import { execFileSync, spawn } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { cpus, loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -51,7 +51,7 @@ import type { Env } from "../apps/edge/src/env.ts";
 import { fakeNodeEvents, startFakeNode } from "../test/support/fake-node.ts";
 import { type QuantileInterval, quantileInterval, quantiles } from "../test/support/load.ts";
 import { freePort } from "../test/support/sprout.ts";
-import { writeReadmeSection } from "./readme.ts";
+import { machine, writeReadmeSection, writeResult } from "./report.ts";
 
 const here = (path: string) => fileURLToPath(new URL(path, import.meta.url));
 /**
@@ -480,7 +480,7 @@ console.log(
 
 const result = {
   date: new Date().toISOString(),
-  machine: { cpus: cores, cpu: cpus()[0]?.model, node: process.version, load_average: load },
+  machine: { ...machine(), load_average: load },
   checkouts,
   blocks: { short: SHORT, long: LONG, block_size: BLOCK },
   rounds: { workerd: ROUNDS, wrangler_dev: WRANGLER_DEV_ROUNDS, in_process: IN_PROCESS_ROUNDS },
@@ -488,8 +488,7 @@ const result = {
   node,
   ...rows,
 };
-mkdirSync(here("./results/"), { recursive: true });
-writeFileSync(here("./results/edge-cost.json"), `${JSON.stringify(result, null, 2)}\n`);
+writeResult("edge-cost", result);
 const markdown = [
   `Measured ${result.date.slice(0, 10)} at ${checkouts.this} (\`bench/results/edge-cost.json\`, \`bench/edge-cost.ts\`): the edge's own work against a fake node that streams precomputed events instantly, ${SHORT} and ${LONG} blocks of ${BLOCK} tokens per stream. Per request: the edge's time minus the node's for the short stream, paired per round (in workerd it includes the edge's own loopback hop to the node); per event: how much more that grows per extra event of the long stream. Each round's requests go in a random order. Each cell: the quantile [its 95% confidence interval; \`>\`: too few samples to bound it above]; n: paired samples. ${conditions}`,
   "",

@@ -6,15 +6,11 @@
  * table, writes bench/results/edge.json and puts the table into the README.
  */
 import { randomBytes } from "node:crypto";
-import { mkdirSync, writeFileSync } from "node:fs";
-import { cpus } from "node:os";
-import { fileURLToPath } from "node:url";
 import { createParser } from "eventsource-parser";
 import { quantiles } from "../test/support/load.ts";
 import { startSprout, whenReady } from "../test/support/sprout.ts";
-import { writeReadmeSection } from "./readme.ts";
+import { stamp, writeReadmeSection, writeResult } from "./report.ts";
 
-const here = (path: string) => fileURLToPath(new URL(path, import.meta.url));
 const ROUNDS = 60;
 const key = `sk-sprout-${randomBytes(24).toString("base64url")}`;
 const secret = randomBytes(32).toString("hex");
@@ -98,15 +94,13 @@ console.log(
 );
 
 const result = {
-  date: new Date().toISOString(),
-  machine: { cpus: cpus().length, cpu: cpus()[0]?.model, node: process.version },
+  ...stamp(),
   request: body,
   rounds: ROUNDS,
   ...rows,
   added,
 };
-mkdirSync(here("./results/"), { recursive: true });
-writeFileSync(here("./results/edge.json"), `${JSON.stringify(result, null, 2)}\n`);
+writeResult("edge", result);
 const markdown = [
   `Measured ${result.date.slice(0, 10)} (\`bench/results/edge.json\`): the same native generation (${body.max_tokens} tokens, blocks of ${body.block_size}), ${ROUNDS} rounds, alternating.`,
   "",

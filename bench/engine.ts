@@ -13,8 +13,6 @@
  *
  * Prints tables, writes bench/results/engine.json and puts the tables into the README.
  */
-import { mkdirSync, writeFileSync } from "node:fs";
-import { cpus } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import * as ort from "onnxruntime-node";
@@ -29,7 +27,7 @@ import { KvCache } from "../models/src/session.ts";
 import { TextTokenizer } from "../models/src/tokenizer.ts";
 import { concurrency as runConcurrent } from "./concurrency.ts";
 import { dialRow, mbppTasks } from "./quality.ts";
-import { writeReadmeSection } from "./readme.ts";
+import { stamp, writeReadmeSection, writeResult } from "./report.ts";
 
 const here = (path: string) => fileURLToPath(new URL(path, import.meta.url));
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] as number;
@@ -282,8 +280,7 @@ table(
 );
 
 const result = {
-  date: new Date().toISOString(),
-  machine: { cpus: cpus().length, cpu: cpus()[0]?.model, node: process.version },
+  ...stamp(),
   model: model.manifest.name,
   twin: twin.manifest.name,
   gemm_gflops: gemm,
@@ -296,9 +293,7 @@ const result = {
 };
 await model.close();
 await twin.close();
-mkdirSync(here("./results/"), { recursive: true });
-writeFileSync(here("./results/engine.json"), `${JSON.stringify(result, null, 2)}\n`);
-console.log(`wrote ${here("./results/engine.json")}`);
+console.log(`wrote ${writeResult("engine", result)}`);
 
 // The README quotes the latest run, between its bench markers.
 const pct = (x: number) => `${(100 * x).toFixed(1)}%`;

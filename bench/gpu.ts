@@ -14,7 +14,6 @@
  * the CPU's. Prints a table and writes the JSON.
  */
 import { mkdirSync, writeFileSync } from "node:fs";
-import { cpus } from "node:os";
 import { dirname, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { DecodeOptions, Model } from "../models/src/index.ts";
@@ -27,6 +26,7 @@ import {
 } from "../models/src/providers.ts";
 import { KvCache } from "../models/src/session.ts";
 import { type ConcurrencyResult, concurrency } from "./concurrency.ts";
+import { machine } from "./report.ts";
 
 const env = process.env;
 const here = (path: string) => fileURLToPath(new URL(path, import.meta.url));
@@ -164,7 +164,7 @@ console.table(
 );
 const result = {
   date: new Date().toISOString(),
-  machine: { cpus: cpus().length, cpu: cpus()[0]?.model, node: process.version },
+  machine: machine(),
   model_dir: modelDir,
   requests: { count: REQUESTS, max_tokens: MAX_TOKENS, block_size: 32, threshold: 0.9 },
   gpu_provider: gpu ?? null,

@@ -9,11 +9,9 @@
  * `npm run reliability` puts the figures into docs/RELIABILITY.md.
  */
 import { randomBytes } from "node:crypto";
-import { mkdirSync, writeFileSync } from "node:fs";
-import { cpus } from "node:os";
-import { fileURLToPath } from "node:url";
 import { type LoadResult, quantiles, runLoad } from "../test/support/load.ts";
 import { freePort, startSprout, whenReady } from "../test/support/sprout.ts";
+import { stamp, writeResult } from "./report.ts";
 
 const STREAMS = Number(process.env.LOAD_STREAMS ?? 8);
 const SECONDS = Number(process.env.LOAD_SECONDS ?? 30);
@@ -86,19 +84,9 @@ console.log(
   `Refusing a key wrong in its last character: ${authTiming?.near_miss_p50_ms.toFixed(2)} ms p50; in its first: ${authTiming?.far_miss_p50_ms.toFixed(2)} ms (${AUTH_ROUNDS} each, alternating).`,
 );
 
-const here = (path: string) => fileURLToPath(new URL(path, import.meta.url));
-mkdirSync(here("./results/"), { recursive: true });
-writeFileSync(
-  here("./results/load.json"),
-  `${JSON.stringify(
-    {
-      date: new Date().toISOString(),
-      machine: { cpus: cpus().length, cpu: cpus()[0]?.model, node: process.version },
-      request: { max_tokens: 32, block_size: 8 },
-      runs,
-      auth_timing: authTiming,
-    },
-    null,
-    2,
-  )}\n`,
-);
+writeResult("load", {
+  ...stamp(),
+  request: { max_tokens: 32, block_size: 8 },
+  runs,
+  auth_timing: authTiming,
+});

@@ -26,14 +26,14 @@
  * Prints tables; writes bench/results/rows.json and puts the tables into the README.
  */
 import { spawnSync } from "node:child_process";
-import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { cpus, tmpdir } from "node:os";
+import { existsSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { loadManifest } from "../models/src/manifest.ts";
 import { DenoiserSession, type ForwardInput, KvCache, newStepProfile } from "../models/src/session.ts";
-import { writeReadmeSection } from "./readme.ts";
+import { stamp, writeReadmeSection, writeResult } from "./report.ts";
 
 const { values } = parseArgs({
   options: {
@@ -256,8 +256,7 @@ if (unevenResult) {
   ]);
 }
 const result = {
-  date: new Date().toISOString(),
-  machine: { cpus: cpus().length, cpu: cpus()[0]?.model, node: process.version },
+  ...stamp(),
   command: `npx tsx bench/rows.ts --repeats ${repeats} --batch ${batches.join(",")}${values.threads ? ` --threads ${values.threads}` : ""}`,
   model: {
     shape: SHAPE,
@@ -275,9 +274,7 @@ const result = {
   results,
   uneven: unevenResult,
 };
-const out = fileURLToPath(new URL("./results/rows.json", import.meta.url));
-mkdirSync(fileURLToPath(new URL("./results/", import.meta.url)), { recursive: true });
-writeFileSync(out, `${JSON.stringify(result, null, 2)}\n`);
+const out = writeResult("rows", result);
 console.log(`wrote ${out} (${measuredS.toFixed(0)} s measuring)`);
 
 writeReadmeSection(

@@ -15,21 +15,18 @@
  * Prints a table (the median of `runs` runs in this process, per forward), writes
  * bench/results/step-profile.json and puts the table into the README (`npm run bench` runs it).
  */
-import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { PerformanceObserver } from "node:perf_hooks";
-import { fileURLToPath } from "node:url";
 import { DEFAULT_MAX_BATCH, Scheduler } from "../apps/denoiser/src/scheduler.ts";
 import { type DecodeEvent, loadModel, SHIPPED_MODEL_DIR, type Work } from "../models/src/index.ts";
 import { DenoiserSession, type ForwardInput, KvCache, newStepProfile } from "../models/src/session.ts";
 import { mbppTasks } from "./quality.ts";
-import { writeReadmeSection } from "./readme.ts";
+import { stamp, writeReadmeSection, writeResult } from "./report.ts";
 
 const [CONCURRENT = 8, REQUESTS = 16, MAX_BATCH = DEFAULT_MAX_BATCH, RUNS = 3, COST] = process.argv
   .slice(2)
   .map(Number);
 const MAX_TOKENS = 64;
-const here = (path: string) => fileURLToPath(new URL(path, import.meta.url));
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] as number;
 const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
 const range = (from: number, count: number) => Array.from({ length: count }, (_, i) => from + i);
@@ -251,24 +248,16 @@ console.table(
   })),
 );
 
-mkdirSync(here("./results/"), { recursive: true });
-writeFileSync(
-  here("./results/step-profile.json"),
-  `${JSON.stringify(
-    {
-      date: new Date().toISOString(),
-      model: model.manifest.name,
-      concurrent: CONCURRENT,
-      requests: REQUESTS,
-      max_batch: MAX_BATCH,
-      median: { step_ms: stepMs, parts, gc_ms: mid((r) => r.gc_ms) },
-      runs,
-      split_by_length: splits,
-    },
-    null,
-    2,
-  )}\n`,
-);
+writeResult("step-profile", {
+  ...stamp(),
+  model: model.manifest.name,
+  concurrent: CONCURRENT,
+  requests: REQUESTS,
+  max_batch: MAX_BATCH,
+  median: { step_ms: stepMs, parts, gc_ms: mid((r) => r.gc_ms) },
+  runs,
+  split_by_length: splits,
+});
 await model.close();
 
 const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
