@@ -73,12 +73,16 @@ TEMPLATE = (
     "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
 )
 
+# What every shape here shares with Qwen2.5's and Qwen3's config.json: the vocabulary, RoPE's
+# base, the norm's epsilon and the tied head.
+QWEN_COMMON = {"vocab_size": 151936, "rope_theta": 1000000.0, "rms_norm_eps": 1e-6, "tie_word_embeddings": True}
+
 SHAPES = {
     # Qwen3-1.7B's config.json (tied embeddings), with SDAR's fields.
     "qwen3-1.7b": {
         "classes": ("Qwen3Config", "Qwen3ForCausalLM"),
         "config": dict(
-            vocab_size=151936,
+            **QWEN_COMMON,
             hidden_size=2048,
             intermediate_size=6144,
             num_hidden_layers=28,
@@ -86,9 +90,6 @@ SHAPES = {
             num_key_value_heads=8,
             head_dim=128,
             max_position_embeddings=40960,
-            rope_theta=1000000.0,
-            rms_norm_eps=1e-6,
-            tie_word_embeddings=True,
         ),
         "fields": {"model_type": "sdar", "block_size": 4, "mask_token_id": 151669},
         "special": QWEN_SPECIAL + QWEN3_EXTRA + ["<|MASK|>"],  # 151669: SDAR's mask
@@ -97,16 +98,13 @@ SHAPES = {
     "qwen2.5-1.5b": {
         "classes": ("Qwen2Config", "Qwen2ForCausalLM"),
         "config": dict(
-            vocab_size=151936,
+            **QWEN_COMMON,
             hidden_size=1536,
             intermediate_size=8960,
             num_hidden_layers=28,
             num_attention_heads=12,
             num_key_value_heads=2,
             max_position_embeddings=32768,
-            rope_theta=1000000.0,
-            rms_norm_eps=1e-6,
-            tie_word_embeddings=True,
         ),
         "fields": {"model_type": "Fast_dLLM_Qwen", "bd_size": 32},
         "special": QWEN_SPECIAL + ["|<MASK>|"],  # 151665: Fast-dLLM v2's mask_id
@@ -116,7 +114,7 @@ SHAPES = {
     "qwen3-wide-head": {
         "classes": ("Qwen3Config", "Qwen3ForCausalLM"),
         "config": dict(
-            vocab_size=151936,
+            **QWEN_COMMON,
             hidden_size=256,
             intermediate_size=768,
             num_hidden_layers=2,
@@ -124,9 +122,6 @@ SHAPES = {
             num_key_value_heads=2,
             head_dim=64,
             max_position_embeddings=4096,
-            rope_theta=1000000.0,
-            rms_norm_eps=1e-6,
-            tie_word_embeddings=True,
         ),
         "fields": {"model_type": "sdar", "block_size": 32, "mask_token_id": 151669},
         "special": QWEN_SPECIAL + QWEN3_EXTRA + ["<|MASK|>"],  # 151669: SDAR's mask
