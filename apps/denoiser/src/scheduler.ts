@@ -144,8 +144,7 @@ export class Scheduler {
       while (this.active.length < this.maxBatch && this.queue.length > 0)
         this.activate(this.queue.shift() as Entry);
       if (this.active.length === 0) return;
-      const batch = this.pickBatch();
-      const inputs = batch.flatMap(({ rows }) => rows);
+      const { batch, inputs, slots } = this.pickBatch();
       let results: ForwardResult[] = [];
       if (inputs.length > 0) {
         const started = performance.now();
@@ -159,7 +158,7 @@ export class Scheduler {
         this.options.onForward?.({
           sequences: inputs.length,
           tokens: inputs.reduce((a, i) => a + i.context.length + i.block.length, 0),
-          paddedTokens: this.slots(inputs),
+          paddedTokens: slots,
           seconds: (performance.now() - started) / 1000,
         });
       }
@@ -183,20 +182,30 @@ export class Scheduler {
     }
   }
 
-  /** Longest-waiting first, while the forward stays within its sequence and token-slot limits. */
-  private pickBatch(): { entry: Entry; rows: readonly ForwardInput[] }[] {
+  /**
+   * Longest-waiting first, while the forward stays within its sequence and token-slot limits:
+   * the work and its rows, all the rows in order, and the slots they take.
+   */
+  private pickBatch(): {
+    batch: { entry: Entry; rows: readonly ForwardInput[] }[];
+    inputs: readonly ForwardInput[];
+    slots: number;
+  } {
     const order = [...this.active].sort((a, b) => a.servedAt - b.servedAt);
     const batch: { entry: Entry; rows: readonly ForwardInput[] }[] = [];
     let inputs: readonly ForwardInput[] = [];
+    let slots = 0;
     for (const entry of order) {
       const rows = entry.work.next();
       const joined = [...inputs, ...rows];
-      const fits = joined.length <= this.maxBatch && this.slots(joined) <= this.maxBatchTokens;
+      const joinedSlots = this.slots(joined);
+      const fits = joined.length <= this.maxBatch && joinedSlots <= this.maxBatchTokens;
       if (inputs.length > 0 && !fits) continue;
       inputs = joined;
+      slots = joinedSlots;
       batch.push({ entry, rows });
     }
-    return batch;
+    return { batch, inputs, slots };
   }
 
   private dropCancelled(): void {
